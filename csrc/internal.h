@@ -1,0 +1,137 @@
+/*
+** internal.h -- names shared between conc's C files (prefix conc__).
+**
+** Layers, as in Lua's own sources:
+**   obj.c sync.c thread.c    the core: pthreads, futexes, refcounted objects;
+**                            no lua.h in them
+**   transfer.c               the wire format; the only file that reads one
+**                            lua_State to write bytes for another
+**   state.c                  making states, module registration, errors
+**   l*.c                     one binding per object kind, exposing it to Lua
+*/
+#ifndef CONC_INTERNAL_H
+#define CONC_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ======================================================================
+** Refcounted objects (obj.c)
+** Every conc object shared between states starts with a conc_Obj. Each state
+** that sees the object holds one proxy userdata per object (a weak cache keeps
+** identity), and each proxy owns one reference; so does each message in flight
+** that names the object. The object is freed when the last reference goes.
+** ====================================================================== */
+
+typedef struct conc_Obj conc_Obj;
+
+typedef struct conc_ObjType {
+  const char *name;             /* metatable name, e.g. "conc.Thread" */
+  void (*destroy)(conc_Obj *o); /* frees the object; called once, at refs 0 */
+  atomic_long live;             /* objects of this kind alive, for tests */
+} conc_ObjType;
+
+struct conc_Obj {
+  atomic_long refs;
+  conc_ObjType *type;
+};
+
+void conc__obj_init(conc_Obj *o, conc_ObjType *type);
+void conc__obj_incref(conc_Obj *o);
+void conc__obj_decref(conc_Obj *o);
+
+/* ======================================================================
+** Time and waiting (sync.c)
+** ====================================================================== */
+
+#define CONC_FOREVER (-1.0)
+
+double conc__monotonic(void);
+double conc__walltime(void);
+
+/* Results of a wait, as negative errno in the libuv manner. */
+#define CONC_OK 0
+#define CONC_ETIMEDOUT (-110)
+#define CONC_EINTR (-4)
+
+/*
+** Blocks while *word == expected, until woken, until `deadline`
+** (conc__monotonic() seconds; CONC_FOREVER for none) or, in the OS thread that
+** owns a pending KeyboardInterrupt, until interrupted. Returns CONC_OK (woken
+** or the word changed: callers re-check their condition), CONC_ETIMEDOUT or
+** CONC_EINTR.
+*/
+int conc__futex_wait(atomic_uint *word, unsigned expected, double deadline);
+void conc__futex_wake(atomic_uint *word, int nwaiters);
+
+/* Sleeps until deadline; CONC_OK or CONC_EINTR. */
+int conc__sleep_until(double deadline);
+
+/* Deadline for a Python-style timeout: <0 or FOREVER means no deadline. */
+double conc__deadline(double timeout);
+
+/* Flags a KeyboardInterrupt for the calling OS thread (signal-safe). */
+void conc__interrupt_set(void);
+/* Pending KeyboardInterrupt for the calling OS thread? */
+int conc__interrupt_pending(void);
+/* Consumes the pending interrupt (and the hook set on its state). */
+void conc__interrupt_clear(void);
+
+/* ======================================================================
+** Threads (thread.c): OS threads and the table of live ones.
+** ====================================================================== */
+
+typedef struct conc_Thread conc_Thread;
+typedef void (*conc_ThreadBody)(conc_Thread *t, void *arg);
+
+enum { CONC_THREAD_NEW, CONC_THREAD_RUNNING, CONC_THREAD_DONE };
+
+extern conc_ObjType conc__thread_type;
+
+conc_Thread *conc__thread_new(const char *name, int daemon);
+conc_Thread *conc__thread_main(void);
+conc_Thread *conc__thread_current(void);   /* NULL in threads conc did not make */
+/* Starts t running body(t, arg). Returns 0, or an errno from pthread_create.
+** Fails with EINVAL if t was started already. */
+int conc__thread_start(conc_Thread *t, conc_ThreadBody body, void *arg);
+/* Waits for t to finish: CONC_OK (finished), CONC_ETIMEDOUT or CONC_EINTR. */
+int conc__thread_join(conc_Thread *t, double deadline);
+int conc__thread_status(conc_Thread *t);
+int conc__thread_daemon(conc_Thread *t);
+int conc__thread_set_daemon(conc_Thread *t, int daemon); /* -1 if started */
+/* Copies the name into buf (truncated to size) and returns buf. */
+char *conc__thread_name(conc_Thread *t, char *buf, size_t size);
+void conc__thread_set_name(conc_Thread *t, const char *name);
+uint64_t conc__thread_ident(conc_Thread *t);  /* 0 until started */
+long conc__thread_native_id(conc_Thread *t);  /* -1 until started */
+/* Calls fn for every live thread (main included) under the table's lock; fn
+** must not block. Returns the number of live threads. */
+int conc__thread_each(void (*fn)(conc_Thread *t, void *ud), void *ud);
+/* Takes a reference to a live non-daemon thread other than the caller, or
+** returns NULL when there is none: what shutdown waits for. */
+conc_Thread *conc__thread_next_nondaemon(void);
+uint64_t conc__thread_self_ident(void);
+long conc__thread_self_native_id(void);
+long conc__thread_next_number(void);  /* Thread-N numbering */
+
+/* ======================================================================
+** Value transfer (transfer.c)
+** ====================================================================== */
+
+/*
+** A message: the bytes of the wire format plus the conc objects it names,
+** each holding one reference until the message is freed. Objects are referred
+** to by index into objs, never by a pointer in the bytes, so corrupt bytes
+** can't name memory.
+*/
+typedef struct conc_Msg {
+  size_t len;
+  unsigned nobjs;
+  conc_Obj **objs;   /* points into this same allocation */
+  char *data;        /* likewise */
+} conc_Msg;
+
+void conc__msg_free(conc_Msg *m);
+
+#endif

@@ -1,0 +1,77 @@
+/*
+** lconc.h -- internals shared by the files that see lua.h.
+*/
+#ifndef CONC_LCONC_H
+#define CONC_LCONC_H
+
+#include "lua.h"
+#include "lauxlib.h"
+
+#include "conc.h"
+#include "internal.h"
+
+/* ---- transfer.c ---------------------------------------------------------- */
+
+/*
+** Encodes the n values from stack index `first` into a new message the caller
+** owns (free it with conc__msg_free). names[i] names value i in error paths
+** ("args[2].conn: cannot transfer userdata"); names may be NULL. On a value
+** that cannot cross, raises a Lua error in L and allocates nothing.
+*/
+conc_Msg *conc__encode(lua_State *L, int first, int n, const char *const *names);
+
+/*
+** Pushes the values a message holds and returns how many. Raises a Lua error
+** on corrupt or truncated input, having read nothing outside the message.
+** The message stays the caller's.
+*/
+int conc__decode(lua_State *L, const conc_Msg *m);
+int conc__decode_bytes(lua_State *L, const char *data, size_t len,
+                       conc_Obj *const *objs, unsigned nobjs);
+
+/* ---- state.c ------------------------------------------------------------- */
+
+/* Makes a state for a conc thread or worker: standard libraries, the given
+** package.path/cpath (NULL: Lua's defaults), every conc module, then the
+** embedder's state-init hook. NULL when out of memory. */
+lua_State *conc__newstate(const char *path, const char *cpath);
+
+/* Proxies: the one userdata per (state, object) pair. pushobj takes a new
+** reference for the proxy; toobj returns NULL for anything not a proxy. */
+void conc__pushobj(lua_State *L, conc_Obj *o);
+conc_Obj *conc__toobj(lua_State *L, int idx);
+conc_Obj *conc__checkobj(lua_State *L, int idx, conc_ObjType *type);
+/* Creates the metatable for a kind of object: __name, __gc, the methods in
+** `methods` reachable through __index unless `methods` sets __index itself. */
+void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods);
+
+/* Pushes package.loaded[name], requiring it if need be. */
+void conc__require(lua_State *L, const char *name);
+/* Pushes an instance of the error class `cls` (a name in conc.errors) with
+** message msg (may be NULL). */
+void conc__pusherror(lua_State *L, const char *cls, const char *msg);
+/* Raises such an error, with a printf-style message. */
+int conc__raise(lua_State *L, const char *cls, const char *fmt, ...);
+/* Raises KeyboardInterrupt, consuming the pending interrupt. */
+int conc__raise_interrupt(lua_State *L);
+/* Turns a wait result into a Lua error (EINTR) or a boolean (timeout). */
+int conc__check_wait(lua_State *L, int rc);
+/* A Python-style timeout argument: nil or absent is forever; negative is
+** "no wait" unless forbidden. */
+double conc__opttimeout(lua_State *L, int idx);
+
+/* The Lua facades compiled into the library (embedded.c, generated). */
+typedef struct conc_Embedded {
+  const char *name;
+  const unsigned char *code;
+  size_t len;
+} conc_Embedded;
+extern const conc_Embedded conc__embedded[];
+
+/* ---- the bindings, each opened into conc.core ---------------------------- */
+
+void conc__open_thread(lua_State *L);
+void conc__open_time(lua_State *L);
+void conc__open_transfer(lua_State *L);
+
+#endif

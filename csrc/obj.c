@@ -1,0 +1,26 @@
+/*
+** obj.c -- the refcounted header every shared conc object starts with.
+*/
+#include "internal.h"
+
+void conc__obj_init(conc_Obj *o, conc_ObjType *type) {
+  atomic_init(&o->refs, 1);
+  o->type = type;
+  atomic_fetch_add_explicit(&type->live, 1, memory_order_relaxed);
+}
+
+void conc__obj_incref(conc_Obj *o) {
+  atomic_fetch_add_explicit(&o->refs, 1, memory_order_relaxed);
+}
+
+/* Release ordering on the decrement and an acquire fence before destroy: every
+** write another holder made before dropping its reference happens-before the
+** free (the usual refcount protocol; TSan understands it). */
+void conc__obj_decref(conc_Obj *o) {
+  if (atomic_fetch_sub_explicit(&o->refs, 1, memory_order_release) == 1) {
+    conc_ObjType *type = o->type;
+    atomic_thread_fence(memory_order_acquire);
+    type->destroy(o);
+    atomic_fetch_sub_explicit(&type->live, 1, memory_order_relaxed);
+  }
+}

@@ -1,0 +1,353 @@
+/*
+** state.c -- making states, registering conc's modules in them, proxies for
+** shared objects, errors, and the embedding API of conc.h.
+*/
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lualib.h"
+
+#include "lconc.h"
+
+static const char PROXIES_KEY = 'p';  /* registry: lightuserdata -> proxy */
+static const char SENTINEL_KEY = 's'; /* registry: joins threads at close */
+
+static conc_StateInit state_init;
+static void *state_init_ud;
+
+/* ======================================================================
+** Proxies
+** ====================================================================== */
+
+static void push_proxies(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PROXIES_KEY) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_newtable(L);
+  lua_newtable(L);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &PROXIES_KEY);
+}
+
+void conc__pushobj(lua_State *L, conc_Obj *o) {
+  conc_Obj **box;
+  push_proxies(L);
+  if (lua_rawgetp(L, -1, o) == LUA_TUSERDATA) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 1);
+  box = lua_newuserdatauv(L, sizeof *box, 0);
+  *box = o;
+  conc__obj_incref(o);
+  if (luaL_getmetatable(L, o->type->name) != LUA_TTABLE) {
+    /* a fresh state that has not opened conc.core yet: its metatables are
+    ** made there */
+    lua_pop(L, 1);
+    luaL_requiref(L, "conc.core", luaopen_conc_core, 0);
+    lua_pop(L, 1);
+    luaL_getmetatable(L, o->type->name);
+  }
+  lua_setmetatable(L, -2);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, -3, o);
+  lua_remove(L, -2);
+}
+
+/* A userdata is a proxy when the cache maps the object it names back to it:
+** that also rejects foreign userdata whose first bytes look like a pointer. */
+conc_Obj *conc__toobj(lua_State *L, int idx) {
+  conc_Obj **box = lua_touserdata(L, idx);
+  int ok;
+  if (box == NULL || lua_type(L, idx) != LUA_TUSERDATA ||
+      lua_rawlen(L, idx) != sizeof *box || *box == NULL)
+    return NULL;
+  idx = lua_absindex(L, idx);
+  push_proxies(L);
+  lua_rawgetp(L, -1, *box);
+  ok = lua_rawequal(L, -1, idx);
+  lua_pop(L, 2);
+  return ok ? *box : NULL;
+}
+
+conc_Obj *conc__checkobj(lua_State *L, int idx, conc_ObjType *type) {
+  conc_Obj **box = luaL_checkudata(L, idx, type->name);
+  if (*box == NULL) luaL_error(L, "%s is closed", type->name);
+  return *box;
+}
+
+static int proxy_gc(lua_State *L) {
+  conc_Obj **box = lua_touserdata(L, 1);
+  if (*box) {
+    conc__obj_decref(*box);
+    *box = NULL;
+  }
+  return 0;
+}
+
+void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods) {
+  if (!luaL_newmetatable(L, type->name)) return;  /* made already */
+  lua_pushcfunction(L, proxy_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  if (lua_getfield(L, -1, "__index") != LUA_TNIL) {
+    /* the methods define their own __index: they are metamethods */
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      lua_pushvalue(L, -2);
+      lua_insert(L, -2);
+      lua_rawset(L, -5);
+    }
+    lua_pop(L, 1);
+  } else {
+    lua_pop(L, 1);
+    lua_setfield(L, -2, "__index");
+  }
+  lua_pop(L, 1);
+}
+
+/* ======================================================================
+** Errors
+** ====================================================================== */
+
+void conc__require(lua_State *L, const char *name) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, name) != LUA_TNIL) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 2);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, name);
+  lua_call(L, 1, 1);
+}
+
+void conc__pusherror(lua_State *L, const char *cls, const char *msg) {
+  conc__require(L, "conc.errors");
+  lua_getfield(L, -1, cls);
+  lua_remove(L, -2);
+  if (msg) lua_pushstring(L, msg);
+  else lua_pushnil(L);
+  lua_call(L, 1, 1);
+}
+
+int conc__raise(lua_State *L, const char *cls, const char *fmt, ...) {
+  va_list ap;
+  const char *msg = NULL;
+  if (fmt) {
+    va_start(ap, fmt);
+    msg = lua_pushvfstring(L, fmt, ap);
+    va_end(ap);
+  }
+  conc__pusherror(L, cls, msg);
+  return lua_error(L);
+}
+
+static lua_State *volatile interrupt_L;
+
+int conc__raise_interrupt(lua_State *L) {
+  conc__interrupt_clear();
+  if (interrupt_L) lua_sethook(interrupt_L, NULL, 0, 0);
+  return conc__raise(L, "KeyboardInterrupt", NULL);
+}
+
+int conc__check_wait(lua_State *L, int rc) {
+  if (rc == CONC_EINTR) return conc__raise_interrupt(L);
+  return rc == CONC_OK;
+}
+
+double conc__opttimeout(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx)) return CONC_FOREVER;
+  return luaL_checknumber(L, idx);
+}
+
+/* ======================================================================
+** Module registration
+** ====================================================================== */
+
+static int load_embedded(lua_State *L) {
+  const conc_Embedded *m = lua_touserdata(L, lua_upvalueindex(1));
+  if (luaL_loadbufferx(L, (const char *)m->code, m->len, m->name, "b") != LUA_OK)
+    return lua_error(L);
+  lua_pushstring(L, m->name);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+void conc_openlibs(lua_State *L) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_conc_core);
+  lua_setfield(L, -2, "conc.core");
+  for (const conc_Embedded *m = conc__embedded; m->name; m++) {
+    lua_pushlightuserdata(L, (void *)m);
+    lua_pushcclosure(L, load_embedded, 1);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pop(L, 1);
+  conc__thread_main();  /* the thread that opens conc first is MainThread */
+}
+
+int luaopen_conc(lua_State *L) {
+  conc_openlibs(L);
+  luaL_requiref(L, "conc", NULL, 0);
+  return 1;
+}
+
+void conc_set_state_init(conc_StateInit fn, void *ud) {
+  state_init = fn;
+  state_init_ud = ud;
+}
+
+static void set_path(lua_State *L, const char *field, const char *value) {
+  if (value == NULL) return;
+  lua_getglobal(L, "package");
+  lua_pushstring(L, value);
+  lua_setfield(L, -2, field);
+  lua_pop(L, 1);
+}
+
+static int newstate_p(lua_State *L) {
+  const char **paths = lua_touserdata(L, 1);
+  luaL_openlibs(L);
+  set_path(L, "path", paths[0]);
+  set_path(L, "cpath", paths[1]);
+  conc_openlibs(L);
+  if (state_init) state_init(L, state_init_ud);
+  return 0;
+}
+
+lua_State *conc__newstate(const char *path, const char *cpath) {
+  const char *paths[2] = {path, cpath};
+  lua_State *L = luaL_newstate();
+  if (L == NULL) return NULL;
+  lua_pushcfunction(L, newstate_p);
+  lua_pushlightuserdata(L, paths);
+  if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    fprintf(stderr, "conc: cannot set up a thread's state: %s\n",
+            lua_tostring(L, -1));
+    lua_close(L);
+    return NULL;
+  }
+  return L;
+}
+
+/* ======================================================================
+** Interrupts and shutdown
+** ====================================================================== */
+
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+  (void)ar;
+  conc__raise_interrupt(L);
+}
+
+/* The lua.c way: a signal handler may set a hook and nothing more, and the
+** hook raises at the next instruction. sync.c's flag covers the case where
+** the state is blocked in C. */
+void conc_interrupt(lua_State *L) {
+  interrupt_L = L;
+  conc__interrupt_set();
+  lua_sethook(L, interrupt_hook,
+              LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+}
+
+static int shutdown_p(lua_State *L) {
+  conc_Thread *t;
+  while ((t = conc__thread_next_nondaemon()) != NULL) {
+    int rc = conc__thread_join(t, CONC_FOREVER);
+    conc__obj_decref((conc_Obj *)t);
+    conc__check_wait(L, rc);
+  }
+  return 0;
+}
+
+int conc_shutdown(lua_State *L) {
+  lua_pushcfunction(L, shutdown_p);
+  return lua_pcall(L, 0, 0, 0);
+}
+
+/* __gc of a sentinel in the main state's registry: under a stock lua5.4 the
+** script's end closes the state, and non-daemon threads are waited for there,
+** as Python does at exit. A Ctrl-C while waiting gives up the wait. */
+static int sentinel_gc(lua_State *L) {
+  conc_Thread *t;
+  while ((t = conc__thread_next_nondaemon()) != NULL) {
+    int rc = conc__thread_join(t, CONC_FOREVER);
+    conc__obj_decref((conc_Obj *)t);
+    if (rc != CONC_OK) break;
+  }
+  (void)L;
+  return 0;
+}
+
+static void install_sentinel(lua_State *L) {
+  if (conc__thread_current() != conc__thread_main()) return;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SENTINEL_KEY) != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_newuserdatauv(L, 0, 0);
+  lua_newtable(L);
+  lua_pushcfunction(L, sentinel_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &SENTINEL_KEY);
+}
+
+int conc_iserror(lua_State *L, int idx, const char *name) {
+  int ok = 0;
+  idx = lua_absindex(L, idx);
+  if (!lua_istable(L, idx)) return 0;
+  lua_getglobal(L, "package");  /* no require: never load code here */
+  if (lua_istable(L, -1)) {
+    lua_getfield(L, -1, "loaded");
+    if (lua_istable(L, -1) && lua_getfield(L, -1, "conc.errors") == LUA_TTABLE) {
+      lua_getfield(L, -1, name);
+      /* walk the class chain through each class's __parent */
+      if (lua_getmetatable(L, idx)) {
+        while (!ok && lua_istable(L, -1)) {
+          ok = lua_rawequal(L, -1, -2);
+          lua_getfield(L, -1, "__parent");
+          lua_remove(L, -2);
+        }
+        lua_pop(L, 1);
+      }
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 2);
+  }
+  lua_pop(L, 1);
+  return ok;
+}
+
+/* ======================================================================
+** conc.core
+** ====================================================================== */
+
+static void push_live(lua_State *L, conc_ObjType *type) {
+  lua_pushinteger(L, (lua_Integer)atomic_load(&type->live));
+  lua_setfield(L, -2, type->name);
+}
+
+/* Objects alive per kind, for tests that check nothing is left behind. */
+static int l_live_objects(lua_State *L) {
+  lua_newtable(L);
+  push_live(L, &conc__thread_type);
+  return 1;
+}
+
+int luaopen_conc_core(lua_State *L) {
+  static const luaL_Reg fns[] = {{"live_objects", l_live_objects}, {NULL, NULL}};
+  conc__thread_main();  /* the thread that opens conc first is MainThread */
+  luaL_newlib(L, fns);
+  conc__open_transfer(L);
+  conc__open_thread(L);
+  conc__open_time(L);
+  install_sentinel(L);
+  return 1;
+}

@@ -1,0 +1,893 @@
+/*
+** transfer.c -- the wire format: values from one lua_State as bytes, and the
+** bytes back as values in another. The only file that reads a state to write
+** a message for a different one.
+**
+** A message is:  'C' version count value*
+** and a value is one tag byte and its payload:
+**
+**   NIL FALSE TRUE GLOBALS       no payload (GLOBALS: the receiver's _G)
+**   INT       zigzag varint
+**   FLOAT     8 bytes, native order (messages never leave the machine)
+**   STR       varint length, bytes
+**   TABLE     varint narray, u32 nhash hint, narray values, key/value pairs,
+**             END, then the metatable as a value (NIL for none)
+**   REF       varint id of a table, function or object seen earlier in this
+**             message: shared references and cycles survive
+**   FUNC      varint length, bytecode, u64 hash of it, varint nups, upvalues
+**   NAMED     a STR-shaped payload "module\0field": a value found in
+**             package.loaded (field empty for the module itself), looked up
+**             (and required) in the receiver
+**   OBJ       varint index into the message's object array
+**
+** Tables, functions and objects get ids in the order they are first written,
+** on both sides. The decoder bounds every read by the message's length, caps
+** the sizes it preallocates by the bytes left, refuses nesting deeper than
+** MAX_DEPTH, and loads bytecode only when its hash matches: a corrupt message
+** raises an error, and corrupt bytecode is never handed to lua_load (Lua does
+** not verify bytecode, so loading it could crash the receiver later).
+*/
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lconc.h"
+
+#define VERSION 1
+#define MAX_DEPTH 200
+
+enum {
+  T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_FUNC,
+  T_NAMED, T_GLOBALS, T_OBJ, T_END
+};
+
+/* Registry keys (their addresses). */
+static const char NAMES_KEY = 'n';   /* value -> "module\0field" */
+static const char NAMES_COUNT = 'c'; /* #package.loaded when NAMES_KEY built */
+
+static uint64_t hash_bytes(const char *p, size_t n) {
+  uint64_t h = 14695981039346656037ULL;  /* FNV-1a */
+  for (size_t i = 0; i < n; i++) {
+    h ^= (unsigned char)p[i];
+    h *= 1099511628211ULL;
+  }
+  return h;
+}
+
+/* ======================================================================
+** Encoder
+** ====================================================================== */
+
+typedef struct PathSeg {
+  int kind;       /* 'k' key at stack index idx, 'u' upvalue name, 'm' meta,
+                     'K' a key itself */
+  int idx;
+  const char *name;
+} PathSeg;
+
+typedef struct Enc {
+  lua_State *L;
+  char *buf;
+  size_t len, cap;
+  conc_Obj **objs;
+  unsigned nobjs, capobjs;
+  int seen;      /* stack index of {value -> id}, 0 until needed */
+  int nseen;
+  int names;     /* stack index of the named-value index, 0 until needed */
+  int depth;
+  const char *root;
+  PathSeg path[MAX_DEPTH + 2];
+  char inl[256]; /* small messages never touch the heap until the end */
+} Enc;
+
+static void enc_init(Enc *e, lua_State *L) {
+  e->L = L;
+  e->buf = e->inl;
+  e->len = 0;
+  e->cap = sizeof e->inl;
+  e->objs = NULL;
+  e->nobjs = e->capobjs = 0;
+  e->seen = e->nseen = e->names = e->depth = 0;
+  e->root = "value";
+}
+
+static void enc_release(Enc *e) {
+  if (e->buf != e->inl) free(e->buf);
+  free(e->objs);
+}
+
+static void enc_reserve(Enc *e, size_t n) {
+  size_t cap;
+  char *nb;
+  if (e->len + n <= e->cap) return;
+  cap = e->cap * 2;
+  while (cap < e->len + n) cap *= 2;
+  if (e->buf == e->inl) {
+    nb = malloc(cap);
+    if (nb) memcpy(nb, e->inl, e->len);
+  } else {
+    nb = realloc(e->buf, cap);
+  }
+  if (nb == NULL) luaL_error(e->L, "not enough memory");
+  e->buf = nb;
+  e->cap = cap;
+}
+
+static void put_bytes(Enc *e, const void *p, size_t n) {
+  enc_reserve(e, n);
+  memcpy(e->buf + e->len, p, n);
+  e->len += n;
+}
+
+static void put_byte(Enc *e, int b) {
+  enc_reserve(e, 1);
+  e->buf[e->len++] = (char)b;
+}
+
+static void put_varint(Enc *e, uint64_t v) {
+  enc_reserve(e, 10);
+  while (v >= 0x80) {
+    e->buf[e->len++] = (char)(v | 0x80);
+    v >>= 7;
+  }
+  e->buf[e->len++] = (char)v;
+}
+
+static void put_u32_at(Enc *e, size_t at, uint32_t v) {
+  memcpy(e->buf + at, &v, 4);
+}
+
+static void put_string(Enc *e, const char *s, size_t n) {
+  put_varint(e, n);
+  put_bytes(e, s, n);
+}
+
+/* Writes the path to the value being encoded, e.g. args[2].conn, and raises
+** "PATH: cannot transfer WHAT". */
+static int enc_error(Enc *e, const char *what) {
+  lua_State *L = e->L;
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  luaL_addstring(&b, e->root);
+  for (int i = 0; i < e->depth; i++) {
+    PathSeg *s = &e->path[i];
+    if (s->kind == 'u') {
+      luaL_addstring(&b, "<upvalue ");
+      luaL_addstring(&b, s->name[0] ? s->name : "?");
+      luaL_addchar(&b, '>');
+    } else if (s->kind == 'm') {
+      luaL_addstring(&b, "<metatable>");
+    } else if (s->kind == 'K') {
+      luaL_addstring(&b, "<key>");
+    } else {
+      int t = lua_type(L, s->idx);
+      size_t n;
+      const char *k;
+      if (t == LUA_TSTRING) {
+        int ident = 1;
+        k = lua_tolstring(L, s->idx, &n);
+        for (size_t j = 0; j < n; j++) {
+          char c = k[j];
+          if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                (j > 0 && c >= '0' && c <= '9')))
+            ident = 0;
+        }
+        if (ident && n > 0) {
+          luaL_addchar(&b, '.');
+          luaL_addlstring(&b, k, n);
+          continue;
+        }
+        lua_pushfstring(L, "[\"%s\"]", k);
+      } else if (t == LUA_TNUMBER || t == LUA_TBOOLEAN) {
+        luaL_tolstring(L, s->idx, NULL);
+        lua_pushfstring(L, "[%s]", lua_tostring(L, -1));
+        lua_remove(L, -2);
+      } else {
+        lua_pushfstring(L, "[%s]", luaL_typename(L, s->idx));
+      }
+      /* the pushed piece sits above the buffer; luaL_addvalue expects that */
+      luaL_addvalue(&b);
+    }
+  }
+  luaL_pushresult(&b);
+  return luaL_error(L, "%s: cannot transfer %s", lua_tostring(L, -1), what);
+}
+
+static void enc_value(Enc *e, int idx);
+
+/* Finds the id of a table, function or object seen before, or gives it the
+** next id. Returns the old id, or -1 when the value is new. */
+static int enc_seen(Enc *e, int idx) {
+  lua_State *L = e->L;
+  int id;
+  if (e->seen == 0) {
+    lua_newtable(L);
+    e->seen = lua_gettop(L);
+  }
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, e->seen) == LUA_TNUMBER) {
+    id = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    return id;
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, idx);
+  lua_pushinteger(L, e->nseen++);
+  lua_rawset(L, e->seen);
+  return -1;
+}
+
+static void add_name(lua_State *L, int index, int value, const char *mod,
+                     const char *field) {
+  lua_pushvalue(L, value);
+  if (lua_rawget(L, index) != LUA_TNIL) {  /* first name wins */
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, value);
+  lua_pushfstring(L, "%s%c%s", mod, '\0', field);
+  lua_rawset(L, index);
+}
+
+static int count_loaded(lua_State *L, int loaded) {
+  int n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, loaded)) {
+    lua_pop(L, 1);
+    n++;
+  }
+  return n;
+}
+
+/* Module names in package.loaded, sorted, so that a value reachable under two
+** names always crosses under the same one. */
+static int sorted_modules(lua_State *L, int loaded) {
+  int n = 0;
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, loaded)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, -3, ++n);
+    }
+  }
+  /* insertion sort: a few dozen modules */
+  for (int i = 2; i <= n; i++) {
+    for (int j = i; j > 1; j--) {
+      lua_rawgeti(L, -1, j - 1);
+      lua_rawgeti(L, -2, j);
+      if (strcmp(lua_tostring(L, -2), lua_tostring(L, -1)) <= 0) {
+        lua_pop(L, 2);
+        break;
+      }
+      lua_rawseti(L, -3, j - 1);
+      lua_rawseti(L, -2, j);
+    }
+  }
+  return n;
+}
+
+/*
+** The index of named values: every module in package.loaded and the tables
+** and functions directly in it, and the C functions of _G (print, pairs...).
+** Rebuilt when the number of loaded modules changes, or when asked to (a C
+** function was not found: a module may have grown).
+*/
+static void build_names(lua_State *L) {
+  int loaded, index, mods, n;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  loaded = lua_gettop(L);
+  lua_newtable(L);
+  index = lua_gettop(L);
+  n = sorted_modules(L, loaded);
+  mods = lua_gettop(L);
+  for (int i = 1; i <= n; i++) {  /* modules first: they beat fields */
+    lua_rawgeti(L, mods, i);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, loaded);
+    if (lua_istable(L, -1) || lua_isfunction(L, -1))
+      add_name(L, index, lua_gettop(L), lua_tostring(L, -2), "");
+    lua_pop(L, 2);
+  }
+  for (int i = 1; i <= n; i++) {
+    const char *mod;
+    int isG;
+    lua_rawgeti(L, mods, i);
+    mod = lua_tostring(L, -1);
+    isG = strcmp(mod, LUA_GNAME) == 0;
+    if (lua_rawget(L, loaded) == LUA_TTABLE) {
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        int t = lua_type(L, -1);
+        /* from _G, only C functions: its other fields are user globals */
+        int ok = isG ? lua_iscfunction(L, -1)
+                     : (t == LUA_TTABLE || t == LUA_TFUNCTION);
+        if (ok && lua_type(L, -2) == LUA_TSTRING) {
+          lua_rawgeti(L, mods, i);
+          add_name(L, index, lua_gettop(L) - 1, lua_tostring(L, -1),
+                   lua_tostring(L, -3));
+          lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);  /* mods */
+  lua_pushvalue(L, index);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
+  lua_pushinteger(L, count_loaded(L, loaded));
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_COUNT);
+  lua_remove(L, loaded);  /* leaves the index on top */
+}
+
+/* Leaves the index at e->names, building it if stale. */
+static void enc_names(Enc *e, int rebuild) {
+  lua_State *L = e->L;
+  if (e->names && !rebuild) return;
+  if (!rebuild) {
+    int count;
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    count = count_loaded(L, lua_gettop(L));
+    lua_pop(L, 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_COUNT);
+    rebuild = lua_tointeger(L, -1) != count;
+    lua_pop(L, 1);
+  }
+  if (rebuild) {
+    build_names(L);
+  } else {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
+  }
+  if (e->names) lua_replace(L, e->names);
+  else e->names = lua_gettop(L);
+}
+
+/* Writes NAMED and returns 1 if the value at idx has a module name. */
+static int enc_named(Enc *e, int idx, int rebuild) {
+  lua_State *L = e->L;
+  size_t n;
+  const char *s;
+  enc_names(e, rebuild);
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, e->names) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  s = lua_tolstring(L, -1, &n);
+  put_byte(e, T_NAMED);
+  put_string(e, s, n);
+  lua_pop(L, 1);
+  return 1;
+}
+
+static void enc_push(Enc *e, int kind, int idx, const char *name) {
+  PathSeg *s;
+  if (e->depth >= MAX_DEPTH) enc_error(e, "a value nested this deep");
+  s = &e->path[e->depth++];
+  s->kind = kind;
+  s->idx = idx;
+  s->name = name;
+}
+
+static void enc_table(Enc *e, int idx) {
+  lua_State *L = e->L;
+  lua_Integer narr = (lua_Integer)lua_rawlen(L, idx);
+  size_t hint_at;
+  uint32_t nhash = 0;
+  put_byte(e, T_TABLE);
+  put_varint(e, (uint64_t)narr);
+  hint_at = e->len;
+  put_bytes(e, &nhash, 4);
+  luaL_checkstack(L, 6, "value nested too deep");
+  for (lua_Integer i = 1; i <= narr; i++) {
+    lua_pushinteger(L, i);
+    lua_rawgeti(L, idx, i);
+    enc_push(e, 'k', lua_gettop(L) - 1, NULL);
+    enc_value(e, lua_gettop(L));
+    e->depth--;
+    lua_pop(L, 2);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int top = lua_gettop(L);
+    if (lua_isinteger(L, top - 1)) {
+      lua_Integer k = lua_tointeger(L, top - 1);
+      if (k >= 1 && k <= narr) {
+        lua_pop(L, 1);
+        continue;
+      }
+    }
+    enc_push(e, 'K', top - 1, NULL);
+    enc_value(e, top - 1);
+    e->path[e->depth - 1].kind = 'k';
+    enc_value(e, top);
+    e->depth--;
+    nhash++;
+    lua_pop(L, 1);
+  }
+  put_byte(e, T_END);
+  put_u32_at(e, hint_at, nhash);
+  if (lua_getmetatable(L, idx)) {
+    enc_push(e, 'm', 0, NULL);
+    enc_value(e, lua_gettop(L));
+    e->depth--;
+    lua_pop(L, 1);
+  } else {
+    put_byte(e, T_NIL);
+  }
+}
+
+static int writer(lua_State *L, const void *p, size_t n, void *ud) {
+  (void)L;
+  put_bytes((Enc *)ud, p, n);
+  return 0;
+}
+
+static void enc_function(Enc *e, int idx) {
+  lua_State *L = e->L;
+  size_t at, codelen;
+  uint64_t h;
+  lua_Debug ar;
+  if (lua_iscfunction(L, idx)) {
+    if (enc_named(e, idx, 1)) return;  /* rebuilt: a module may have grown */
+    enc_error(e, "C function (only those in a loaded module can cross)");
+  }
+  put_byte(e, T_FUNC);
+  /* The length goes first; reserve the longest varint and fix it below. */
+  at = e->len;
+  put_bytes(e, "\0\0\0\0\0\0\0\0\0\0", 10);
+  lua_pushvalue(L, idx);
+  lua_dump(L, writer, e, 0);  /* debug info kept: remote tracebacks need it */
+  lua_pop(L, 1);
+  codelen = e->len - at - 10;
+  {
+    /* varint of codelen, padded to 10 bytes with continuation bits so the
+    ** decoder needs no special case */
+    uint64_t v = codelen;
+    for (int i = 0; i < 10; i++) {
+      unsigned char c = (unsigned char)(v & 0x7f);
+      v >>= 7;
+      if (i < 9) c |= 0x80;
+      e->buf[at + i] = (char)c;
+    }
+  }
+  h = hash_bytes(e->buf + at + 10, codelen);
+  put_bytes(e, &h, 8);
+  lua_pushvalue(L, idx);
+  lua_getinfo(L, ">u", &ar);
+  put_varint(e, ar.nups);
+  luaL_checkstack(L, 4, "value nested too deep");
+  for (int i = 1; i <= ar.nups; i++) {
+    const char *name = lua_getupvalue(L, idx, i);
+    enc_push(e, 'u', 0, name ? name : "");
+    enc_value(e, lua_gettop(L));
+    e->depth--;
+    lua_pop(L, 1);
+  }
+}
+
+static void enc_object(Enc *e, conc_Obj *o) {
+  if (e->nobjs == e->capobjs) {
+    unsigned cap = e->capobjs ? e->capobjs * 2 : 4;
+    conc_Obj **n = realloc(e->objs, cap * sizeof *n);
+    if (n == NULL) luaL_error(e->L, "not enough memory");
+    e->objs = n;
+    e->capobjs = cap;
+  }
+  e->objs[e->nobjs] = o;
+  put_byte(e, T_OBJ);
+  put_varint(e, e->nobjs++);
+}
+
+static void enc_value(Enc *e, int idx) {
+  lua_State *L = e->L;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: put_byte(e, T_NIL); return;
+    case LUA_TBOOLEAN: put_byte(e, lua_toboolean(L, idx) ? T_TRUE : T_FALSE); return;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        uint64_t u = (uint64_t)lua_tointeger(L, idx);
+        put_byte(e, T_INT);
+        put_varint(e, (u << 1) ^ (uint64_t)((int64_t)u >> 63));  /* zigzag */
+      } else {
+        lua_Number d = lua_tonumber(L, idx);
+        put_byte(e, T_FLOAT);
+        put_bytes(e, &d, sizeof d);
+      }
+      return;
+    case LUA_TSTRING: {
+      size_t n;
+      const char *s = lua_tolstring(L, idx, &n);
+      put_byte(e, T_STR);
+      put_string(e, s, n);
+      return;
+    }
+    default: break;
+  }
+  /* tables, functions, userdata: identity matters from here on */
+  {
+    int t = lua_type(L, idx);
+    conc_Obj *o = NULL;
+    int id;
+    if (t == LUA_TTHREAD) enc_error(e, "coroutine");
+    if (t == LUA_TLIGHTUSERDATA) enc_error(e, "light userdata");
+    if (t == LUA_TUSERDATA) {
+      o = conc__toobj(L, idx);
+      if (o == NULL) enc_error(e, "userdata");
+    }
+    lua_pushglobaltable(L);
+    if (lua_rawequal(L, idx, -1)) {
+      lua_pop(L, 1);
+      put_byte(e, T_GLOBALS);
+      return;
+    }
+    lua_pop(L, 1);
+    id = enc_seen(e, idx);
+    if (id >= 0) {
+      put_byte(e, T_REF);
+      put_varint(e, (uint64_t)id);
+      return;
+    }
+    if (o) {
+      enc_object(e, o);
+      return;
+    }
+    if (enc_named(e, idx, 0)) return;
+    if (e->depth >= MAX_DEPTH) enc_error(e, "a value nested this deep");
+    if (t == LUA_TTABLE) enc_table(e, idx);
+    else enc_function(e, idx);
+  }
+}
+
+/* Everything that can raise runs here, under lua_pcall, so conc__encode can
+** free its buffers before passing the error on. */
+static int encode_p(lua_State *L) {
+  Enc *e = lua_touserdata(L, 1);
+  const char *const *names = lua_touserdata(L, 2);
+  int n = lua_gettop(L) - 2;
+  for (int i = 0; i < n; i++) {
+    e->root = names ? names[i] : "value";
+    enc_value(e, 3 + i);
+  }
+  return 0;
+}
+
+static int is_plain(lua_State *L, int first, int n) {
+  for (int i = 0; i < n; i++) {
+    int t = lua_type(L, first + i);
+    if (t != LUA_TNIL && t != LUA_TBOOLEAN && t != LUA_TNUMBER &&
+        t != LUA_TSTRING)
+      return 0;
+  }
+  return 1;
+}
+
+static conc_Msg *enc_finish(Enc *e) {
+  size_t objsz = e->nobjs * sizeof(conc_Obj *);
+  conc_Msg *m = malloc(sizeof *m + objsz + e->len);
+  if (m == NULL) return NULL;
+  m->len = e->len;
+  m->nobjs = e->nobjs;
+  m->objs = (conc_Obj **)(m + 1);
+  m->data = (char *)(m + 1) + objsz;
+  for (unsigned i = 0; i < e->nobjs; i++) {
+    m->objs[i] = e->objs[i];
+    conc__obj_incref(e->objs[i]);
+  }
+  memcpy(m->data, e->buf, e->len);
+  return m;
+}
+
+conc_Msg *conc__encode(lua_State *L, int first, int n,
+                       const char *const *names) {
+  Enc e;
+  conc_Msg *m;
+  first = lua_absindex(L, first);
+  enc_init(&e, L);
+  put_byte(&e, 'C');
+  put_byte(&e, VERSION);
+  put_varint(&e, (uint64_t)n);
+  if (is_plain(L, first, n)) {
+    /* nothing here can raise: no pcall, no allocation for small messages */
+    for (int i = 0; i < n; i++) enc_value(&e, first + i);
+  } else {
+    luaL_checkstack(L, n + 4, "too many values");
+    lua_pushcfunction(L, encode_p);
+    lua_pushlightuserdata(L, &e);
+    lua_pushlightuserdata(L, (void *)names);
+    for (int i = 0; i < n; i++) lua_pushvalue(L, first + i);
+    if (lua_pcall(L, n + 2, 0, 0) != LUA_OK) {
+      enc_release(&e);
+      lua_error(L);
+    }
+  }
+  m = enc_finish(&e);
+  enc_release(&e);
+  if (m == NULL) luaL_error(L, "not enough memory");
+  return m;
+}
+
+void conc__msg_free(conc_Msg *m) {
+  if (m == NULL) return;
+  for (unsigned i = 0; i < m->nobjs; i++) conc__obj_decref(m->objs[i]);
+  free(m);
+}
+
+/* ======================================================================
+** Decoder
+** ====================================================================== */
+
+typedef struct Dec {
+  lua_State *L;
+  const unsigned char *p, *end;
+  conc_Obj *const *objs;
+  unsigned nobjs;
+  int seen;    /* stack index of {id -> value}, 0 until needed */
+  int nseen;
+  int depth;
+} Dec;
+
+static int corrupt(Dec *d, const char *why) {
+  return luaL_error(d->L, "corrupt message: %s", why);
+}
+
+static int get_byte(Dec *d) {
+  if (d->p >= d->end) corrupt(d, "truncated");
+  return *d->p++;
+}
+
+static uint64_t get_varint(Dec *d) {
+  uint64_t v = 0;
+  for (int shift = 0; shift < 70; shift += 7) {
+    int c = get_byte(d);
+    v |= (uint64_t)(c & 0x7f) << shift;
+    if (!(c & 0x80)) return v;
+  }
+  corrupt(d, "bad varint");
+  return 0;
+}
+
+static const char *get_bytes(Dec *d, size_t n) {
+  const char *p = (const char *)d->p;
+  if ((size_t)(d->end - d->p) < n) corrupt(d, "truncated");
+  d->p += n;
+  return p;
+}
+
+/* Records the value on top as the next id. */
+static void dec_seen(Dec *d) {
+  lua_State *L = d->L;
+  if (d->seen == 0) {
+    lua_newtable(L);
+    lua_insert(L, -2);
+    d->seen = lua_gettop(L) - 1;
+  }
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, d->seen, ++d->nseen);
+}
+
+static void dec_value(Dec *d);
+
+static void dec_table(Dec *d) {
+  lua_State *L = d->L;
+  uint64_t narr = get_varint(d);
+  uint32_t nhash;
+  size_t left;
+  int t;
+  memcpy(&nhash, get_bytes(d, 4), 4);
+  left = (size_t)(d->end - d->p);
+  /* every element takes at least one byte: cap what we preallocate */
+  if (narr > left || narr > INT_MAX) corrupt(d, "array longer than the message");
+  if (nhash > left / 2) nhash = (uint32_t)(left / 2);
+  lua_createtable(L, (int)narr, (int)nhash);
+  dec_seen(d);
+  t = lua_gettop(L);
+  for (uint64_t i = 1; i <= narr; i++) {
+    dec_value(d);
+    lua_rawseti(L, t, (lua_Integer)i);
+  }
+  for (;;) {
+    if (d->p < d->end && *d->p == T_END) {
+      d->p++;
+      break;
+    }
+    dec_value(d);
+    if (lua_isnil(L, -1)) corrupt(d, "nil table key");
+    if (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1))
+      corrupt(d, "NaN table key");
+    dec_value(d);
+    lua_rawset(L, t);
+  }
+  dec_value(d);
+  if (lua_istable(L, -1)) lua_setmetatable(L, t);
+  else if (lua_isnil(L, -1)) lua_pop(L, 1);
+  else corrupt(d, "metatable is not a table");
+}
+
+static void dec_function(Dec *d) {
+  lua_State *L = d->L;
+  uint64_t codelen = get_varint(d), nups, h;
+  const char *code;
+  lua_Debug ar;
+  int f;
+  if (codelen > (uint64_t)(d->end - d->p)) corrupt(d, "truncated");
+  code = get_bytes(d, (size_t)codelen);
+  memcpy(&h, get_bytes(d, 8), 8);
+  if (h != hash_bytes(code, (size_t)codelen)) corrupt(d, "bytecode checksum");
+  if (luaL_loadbufferx(L, code, (size_t)codelen, "=transferred", "b") != LUA_OK)
+    corrupt(d, lua_tostring(L, -1));
+  dec_seen(d);  /* before the upvalues: a recursive function names itself */
+  f = lua_gettop(L);
+  nups = get_varint(d);
+  lua_pushvalue(L, f);
+  lua_getinfo(L, ">u", &ar);
+  if (nups != ar.nups) corrupt(d, "upvalue count");
+  for (int i = 1; i <= (int)nups; i++) {
+    dec_value(d);
+    lua_setupvalue(L, f, i);
+  }
+}
+
+static void dec_named(Dec *d) {
+  lua_State *L = d->L;
+  size_t n = (size_t)get_varint(d);
+  const char *s, *field;
+  size_t modlen;
+  if (n > (size_t)(d->end - d->p)) corrupt(d, "truncated");
+  s = get_bytes(d, n);
+  field = memchr(s, '\0', n);
+  if (field == NULL) corrupt(d, "bad module name");
+  modlen = (size_t)(field - s);
+  field++;
+  lua_pushlstring(L, s, modlen);
+  if (strcmp(lua_tostring(L, -1), LUA_GNAME) == 0) {
+    lua_pop(L, 1);
+    lua_pushglobaltable(L);
+  } else {
+    /* package.loaded first: require itself is the slow path */
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushvalue(L, -2);
+    if (lua_rawget(L, -2) == LUA_TNIL) {
+      lua_pop(L, 2);
+      lua_getglobal(L, "require");
+      lua_insert(L, -2);
+      lua_call(L, 1, 1);
+    } else {
+      lua_replace(L, -3);
+      lua_pop(L, 1);
+    }
+  }
+  if (s + n > field) {
+    lua_pushlstring(L, field, (size_t)(s + n - field));
+    if (!lua_istable(L, -2)) corrupt(d, "module is not a table");
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+  }
+  if (lua_isnil(L, -1))
+    luaL_error(L, "transferred value %s not found in this state", s);
+}
+
+static void dec_value(Dec *d) {
+  lua_State *L = d->L;
+  int tag;
+  if (++d->depth > MAX_DEPTH + 2) corrupt(d, "nested too deep");
+  luaL_checkstack(L, 8, "message nested too deep");
+  tag = get_byte(d);
+  switch (tag) {
+    case T_NIL: lua_pushnil(L); break;
+    case T_FALSE: lua_pushboolean(L, 0); break;
+    case T_TRUE: lua_pushboolean(L, 1); break;
+    case T_GLOBALS: lua_pushglobaltable(L); break;
+    case T_INT: {
+      uint64_t z = get_varint(d);
+      lua_pushinteger(L, (lua_Integer)((z >> 1) ^ (~(z & 1) + 1)));
+      break;
+    }
+    case T_FLOAT: {
+      lua_Number x;
+      memcpy(&x, get_bytes(d, sizeof x), sizeof x);
+      lua_pushnumber(L, x);
+      break;
+    }
+    case T_STR: {
+      uint64_t n = get_varint(d);
+      if (n > (uint64_t)(d->end - d->p)) corrupt(d, "truncated");
+      lua_pushlstring(L, get_bytes(d, (size_t)n), (size_t)n);
+      break;
+    }
+    case T_TABLE: dec_table(d); break;
+    case T_FUNC: dec_function(d); break;
+    case T_NAMED: dec_named(d); dec_seen(d); break;
+    case T_REF: {
+      uint64_t id = get_varint(d);
+      if (d->seen == 0 || id >= (uint64_t)d->nseen) corrupt(d, "bad reference");
+      lua_rawgeti(L, d->seen, (lua_Integer)id + 1);
+      break;
+    }
+    case T_OBJ: {
+      uint64_t i = get_varint(d);
+      if (i >= d->nobjs) corrupt(d, "bad object index");
+      conc__pushobj(L, d->objs[i]);
+      dec_seen(d);
+      break;
+    }
+    default: corrupt(d, "unknown tag");
+  }
+  d->depth--;
+}
+
+int conc__decode_bytes(lua_State *L, const char *data, size_t len,
+                       conc_Obj *const *objs, unsigned nobjs) {
+  Dec d;
+  uint64_t n;
+  d.L = L;
+  d.p = (const unsigned char *)data;
+  d.end = d.p + len;
+  d.objs = objs;
+  d.nobjs = nobjs;
+  d.seen = d.nseen = d.depth = 0;
+  if (get_byte(&d) != 'C' || get_byte(&d) != VERSION) corrupt(&d, "bad header");
+  n = get_varint(&d);
+  if (n > len) corrupt(&d, "value count");
+  luaL_checkstack(L, (int)n + 2, "too many values");
+  for (uint64_t i = 0; i < n; i++) dec_value(&d);
+  if (d.p != d.end) corrupt(&d, "trailing bytes");
+  if (d.seen) lua_remove(L, d.seen);
+  return (int)n;
+}
+
+int conc__decode(lua_State *L, const conc_Msg *m) {
+  return conc__decode_bytes(L, m->data, m->len, m->objs, m->nobjs);
+}
+
+/* ======================================================================
+** conc.core.encode / decode: the wire format seen from Lua (tests, and
+** whatever wants a value as bytes). The bytes carry no objects: a value
+** holding a conc object cannot be dumped to a string.
+** ====================================================================== */
+
+static int l_dumps(lua_State *L) {
+  conc_Msg *m = conc__encode(L, 1, lua_gettop(L), NULL);
+  if (m->nobjs > 0) {
+    conc__msg_free(m);
+    return luaL_error(L, "conc objects cannot be dumped to bytes");
+  }
+  lua_pushlstring(L, m->data, m->len);
+  conc__msg_free(m);
+  return 1;
+}
+
+static int l_loads(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_settop(L, 1);
+  return conc__decode_bytes(L, s, len, NULL, 0);
+}
+
+static int decode_p(lua_State *L) {
+  const conc_Msg *m = lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  return conc__decode(L, m);
+}
+
+/* Round trip through a message, objects included: what a thread receives. */
+static int l_copy(lua_State *L) {
+  int n = lua_gettop(L), rc;
+  conc_Msg *m = conc__encode(L, 1, n, NULL);
+  lua_settop(L, 0);
+  lua_pushcfunction(L, decode_p);
+  lua_pushlightuserdata(L, m);
+  rc = lua_pcall(L, 1, LUA_MULTRET, 0);
+  conc__msg_free(m);  /* the proxies hold their own references now */
+  if (rc != LUA_OK) return lua_error(L);
+  return lua_gettop(L);
+}
+
+void conc__open_transfer(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"dumps", l_dumps}, {"loads", l_loads}, {"copy", l_copy}, {NULL, NULL}};
+  luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,20 @@
+-- conc: require "conc" gives every module, each loaded on first use.
+local errors = require "conc.errors"
+
+local M = {
+  isinstance = errors.isinstance,
+  errors = errors,
+}
+
+local submodules = {threading = true, time = true, class = true, core = true}
+
+return setmetatable(M, {
+  __index = function(t, k)
+    if submodules[k] then
+      local m = require("conc." .. k)
+      rawset(t, k, m)
+      return m
+    end
+    return errors[k]  -- conc.RuntimeError, conc.KeyboardInterrupt, ...
+  end,
+})
