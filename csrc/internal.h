@@ -116,6 +116,19 @@ long conc__thread_self_native_id(void);
 long conc__thread_next_number(void);  /* Thread-N numbering */
 
 /* ======================================================================
+** Workers (worker.c): reusable OS threads.
+** ====================================================================== */
+
+/* Runs fn(arg) on a parked worker or a new OS thread (signals blocked).
+** Returns 0 or an errno from pthread_create. */
+int conc__worker_run(void (*fn)(void *), void *arg);
+/* What a worker prepares before parking, for the next fn to take. */
+typedef void *(*conc_WorkerWarmup)(void);
+void conc__worker_set_warmup(conc_WorkerWarmup prepare, void (*drop)(void *));
+/* In fn: what this worker prepared (NULL if nothing); the caller owns it. */
+void *conc__worker_take_warm(void);
+
+/* ======================================================================
 ** Value transfer (transfer.c)
 ** ====================================================================== */
 

@@ -35,6 +35,18 @@ int conc__decode_bytes(lua_State *L, const char *data, size_t len,
 ** package.path/cpath (NULL: Lua's defaults), every conc module, then the
 ** embedder's state-init hook. NULL when out of memory. */
 lua_State *conc__newstate(const char *path, const char *cpath);
+/* conc__newstate, or the one this worker prepared while parked. */
+lua_State *conc__newstate_for_thread(const char *path, const char *cpath);
+/* The state is built: user code runs from here (ends the startup arena and
+** lets the GC run). */
+void conc__state_ready(lua_State *L);
+void conc__closestate(lua_State *L);
+
+/* ---- alloc.c ------------------------------------------------------------- */
+
+lua_State *conc__alloc_newstate(void);
+void conc__alloc_ready(lua_State *L);
+void conc__alloc_close(lua_State *L);  /* lua_close, then the arena */
 
 /* Proxies: the one userdata per (state, object) pair. pushobj takes a new
 ** reference for the proxy; toobj returns NULL for anything not a proxy. */

@@ -4,6 +4,7 @@
 */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lualib.h"
@@ -15,6 +16,10 @@ static const char SENTINEL_KEY = 's'; /* registry: joins threads at close */
 
 static conc_StateInit state_init;
 static void *state_init_ud;
+static atomic_uint state_init_gen;  /* bumped when the hook changes */
+
+static void *warm_prepare(void);
+static void warm_discard(void *p);
 
 /* ======================================================================
 ** Proxies
@@ -190,6 +195,7 @@ void conc_openlibs(lua_State *L) {
   }
   lua_pop(L, 1);
   conc__thread_main();  /* the thread that opens conc first is MainThread */
+  conc__worker_set_warmup(warm_prepare, warm_discard);
 }
 
 int luaopen_conc(lua_State *L) {
@@ -201,6 +207,7 @@ int luaopen_conc(lua_State *L) {
 void conc_set_state_init(conc_StateInit fn, void *ud) {
   state_init = fn;
   state_init_ud = ud;
+  atomic_fetch_add(&state_init_gen, 1);  /* states built before are stale */
 }
 
 static void set_path(lua_State *L, const char *field, const char *value) {
@@ -221,19 +228,117 @@ static int newstate_p(lua_State *L) {
   return 0;
 }
 
+static int panic(lua_State *L) {
+  const char *msg = lua_tostring(L, -1);
+  fprintf(stderr, "PANIC: unprotected error in call to Lua API (%s)\n",
+          msg ? msg : "error object is not a string");
+  fflush(stderr);
+  return 0;  /* and Lua aborts */
+}
+
+/* lauxlib's warning protocol ("@on", "@off", pieces joined by tocont), its
+** on/off switch kept in the state's extra space. Off at first, as in lua.c. */
+static void warnf(void *ud, const char *msg, int tocont) {
+  lua_State *L = ud;
+  int *mode = lua_getextraspace(L);  /* 0 off, 1 on, 2 on and mid-message */
+  if (*mode != 2 && !tocont && *msg == '@') {
+    if (strcmp(msg, "@off") == 0) *mode = 0;
+    else if (strcmp(msg, "@on") == 0) *mode = 1;
+    return;
+  }
+  if (*mode == 0) return;
+  if (*mode == 1) fputs("Lua warning: ", stderr);
+  fputs(msg, stderr);
+  if (tocont) {
+    *mode = 2;
+  } else {
+    fputs("\n", stderr);
+    fflush(stderr);
+    *mode = 1;
+  }
+}
+
 lua_State *conc__newstate(const char *path, const char *cpath) {
   const char *paths[2] = {path, cpath};
-  lua_State *L = luaL_newstate();
+  lua_State *L = conc__alloc_newstate();
   if (L == NULL) return NULL;
+  lua_atpanic(L, panic);
+  *(int *)lua_getextraspace(L) = 0;
+  lua_setwarnf(L, warnf, L);
+  lua_gc(L, LUA_GCSTOP);  /* nothing to collect while it is being built */
   lua_pushcfunction(L, newstate_p);
   lua_pushlightuserdata(L, paths);
   if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
     fprintf(stderr, "conc: cannot set up a thread's state: %s\n",
             lua_tostring(L, -1));
-    lua_close(L);
+    conc__closestate(L);
     return NULL;
   }
   return L;
+}
+
+/* A state a parked worker builds for the next thread it will run (see
+** worker.c): conc.threading loaded, paths still the defaults. */
+typedef struct Warm {
+  lua_State *L;
+  unsigned gen;
+} Warm;
+
+/* The collection here, off the critical path, leaves the collector paced
+** for the heap the state starts with, so the thread's first allocations do
+** not pay for marking everything its startup made. */
+static int warm_p(lua_State *L) {
+  conc__require(L, "conc.threading");
+  lua_gc(L, LUA_GCRESTART);
+  lua_gc(L, LUA_GCCOLLECT);
+  return 0;
+}
+
+static void *warm_prepare(void) {
+  Warm *w = malloc(sizeof *w);
+  if (w == NULL) return NULL;
+  w->gen = atomic_load(&state_init_gen);
+  w->L = conc__newstate(NULL, NULL);
+  if (w->L) {
+    lua_pushcfunction(w->L, warm_p);
+    if (lua_pcall(w->L, 0, 0, 0) != LUA_OK) lua_pop(w->L, 1);
+  }
+  if (w->L == NULL) {
+    free(w);
+    return NULL;
+  }
+  return w;
+}
+
+static void warm_discard(void *p) {
+  Warm *w = p;
+  conc__closestate(w->L);
+  free(w);
+}
+
+lua_State *conc__newstate_for_thread(const char *path, const char *cpath) {
+  Warm *w = conc__worker_take_warm();
+  if (w) {
+    lua_State *L = w->L;
+    int fresh = w->gen == atomic_load(&state_init_gen);
+    free(w);
+    if (fresh) {
+      set_path(L, "path", path);
+      set_path(L, "cpath", cpath);
+      return L;
+    }
+    conc__closestate(L);
+  }
+  return conc__newstate(path, cpath);
+}
+
+void conc__state_ready(lua_State *L) {
+  conc__alloc_ready(L);
+  if (!lua_gc(L, LUA_GCISRUNNING)) lua_gc(L, LUA_GCRESTART);
+}
+
+void conc__closestate(lua_State *L) {
+  conc__alloc_close(L);
 }
 
 /* ======================================================================

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -140,7 +139,7 @@ conc_Thread *conc__thread_current(void) {
   return pthread_equal(main_tid, pthread_self()) ? main_thread : NULL;
 }
 
-static void *trampoline(void *p) {
+static void trampoline(void *p) {
   conc_Thread *t = p;
   self_thread = t;
   lock(&t->mu);
@@ -154,16 +153,13 @@ static void *trampoline(void *p) {
   lock(&t->mu);
   t->status = CONC_THREAD_DONE;
   unlock(&t->mu);
+  self_thread = NULL;
   atomic_store_explicit(&t->done, 1, memory_order_release);
   conc__futex_wake(&t->done, INT_MAX);
   conc__obj_decref(&t->hdr);  /* the reference the running thread held */
-  return NULL;
 }
 
 int conc__thread_start(conc_Thread *t, conc_ThreadBody body, void *arg) {
-  pthread_attr_t attr;
-  pthread_t tid;
-  sigset_t all, old;
   int rc;
   conc__thread_main();
   lock(&t->mu);
@@ -177,25 +173,15 @@ int conc__thread_start(conc_Thread *t, conc_ThreadBody body, void *arg) {
   t->arg = arg;
   conc__obj_incref(&t->hdr);
   list_add(t);  /* before it runs: enumerate() sees a started thread at once */
-  /* Threads are detached: join waits on t->done, which a timeout can bound.
-  ** They start with every signal blocked so that SIGINT reaches the main
-  ** thread, where KeyboardInterrupt belongs. */
-  pthread_attr_init(&attr);
-  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  rc = pthread_create(&tid, &attr, trampoline, t);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  pthread_attr_destroy(&attr);
+  rc = conc__worker_run(trampoline, t);
   if (rc != 0) {
     list_remove(t);
     lock(&t->mu);
     t->status = CONC_THREAD_NEW;
     unlock(&t->mu);
     conc__obj_decref(&t->hdr);
-    return rc;
   }
-  return 0;
+  return rc;
 }
 
 int conc__thread_join(conc_Thread *t, double deadline) {

@@ -18,17 +18,26 @@ function classmeta.__index(cls, k)
   if parent then return parent[k] end
 end
 
+-- Lua finds metamethods raw in the metatable, so a subclass copies its
+-- parent's; everything else is found through __parent. (A set, not a list:
+-- making a class is on the path of starting a thread.)
+local metamethods = {}
+for k in ("__index __newindex __tostring __close __eq __lt __le __len __call "
+    .. "__concat __unm __add __sub __mul __div __mod __pow __idiv __band __bor "
+    .. "__bxor __shl __shr __bnot __gc __mode __qualname"):gmatch("%S+") do
+  metamethods[k] = true
+end
+
 local function extend(parent, name)
   local cls = {__parent = parent, __name = name}
   if parent then
-    for k, v in pairs(parent) do
-      if type(k) == "string" and k:sub(1, 2) == "__" and k ~= "__parent"
-          and k ~= "__name" and k ~= "__init" and not (k == "__index" and v == parent) then
+    for k, v in next, parent do
+      if metamethods[k] and not (k == "__index" and v == parent) then
         cls[k] = v
       end
     end
   end
-  if rawget(cls, "__index") == nil then cls.__index = cls end
+  if cls.__index == nil then cls.__index = cls end
   cls.extend = extend
   return setmetatable(cls, classmeta)
 end

@@ -1,0 +1,153 @@
+/*
+** worker.c -- the OS threads under conc threads, kept for reuse.
+**
+** Creating an OS thread costs tens of microseconds here (pthread_create and
+** its join measure 35 us on a 2-vCPU VM), and building a Lua state with the
+** standard libraries and conc's modules costs as much again. So an OS thread
+** whose conc thread has finished is not ended: it builds the state its next
+** conc thread will need (off the critical path: the finished thread has
+** already been joined) and parks, at most MAX_IDLE of them, each for at most
+** IDLE_SECONDS. Starting a thread hands it to a parked worker when there is
+** one. A thread's ident and native_id can therefore repeat after it ends,
+** which Python allows ("may be recycled when a thread exits").
+**
+** Lock order: pool_mu is a leaf.
+*/
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#include "internal.h"
+
+#define MAX_IDLE 4
+#define IDLE_SECONDS 5.0
+
+typedef struct Worker {
+  struct Worker *next;  /* in the idle list, under pool_mu */
+  int parked;           /* in the idle list, under pool_mu */
+  atomic_uint assigned; /* futex word: fn/arg are set */
+  void (*fn)(void *);
+  void *arg;
+  void *warm;           /* what warmup() prepared, for the next fn */
+} Worker;
+
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static Worker *idle;
+static int nidle;
+static conc_WorkerWarmup warmup;
+static void (*discard)(void *);
+
+static _Thread_local Worker *self_worker;
+
+void conc__worker_set_warmup(conc_WorkerWarmup prepare, void (*drop)(void *)) {
+  pthread_mutex_lock(&pool_mu);
+  warmup = prepare;
+  discard = drop;
+  pthread_mutex_unlock(&pool_mu);
+}
+
+void *conc__worker_take_warm(void) {
+  Worker *w = self_worker;
+  void *p;
+  if (w == NULL) return NULL;
+  p = w->warm;
+  w->warm = NULL;
+  return p;
+}
+
+/* Parks w until it is given work (1) or has idled too long (0). */
+static int park(Worker *w) {
+  double deadline = conc__monotonic() + IDLE_SECONDS;
+  pthread_mutex_lock(&pool_mu);
+  if (nidle >= MAX_IDLE) {
+    pthread_mutex_unlock(&pool_mu);
+    return 0;
+  }
+  atomic_store_explicit(&w->assigned, 0, memory_order_relaxed);
+  w->parked = 1;
+  w->next = idle;
+  idle = w;
+  nidle++;
+  pthread_mutex_unlock(&pool_mu);
+  for (;;) {
+    if (atomic_load_explicit(&w->assigned, memory_order_acquire)) return 1;
+    if (conc__futex_wait(&w->assigned, 0, deadline) == CONC_ETIMEDOUT) {
+      int leave = 0;
+      pthread_mutex_lock(&pool_mu);
+      if (w->parked) {  /* nobody took it: leave the pool */
+        Worker **p = &idle;
+        while (*p != w) p = &(*p)->next;
+        *p = w->next;
+        nidle--;
+        w->parked = 0;
+        leave = 1;
+      }
+      pthread_mutex_unlock(&pool_mu);
+      if (leave) return 0;
+      deadline = CONC_FOREVER;  /* taken just now: the work is coming */
+    }
+  }
+}
+
+static void *worker_main(void *p) {
+  Worker *w = p;
+  conc_WorkerWarmup prepare;
+  void (*drop)(void *);
+  self_worker = w;
+  do {
+    w->fn(w->arg);
+    w->fn = NULL;
+    w->arg = NULL;
+    pthread_mutex_lock(&pool_mu);
+    prepare = warmup;
+    pthread_mutex_unlock(&pool_mu);
+    if (prepare && w->warm == NULL) w->warm = prepare();
+  } while (park(w));
+  pthread_mutex_lock(&pool_mu);
+  drop = discard;
+  pthread_mutex_unlock(&pool_mu);
+  if (w->warm && drop) drop(w->warm);
+  free(w);
+  return NULL;
+}
+
+int conc__worker_run(void (*fn)(void *), void *arg) {
+  Worker *w;
+  pthread_attr_t attr;
+  pthread_t tid;
+  sigset_t all, old;
+  int rc;
+  pthread_mutex_lock(&pool_mu);
+  w = idle;
+  if (w) {
+    idle = w->next;
+    nidle--;
+    w->parked = 0;
+  }
+  pthread_mutex_unlock(&pool_mu);
+  if (w) {
+    w->fn = fn;
+    w->arg = arg;
+    atomic_store_explicit(&w->assigned, 1, memory_order_release);
+    conc__futex_wake(&w->assigned, 1);
+    return 0;
+  }
+  w = calloc(1, sizeof *w);
+  if (w == NULL) return ENOMEM;
+  w->fn = fn;
+  w->arg = arg;
+  /* Detached: a conc thread's join waits on its own futex word, which a
+  ** timeout can bound. Every signal blocked, so that SIGINT reaches the main
+  ** thread, where KeyboardInterrupt belongs. */
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  rc = pthread_create(&tid, &attr, worker_main, w);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+  if (rc != 0) free(w);
+  return rc;
+}
