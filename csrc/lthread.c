@@ -62,6 +62,7 @@ static int run_p(lua_State *L) {
   conc__decode(L, s->msg);  /* target, args, self, excepthook */
   conc__msg_free(s->msg);
   s->msg = NULL;
+  conc__state_ready(L);
   lua_call(L, 4, 0);
   return 0;
 }
@@ -77,7 +78,7 @@ static void report(conc_Thread *t, const char *msg) {
 ** marked done, so that join() returning means its resources are gone. */
 static void thread_body(conc_Thread *t, void *arg) {
   Start *s = arg;
-  lua_State *L = conc__newstate(s->path, s->cpath);
+  lua_State *L = conc__newstate_for_thread(s->path, s->cpath);
   if (L == NULL) {
     report(t, "cannot create a Lua state: not enough memory");
   } else {
@@ -89,7 +90,7 @@ static void thread_body(conc_Thread *t, void *arg) {
       const char *msg = luaL_tolstring(L, -1, NULL);
       report(t, msg ? msg : "(error object is not a string)");
     }
-    lua_close(L);
+    conc__closestate(L);
   }
   start_free(s);
 }
