@@ -1,7 +1,7 @@
 # Every test ctest runs. Specs run twice: under the conc host and under the
 # stock lua5.4 with conc/core.so. Sanitizer builds run the same list.
 
-set(BUSTED_PATH "/usr/share/lua/5.1/?.lua;/usr/share/lua/5.1/?/init.lua")
+set(BUSTED_PATH "/usr/share/lua/5.1/?.lua\\;/usr/share/lua/5.1/?/init.lua")
 find_program(BUSTED_EXE busted PATHS /usr/bin REQUIRED)
 
 set(SAN_ENV "")

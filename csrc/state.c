@@ -175,6 +175,29 @@ double conc__opttimeout(lua_State *L, int idx) {
 ** Module registration
 ** ====================================================================== */
 
+/* print, writing each call's line with one fwrite: stdio locks a FILE per
+** call, so lines printed by threads at the same time never interleave
+** (the base library's print writes every piece separately). */
+static int l_print(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; i++) {
+    if (i > 1) luaL_addchar(&b, '\t');
+    luaL_tolstring(L, i, NULL);
+    luaL_addvalue(&b);
+  }
+  luaL_addchar(&b, '\n');
+  luaL_pushresult(&b);
+  {
+    size_t len;
+    const char *line = lua_tolstring(L, -1, &len);
+    fwrite(line, 1, len, stdout);
+    fflush(stdout);
+  }
+  return 0;
+}
+
 static int load_embedded(lua_State *L) {
   const conc_Embedded *m = lua_touserdata(L, lua_upvalueindex(1));
   if (luaL_loadbufferx(L, (const char *)m->code, m->len, m->name, "b") != LUA_OK)
@@ -185,6 +208,8 @@ static int load_embedded(lua_State *L) {
 }
 
 void conc_openlibs(lua_State *L) {
+  lua_pushcfunction(L, l_print);
+  lua_setglobal(L, "print");
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
   lua_pushcfunction(L, luaopen_conc_core);
   lua_setfield(L, -2, "conc.core");

@@ -35,7 +35,8 @@ typedef struct Worker {
 
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static Worker *idle;
-static int nidle;
+static int nidle;     /* parked */
+static int nwarming;  /* holding a pool slot while building a state */
 static conc_WorkerWarmup warmup;
 static void (*discard)(void *);
 
@@ -57,14 +58,12 @@ void *conc__worker_take_warm(void) {
   return p;
 }
 
-/* Parks w until it is given work (1) or has idled too long (0). */
+/* Parks w until it is given work (1) or has idled too long (0). The caller
+** holds a pool slot (see worker_main). */
 static int park(Worker *w) {
   double deadline = conc__monotonic() + IDLE_SECONDS;
   pthread_mutex_lock(&pool_mu);
-  if (nidle >= MAX_IDLE) {
-    pthread_mutex_unlock(&pool_mu);
-    return 0;
-  }
+  nwarming--;
   atomic_store_explicit(&w->assigned, 0, memory_order_relaxed);
   w->parked = 1;
   w->next = idle;
@@ -91,20 +90,28 @@ static int park(Worker *w) {
   }
 }
 
+/* A worker whose conc thread is done takes a pool slot, if one is free,
+** before building the next state: with many threads ending at once, only
+** MAX_IDLE of them do that work, and the rest end at once. */
 static void *worker_main(void *p) {
   Worker *w = p;
   conc_WorkerWarmup prepare;
   void (*drop)(void *);
   self_worker = w;
-  do {
+  for (;;) {
+    int slot;
     w->fn(w->arg);
     w->fn = NULL;
     w->arg = NULL;
     pthread_mutex_lock(&pool_mu);
+    slot = nidle + nwarming < MAX_IDLE;
+    if (slot) nwarming++;
     prepare = warmup;
     pthread_mutex_unlock(&pool_mu);
+    if (!slot) break;
     if (prepare && w->warm == NULL) w->warm = prepare();
-  } while (park(w));
+    if (!park(w)) break;
+  }
   pthread_mutex_lock(&pool_mu);
   drop = discard;
   pthread_mutex_unlock(&pool_mu);

@@ -22,7 +22,9 @@ int luaopen_conc_core(lua_State *L);
 /*
 ** Registers every conc module (`conc`, `conc.core`, `conc.threading`,
 ** `conc.time`, ...) in package.preload of L, so `require` finds them with no
-** LUA_PATH set. Requires the package library to be open in L.
+** LUA_PATH set. Requires the package library to be open in L. Also replaces
+** the global print with one that writes each line in a single write, so
+** lines printed by several threads at once never interleave.
 */
 void conc_openlibs(lua_State *L);
 

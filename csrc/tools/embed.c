@@ -14,6 +14,10 @@
 #include "lua.h"
 #include "lualib.h"
 
+#ifndef STRIP
+#define STRIP 0
+#endif
+
 typedef struct Out {
   FILE *f;
   size_t n;
@@ -72,7 +76,7 @@ int main(int argc, char **argv) {
       free(src);
     }
     fprintf(f, "static const unsigned char m%d[] = {", i);
-    lua_dump(L, writer, &o, 0);
+    lua_dump(L, writer, &o, STRIP);
     lua_pop(L, 1);
     fprintf(f, "\n};\n");
   }

@@ -19,17 +19,19 @@ function classmeta.__index(cls, k)
 end
 
 -- Lua finds metamethods raw in the metatable, so a subclass copies its
--- parent's; everything else is found through __parent. (A set, not a list:
--- making a class is on the path of starting a thread.)
-local metamethods = {}
-for k in ("__index __newindex __tostring __close __eq __lt __le __len __call "
-    .. "__concat __unm __add __sub __mul __div __mod __pow __idiv __band __bor "
-    .. "__bxor __shl __shr __bnot __gc __mode __qualname"):gmatch("%S+") do
-  metamethods[k] = true
-end
+-- parent's; everything else is found through __parent. (Making classes is on
+-- the path of starting a thread, hence a literal set and a presized table.)
+local metamethods = {__index = true, __newindex = true, __tostring = true,
+  __close = true, __eq = true, __lt = true, __le = true, __len = true,
+  __call = true, __concat = true, __unm = true, __add = true, __sub = true,
+  __mul = true, __div = true, __mod = true, __pow = true, __idiv = true,
+  __band = true, __bor = true, __bxor = true, __shl = true, __shr = true,
+  __bnot = true, __gc = true, __mode = true, __qualname = true}
 
 local function extend(parent, name)
-  local cls = {__parent = parent, __name = name}
+  local cls = {__parent = parent, __name = name, __index = false,
+    __tostring = false, __qualname = false, extend = extend}
+  cls.__index, cls.__tostring, cls.__qualname = nil, nil, nil
   if parent then
     for k, v in next, parent do
       if metamethods[k] and not (k == "__index" and v == parent) then
@@ -38,7 +40,6 @@ local function extend(parent, name)
     end
   end
   if cls.__index == nil then cls.__index = cls end
-  cls.extend = extend
   return setmetatable(cls, classmeta)
 end
 
