@@ -73,6 +73,8 @@ double conc__deadline(double timeout);
 
 /* Flags a KeyboardInterrupt for the calling OS thread (signal-safe). */
 void conc__interrupt_set(void);
+/* Called by threads that block all signals: their waits need no slicing. */
+void conc__sync_signals_blocked(void);
 /* Pending KeyboardInterrupt for the calling OS thread? */
 int conc__interrupt_pending(void);
 /* Consumes the pending interrupt (and the hook set on its state). */

@@ -24,10 +24,13 @@
 
 #define INTERRUPT_SLICE 0.05
 
-/* Set by conc_interrupt (async-signal-safe); the OS thread it targets. */
-static volatile sig_atomic_t interrupt_flag;
-static pthread_t interrupt_thread;
-static atomic_int interrupt_armed;  /* interrupt_thread is meaningful */
+/* Set by conc_interrupt (async-signal-safe): the flag, and the OS thread it
+** targets (the one the signal landed in). */
+static atomic_int interrupt_flag;  /* lock-free: safe in a handler */
+static atomic_ulong interrupt_thread;
+
+/* Workers block every signal, so their waits need no slicing. */
+static _Thread_local int signals_blocked;
 
 double conc__monotonic(void) {
   struct timespec ts;
@@ -61,22 +64,25 @@ static struct timespec to_timespec(double secs) {
 /* Called from a signal handler in the thread to interrupt: the thread id and
 ** the flag are the only things written. */
 void conc__interrupt_set(void) {
-  interrupt_thread = pthread_self();
-  atomic_store(&interrupt_armed, 1);
-  interrupt_flag = 1;
+  atomic_store(&interrupt_thread, (unsigned long)pthread_self());
+  atomic_store(&interrupt_flag, 1);
+}
+
+void conc__sync_signals_blocked(void) {
+  signals_blocked = 1;
 }
 
 static int interruptible_here(void) {
-  return atomic_load(&interrupt_armed) &&
-         pthread_equal(interrupt_thread, pthread_self());
+  return !signals_blocked;
 }
 
 int conc__interrupt_pending(void) {
-  return interrupt_flag && interruptible_here();
+  return !signals_blocked && atomic_load(&interrupt_flag) &&
+         atomic_load(&interrupt_thread) == (unsigned long)pthread_self();
 }
 
 void conc__interrupt_clear(void) {
-  interrupt_flag = 0;
+  atomic_store(&interrupt_flag, 0);
 }
 
 /* ---------------------------------------------------------------------- */
@@ -103,7 +109,7 @@ int conc__futex_wait(atomic_uint *word, unsigned expected, double deadline) {
   for (;;) {
     double secs = -1;
     int rc;
-    if (interruptible && interrupt_flag) return CONC_EINTR;
+    if (interruptible && conc__interrupt_pending()) return CONC_EINTR;
     if (atomic_load_explicit(word, memory_order_acquire) != expected)
       return CONC_OK;
     if (deadline != CONC_FOREVER) {
@@ -128,7 +134,7 @@ int conc__sleep_until(double deadline) {
   for (;;) {
     double secs;
     struct timespec ts;
-    if (interruptible && interrupt_flag) return CONC_EINTR;
+    if (interruptible && conc__interrupt_pending()) return CONC_EINTR;
     secs = deadline - conc__monotonic();
     if (secs <= 0) return CONC_OK;
     if (interruptible && secs > INTERRUPT_SLICE) secs = INTERRUPT_SLICE;

@@ -98,6 +98,7 @@ static void *worker_main(void *p) {
   conc_WorkerWarmup prepare;
   void (*drop)(void *);
   self_worker = w;
+  conc__sync_signals_blocked();
   for (;;) {
     int slot;
     w->fn(w->arg);

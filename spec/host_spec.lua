@@ -312,3 +312,70 @@ print(...)
     assert.are.equal("", quiet)
   end)
 end)
+
+-- Ctrl-C: the script writes a ready file just before it blocks; the shell
+-- waits for that file (bounded), then sends SIGINT. No sleeps decide the
+-- outcome: a signal that came earlier still raises KeyboardInterrupt.
+describe("conc host and Ctrl-C", function()
+  after_each(function()
+    for _, p in ipairs(temps) do os.remove(p) end
+    temps = {}
+  end)
+
+  local function interrupt(script)
+    local ready = tmpfile()
+    os.remove(ready)
+    local src = tmpfile(("local READY = %q\n"):format(ready) .. script)
+    local out, err, status = tmpfile(), tmpfile(), tmpfile()
+    local cmd = ("%s %s >%s 2>%s & pid=$!; i=0; "
+      .. "while [ ! -e %s ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; "
+      .. "kill -INT $pid; ( sleep 15; kill -KILL $pid 2>/dev/null ) & "
+      .. "wait $pid; echo $? >%s")
+      :format(q(HOST), q(src), q(out), q(err), q(ready), q(status))
+    os.execute("sh -c " .. q(cmd))
+    return tonumber(slurp(status)), slurp(out), slurp(err)
+  end
+
+  local mark = "io.open(READY, 'w'):close()\n"
+
+  it("raises KeyboardInterrupt in time.sleep; unhandled, exits 130", function()
+    local code, out, err = interrupt("local time = require 'conc.time'\n"
+      .. "print('before')\n" .. mark .. "time.sleep(60)\nprint('after')\n")
+    assert.are.equal(130, code)
+    assert.are.equal("before\n", out)
+    assert.truthy(err:find("KeyboardInterrupt", 1, true))
+  end)
+
+  it("raises KeyboardInterrupt in join while a thread runs", function()
+    local code, out, err = interrupt([[
+local threading = require "conc.threading"
+local time = require "conc.time"
+local t = threading.Thread{target = function() time.sleep(60) end, daemon = true}
+t:start()
+]] .. mark .. [[
+t:join()
+print("joined")
+]])
+    assert.are.equal(130, code)
+    assert.are.equal("", out)
+    assert.truthy(err:find("KeyboardInterrupt", 1, true))
+  end)
+
+  it("lets the script catch it and go on", function()
+    local code, out = interrupt([[
+local time = require "conc.time"
+local conc = require "conc"
+]] .. mark .. [[
+local ok, err = pcall(time.sleep, 60)
+print(ok, conc.isinstance(err, conc.errors.KeyboardInterrupt), tostring(err))
+]])
+    assert.are.equal(0, code)
+    assert.are.equal("false\ttrue\tKeyboardInterrupt\n", out)
+  end)
+
+  it("interrupts running Lua code", function()
+    local code, _, err = interrupt(mark .. "while true do end\n")
+    assert.are.equal(130, code)
+    assert.truthy(err:find("KeyboardInterrupt", 1, true))
+  end)
+end)
