@@ -5,47 +5,61 @@
 ** libraries, conc's modules, the transferred values) and a thread that runs
 ** an empty function frees them all moments later. Through malloc that burst
 ** costs as much as the rest of starting a thread. So a state starts in
-** "startup" mode: blocks of up to SMALL bytes are bump-allocated from a few
-** ARENA_BLOCK chunks and never freed one by one; lua_close drops the chunks
-** whole. Once the state is ready to run user code, new allocations go to
+** "startup" mode: blocks of up to SMALL bytes are bump-allocated from one
+** REGION and never freed one by one; lua_close drops the region whole. Once the state is ready to run user code, new allocations go to
 ** malloc as usual, so a long-lived thread's heap behaves like any other; what
 ** the startup left in the arena (tens of KiB) stays until the state closes.
 */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lconc.h"
 
-#define ARENA_BLOCK (32 * 1024)
-#define MAX_BLOCKS 8
+#define REGION (192 * 1024)  /* a warm state's startup needs ~150 KiB */
 #define SMALL 256
 #define ALIGN 16
+#define MAX_CACHED 8
 
 typedef struct Arena {
   int startup;
-  char *cur, *end;
-  int nblocks;
-  char *blocks[MAX_BLOCKS];
+  char *base, *cur, *end;  /* one region: "is it ours" is one comparison */
 } Arena;
+
+/* Regions of closed states, kept for the next state: a worker builds and
+** closes states one after another, and a region it reuses is already mapped
+** and warm in the cache. */
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *cached[MAX_CACHED];
+static int ncached;
+
+static char *region_get(void) {
+  char *r = NULL;
+  pthread_mutex_lock(&cache_mu);
+  if (ncached > 0) r = cached[--ncached];
+  pthread_mutex_unlock(&cache_mu);
+  return r ? r : malloc(REGION);
+}
+
+static void region_put(char *r) {
+  pthread_mutex_lock(&cache_mu);
+  if (ncached < MAX_CACHED) {
+    cached[ncached++] = r;
+    r = NULL;
+  }
+  pthread_mutex_unlock(&cache_mu);
+  free(r);
+}
 
 static int in_arena(const Arena *a, const void *p) {
   const char *c = p;
-  for (int i = 0; i < a->nblocks; i++)
-    if (c >= a->blocks[i] && c < a->blocks[i] + ARENA_BLOCK) return 1;
-  return 0;
+  return c >= a->base && c < a->end;
 }
 
 static void *bump(Arena *a, size_t n) {
   void *p;
   n = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
-  if (a->cur + n > a->end) {
-    char *b;
-    if (a->nblocks == MAX_BLOCKS || (b = malloc(ARENA_BLOCK)) == NULL)
-      return NULL;
-    a->blocks[a->nblocks++] = b;
-    a->cur = b;
-    a->end = b + ARENA_BLOCK;
-  }
+  if (a->base == NULL || (size_t)(a->end - a->cur) < n) return NULL;
   p = a->cur;
   a->cur += n;
   return p;
@@ -79,8 +93,11 @@ lua_State *conc__alloc_newstate(void) {
   lua_State *L;
   if (a == NULL) return NULL;
   a->startup = 1;
+  a->base = a->cur = region_get();
+  a->end = a->base ? a->base + REGION : NULL;
   L = lua_newstate(arena_alloc, a);
   if (L == NULL) {
+    if (a->base) region_put(a->base);
     free(a);
     return NULL;
   }
@@ -98,7 +115,7 @@ void conc__alloc_close(lua_State *L) {
   lua_close(L);
   if (ours) {
     Arena *a = ud;
-    for (int i = 0; i < a->nblocks; i++) free(a->blocks[i]);
+    if (a->base) region_put(a->base);
     free(a);
   }
 }

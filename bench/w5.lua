@@ -1,0 +1,55 @@
+-- W5: four runs of naive fib(27), serially vs split over 2 threads (2 runs
+-- each); speedup = serial time / threaded time. Twin of bench/w5.py; the C
+-- baseline of the same shape is bench/fib_pthread.c.
+-- Run: build/conc bench/w5.lua [repeats] [n]
+-- Each time is the median over `repeats` rounds (serial and threaded
+-- alternate in each round), after one warm-up round. The threaded time
+-- includes starting and joining the two threads.
+local threading = require "conc.threading"
+local time = require "conc.time"
+
+local REPEATS = tonumber(arg and arg[1]) or 11
+local N = tonumber(arg and arg[2]) or 27
+
+local function fib(n)
+  if n < 2 then return n end
+  return fib(n - 1) + fib(n - 2)
+end
+
+local function worker(n)
+  for _ = 1, 2 do fib(n) end
+end
+
+local function serial()
+  local t0 = time.perf_counter()
+  for _ = 1, 4 do fib(N) end
+  return time.perf_counter() - t0
+end
+
+local function threaded()
+  local t0 = time.perf_counter()
+  local a = threading.Thread{target = worker, args = {N}}
+  local b = threading.Thread{target = worker, args = {N}}
+  a:start(); b:start()
+  a:join(); b:join()
+  return time.perf_counter() - t0
+end
+
+local function median(v)
+  table.sort(v)
+  local n = #v
+  if n % 2 == 1 then return v[(n + 1) // 2] end
+  return (v[n // 2] + v[n // 2 + 1]) / 2
+end
+
+serial(); threaded() -- warm-up
+local s, t = {}, {}
+for r = 1, REPEATS do
+  s[r] = serial()
+  t[r] = threaded()
+end
+local ms, mt = median(s), median(t)
+print(string.format("W5 conc n %d", N))
+print(string.format("W5 conc serial %.6f s", ms))
+print(string.format("W5 conc threaded %.6f s", mt))
+print(string.format("W5 conc speedup %.4f x", ms / mt))
