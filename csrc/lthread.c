@@ -131,9 +131,14 @@ static int thread_start(lua_State *L) {
 ** Handle methods
 ** ====================================================================== */
 
+/* h:join([timeout]): a negative timeout means no wait, as Python's
+** max(timeout, 0); only nil waits forever. */
 static int thread_join(lua_State *L) {
   conc_Thread *t = check_thread(L, 1);
-  double deadline = conc__deadline(conc__opttimeout(L, 2));
+  double timeout = conc__opttimeout(L, 2);
+  double deadline;
+  if (!lua_isnoneornil(L, 2) && !(timeout > 0)) timeout = 0;  /* NaN too */
+  deadline = conc__deadline(timeout);
   if (conc__thread_status(t) == CONC_THREAD_NEW)
     return conc__raise(L, "RuntimeError",
                        "cannot join thread before it is started");

@@ -6,7 +6,10 @@
 #include "lconc.h"
 
 static int l_sleep(lua_State *L) {
-  double secs = luaL_checknumber(L, 1);
+  double secs;
+  if (lua_type(L, 1) != LUA_TNUMBER)  /* no string coercion: Python's TypeError */
+    return luaL_typeerror(L, 1, "number");
+  secs = lua_tonumber(L, 1);
   if (secs < 0 || isnan(secs))
     return conc__raise(L, "ValueError", "sleep length must be non-negative");
   conc__check_wait(L, conc__sleep_until(conc__monotonic() + secs));

@@ -79,17 +79,21 @@ function Thread:run()
   if target ~= nil then
     local args = rawget(self, "_args")
     local kwargs = rawget(self, "_kwargs")
+    local n = args.n or #args
     if kwargs ~= nil then
-      target(table.unpack(args, 1, args.n or #args), kwargs)
-    else
-      target(table.unpack(args, 1, args.n or #args))
+      -- kwargs after all of args: f(table.unpack(args), kw) would keep
+      -- only the first of args
+      args = table.move(args, 1, n, 1, {})
+      n = n + 1
+      args[n] = kwargs
     end
+    target(table.unpack(args, 1, n))
   end
 end
 
 function Thread:start()
   local hook = M.excepthook
-  if hook == M.__excepthook__ then hook = nil end -- the receiver has it
+  if rawequal(hook, M.__excepthook__) then hook = nil end -- the receiver has it
   handle(self):start(rawget(self, "_target"), rawget(self, "_args"), self, hook)
 end
 
@@ -160,18 +164,33 @@ local function wrap(h)
   return t
 end
 
+-- The main thread's object, and that of the dummy thread a foreign OS
+-- thread gets, are held for good, not just while the script holds them:
+-- Python's current_thread() is one object whose attributes stay put.
+local kept = {}
+
+local function keep(h)
+  local t = kept[h]
+  if t == nil then
+    t = wrap(h)
+    kept[h] = t
+  end
+  return t
+end
+
 function M.current_thread()
   if current then return current end
-  return wrap(core.current_thread())
+  return keep(core.current_thread())
 end
 
 function M.main_thread()
-  return wrap(core.main_thread())
+  return keep(core.main_thread())
 end
 
 function M.enumerate()
   local hs = core.enumerate()
-  for i, h in ipairs(hs) do hs[i] = wrap(h) end
+  local main = core.main_thread()
+  for i, h in ipairs(hs) do hs[i] = h == main and keep(h) or wrap(h) end
   return hs
 end
 
@@ -189,15 +208,30 @@ M["local"] = core.local_new
 M.Local = core.local_new
 
 -- threading.excepthook(args): args has exc_type, exc_value, exc_traceback
--- and thread, as in Python. Replacing it in the main state applies to the
--- threads started after that.
-function M.excepthook(args)
+-- and thread, as in Python; SystemExit is ignored. Replacing it in the main
+-- state applies to the threads started after that.
+function M.__excepthook__(args)
+  if errors.isinstance(args.exc_value, errors.SystemExit) then return end
   local name = args.thread and args.thread.name or tostring(core.get_ident())
   io.stderr:write("Exception in thread ", name, ":\n",
     tostring(args.exc_traceback or errors.tostring(args.exc_value)), "\n")
   io.stderr:flush()
 end
-M.__excepthook__ = M.excepthook
+
+-- The hook is kept out of the module's own fields: the wire format sends a
+-- function found in a loaded module by its name, so a hook the script
+-- stored there would reach the thread as the receiver's default one.
+local excepthook = M.__excepthook__
+
+setmetatable(M, {
+  __index = function(_, k)
+    if k == "excepthook" then return excepthook end
+  end,
+  __newindex = function(t, k, v)
+    if k == "excepthook" then excepthook = v
+    else rawset(t, k, v) end
+  end,
+})
 
 -- Runs in the new thread's own state: the C side decoded what start() sent.
 function M._bootstrap(target, args, self, hook)

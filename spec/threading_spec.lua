@@ -1,0 +1,1018 @@
+-- conc.threading against Python's documented threading behaviour.
+--
+-- Threads run in their own lua_State, so a test cannot look at a thread's
+-- tables. What a thread sees travels back through a file: run_in_thread()
+-- has the thread write its results as a Lua chunk, and the main state loads
+-- it after join. A thread that must stay alive while the main state looks at
+-- it waits on a gate (a file the main state writes), so no test relies on
+-- scheduling order, and every wait is bounded. Host-level behaviour (waiting
+-- for non-daemon threads at exit, excepthook output, Ctrl-C) runs a child
+-- process under `timeout`.
+
+local conc = require "conc"
+local errors = require "conc.errors"
+local threading = require "conc.threading"
+local time = require "conc.time"
+
+local isinstance = conc.isinstance
+
+local function absolute(path)
+  if path:sub(1, 1) == "/" then return path end
+  return (os.getenv("PWD") or ".") .. "/" .. path
+end
+
+local HOST = absolute(os.getenv("CONC_HOST") or "build/conc")
+local LUA = os.getenv("CONC_LUA") or "lua5.4"
+-- Under the host the facades are built in; under stock lua5.4 they come from
+-- LUA_PATH/LUA_CPATH, which a child lua5.4 inherits.
+local UNDER_HOST = package.preload["conc.threading"] ~= nil
+
+local WAIT = 20  -- seconds: the bound on every wait for a thread
+
+-- Child processes start through /bin/sh, which inherits LD_PRELOAD; with the
+-- TSan runtime preloaded (stock lua5.4 in a TSan build) the uninstrumented
+-- shell crashes. The host's flavour of this spec runs those tests instead.
+local NO_SHELL = (os.getenv("LD_PRELOAD") or ""):find("tsan", 1, true) ~= nil
+
+-- it() for a test that runs a child process.
+local function child_it(name, fn)
+  if NO_SHELL then
+    pending(name .. ": no /bin/sh with the TSan runtime preloaded")
+  else
+    it(name, fn)
+  end
+end
+
+---------------------------------------------------------------------------
+-- Helpers
+---------------------------------------------------------------------------
+
+local temps = {}
+
+local function tmpname()
+  local p = os.tmpname()
+  temps[#temps + 1] = p
+  return p
+end
+
+local function slurp(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+local function spit(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+local function q(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- A value as a Lua expression: enough for what the tests send back.
+local function dump(v)
+  local t = type(v)
+  if t == "string" then return string.format("%q", v)
+  elseif t == "number" then
+    if math.type(v) == "integer" then return string.format("%d", v) end
+    return string.format("%.17g", v)
+  elseif t == "table" then
+    local parts = {}
+    for k, x in pairs(v) do
+      parts[#parts + 1] = "[" .. dump(k) .. "]=" .. dump(x)
+    end
+    return "{" .. table.concat(parts, ",") .. "}"
+  elseif t == "nil" or t == "boolean" then return tostring(v)
+  else return string.format("%q", tostring(v)) end
+end
+
+-- Runs fn(...) in a new thread and returns what it returned (packed), or
+-- raises with the thread's error. opts go to Thread{} (name, daemon).
+local function run_in_thread(fn, opts, ...)
+  local out = tmpname()
+  opts = opts or {}
+  local t = threading.Thread{
+    target = function(path, f, ...)
+      local r = table.pack(pcall(f, ...))
+      if not r[1] then r[2] = tostring(r[2]) end
+      local h = io.open(path, "wb")
+      h:write("return ", dump(r))
+      h:close()
+    end,
+    args = table.pack(out, fn, ...),
+    name = opts.name, daemon = opts.daemon,
+  }
+  t:start()
+  t:join(WAIT)
+  assert.is_false(t:is_alive(), "thread still running after " .. WAIT .. " s")
+  local r = assert(load(assert(slurp(out), "thread wrote nothing")))()
+  if not r[1] then error("in thread: " .. r[2], 2) end
+  return table.unpack(r, 2, r.n)
+end
+
+-- A gate: a file a thread polls until the main state opens it.
+local function new_gate()
+  return tmpname()  -- os.tmpname made it empty: closed
+end
+
+local function open_gate(path)
+  spit(path, "open")
+end
+
+-- Runs in threads (crosses as an upvalue): waits for the gate, bounded.
+local function wait_gate(path)
+  local deadline = time.monotonic() + WAIT
+  while time.monotonic() < deadline do
+    local f = io.open(path, "rb")
+    local s = f and f:read("a")
+    if f then f:close() end
+    if s == "open" then return true end
+    time.sleep(0.005)
+  end
+  return false
+end
+
+-- Starts a thread that waits on a fresh gate, then calls after(...) if given.
+-- Returns the thread and a function that opens the gate and joins it.
+local function parked(opts, after)
+  local gate = new_gate()
+  opts = opts or {}
+  opts.target = function(g, f)
+    wait_gate(g)
+    if f then f() end
+  end
+  opts.args = {gate, after}
+  local t = threading.Thread(opts)
+  t:start()
+  return t, function()
+    open_gate(gate)
+    t:join(WAIT)
+    assert.is_false(t:is_alive(), "thread still running after " .. WAIT .. " s")
+  end
+end
+
+local function raises(cls, fn, ...)
+  local ok, err = pcall(fn, ...)
+  assert.is_false(ok, "expected an error")
+  assert.is_true(isinstance(err, cls),
+                 "expected " .. tostring(cls.__qualname) .. ", got " .. errors.tostring(err))
+  return err
+end
+
+local function contains(list, x)
+  for _, v in ipairs(list) do
+    if rawequal(v, x) then return true end
+  end
+  return false
+end
+
+-- Runs `interp script` in a child process under `timeout`, stdout and stderr
+-- to files. opts.limit: seconds (default WAIT); opts.signal: what timeout
+-- sends then (the exit status is then the child's own). Returns the exit
+-- code (124: timed out), stdout, stderr, seconds taken.
+local function child(interp, source, opts)
+  opts = opts or {}
+  local script, out, err = tmpname(), tmpname(), tmpname()
+  spit(script, source)
+  -- a child that ignores the signal is killed 5 s later
+  local how_to_stop = opts.signal and ("--preserve-status -k 5 -s " .. opts.signal .. " ") or ""
+  local cmd = string.format("timeout %s%s %s %s >%s 2>%s </dev/null",
+    how_to_stop, opts.limit or WAIT, interp, q(script), q(out), q(err))
+  local t0 = time.monotonic()
+  local ok, how, code = os.execute(cmd)
+  local elapsed = time.monotonic() - t0
+  if how == "signal" then code = 128 + code end
+  if ok then code = 0 end
+  return code, slurp(out), slurp(err), elapsed
+end
+
+-- The interpreters a child script runs under: the host always, and the
+-- stock lua5.4 with the module when that is what runs this spec.
+local interpreters = {{"conc host", q(HOST)}}
+if not UNDER_HOST then interpreters[2] = {"lua5.4 + conc.core", LUA} end
+
+after_each(function()
+  for _, p in ipairs(temps) do os.remove(p) end
+  temps = {}
+end)
+
+---------------------------------------------------------------------------
+-- Thread objects
+---------------------------------------------------------------------------
+
+describe("threading.Thread", function()
+  it("runs target with args in another OS thread", function()
+    local function add(a, b) return a + b, threading.get_ident() end
+    local sum, ident = run_in_thread(add, nil, 2, 3)
+    assert.are.equal(5, sum)
+    assert.is_not.equal(threading.get_ident(), ident)
+  end)
+
+  it("passes args with holes (args.n) and kwargs as a last table", function()
+    local out = tmpname()
+    local function target(a, b, c, kw)
+      local h = io.open(out, "wb")
+      h:write("return ", dump({a = a, b = b, c = c, kw = kw}))
+      h:close()
+    end
+    local t = threading.Thread{target = target, args = table.pack(1, nil, 3),
+                               kwargs = {sep = "-"}}
+    t:start()
+    t:join(WAIT)
+    assert.is_false(t:is_alive())
+    local r = load(slurp(out))()
+    assert.are.same({a = 1, c = 3, kw = {sep = "-"}}, r)
+  end)
+
+  it("copies args: the thread's changes do not reach the caller", function()
+    local data = {1, 2, {x = 1}}
+    local n = run_in_thread(function(d)
+      d[3].x = 99
+      d[4] = 4
+      return #d
+    end, nil, data)
+    assert.are.equal(4, n)
+    assert.are.same({1, 2, {x = 1}}, data)
+  end)
+
+  it("takes a library C function as target", function()
+    local path = tmpname()
+    local t = threading.Thread{target = os.remove, args = {path}}
+    t:start()
+    t:join(WAIT)
+    assert.is_false(t:is_alive())
+    assert.is_nil(io.open(path, "rb"))
+  end)
+
+  it("passed to another thread is the same thread there: name, is_alive, join", function()
+    local a, finish = parked({name = "passed"})
+    local seen = tmpname()
+    local b = threading.Thread{target = function(t, out)
+      local h = io.open(out, "wb")
+      h:write("return ", dump({name = t.name, alive = t:is_alive()}), ",")
+      h:close()
+      t:join(20)
+      h = io.open(out, "ab")
+      h:write(dump({alive = t:is_alive(), ident = t.ident}))
+      h:close()
+    end, args = {a, seen}}
+    b:start()
+    -- b reports a alive, then blocks in a:join until the gate opens
+    local deadline = time.monotonic() + WAIT
+    while not (slurp(seen) or ""):find("},$") and time.monotonic() < deadline do
+      time.sleep(0.005)
+    end
+    assert.is_true(b:is_alive())
+    finish()
+    b:join(WAIT)
+    assert.is_false(b:is_alive())
+    local before, after = load(slurp(seen))()
+    assert.are.same({name = "passed", alive = true}, before)
+    assert.are.same({alive = false, ident = a.ident}, after)
+  end)
+
+  it("runs a thread with no target and does nothing", function()
+    local t = threading.Thread()
+    t:start()
+    t:join(WAIT)
+    assert.is_false(t:is_alive())
+  end)
+
+  it("gives the thread the standard libraries, conc modules and package paths", function()
+    local r = run_in_thread(function()
+      return {
+        libs = type(string.format) .. type(table.concat) .. type(math.floor)
+          .. type(io.open) .. type(os.time) .. type(coroutine.wrap)
+          .. type(utf8.char) .. type(debug.traceback),
+        conc = type(require("conc").threading) .. type(require("conc.time").sleep),
+        path = package.path, cpath = package.cpath,
+      }
+    end)
+    assert.are.equal(string.rep("function", 8), r.libs)
+    assert.are.equal("tablefunction", r.conc)
+    assert.are.equal(package.path, r.path)
+    assert.are.equal(package.cpath, r.cpath)
+  end)
+
+  describe("start", function()
+    it("raises RuntimeError when called a second time", function()
+      local t = threading.Thread{target = function() end}
+      t:start()
+      raises(errors.RuntimeError, t.start, t)
+      t:join(WAIT)
+      assert.is_false(t:is_alive())
+      raises(errors.RuntimeError, t.start, t)
+    end)
+  end)
+
+  describe("join", function()
+    it("waits for the thread to finish", function()
+      local t = threading.Thread{target = function() time.sleep(0.05) end}
+      t:start()
+      t:join(WAIT)
+      assert.is_false(t:is_alive())
+    end)
+
+    it("with a timeout returns while the thread is still alive", function()
+      local t, finish = parked()
+      local t0 = time.monotonic()
+      assert.is_nil(t:join(0.1))
+      assert.is_true(time.monotonic() - t0 < 5)
+      assert.is_true(t:is_alive())
+      t:join(0)
+      assert.is_true(t:is_alive())
+      finish()
+    end)
+
+    it("with a negative timeout does not wait (as a timeout of 0)", function()
+      local t, finish = parked()
+      local t0 = time.monotonic()
+      t:join(-1)
+      assert.is_true(time.monotonic() - t0 < 5)
+      assert.is_true(t:is_alive())
+      finish()
+    end)
+
+    it("on a finished thread returns at once, any number of times", function()
+      local t = threading.Thread{target = function() end}
+      t:start()
+      t:join(WAIT)
+      t:join()
+      t:join(0)
+      assert.is_false(t:is_alive())
+    end)
+
+    it("returns normally when the thread's target raised", function()
+      local saved = threading.excepthook
+      threading.excepthook = function() end  -- keep the spec's stderr clean
+      local ok, err = pcall(function()
+        local t = threading.Thread{target = function() error("expected") end}
+        t:start()
+        t:join(WAIT)
+        assert.is_false(t:is_alive())
+      end)
+      threading.excepthook = saved
+      assert.is_true(ok, err)
+    end)
+
+    it("before start raises RuntimeError", function()
+      local t = threading.Thread{target = function() end}
+      raises(errors.RuntimeError, t.join, t)
+      raises(errors.RuntimeError, t.join, t, 0.1)
+    end)
+
+    it("of the current thread raises RuntimeError, in main and in a thread", function()
+      local main = threading.current_thread()
+      raises(errors.RuntimeError, main.join, main)
+      local r = run_in_thread(function()
+        local me = threading.current_thread()
+        local ok, err = pcall(me.join, me, 1)
+        return {ok = ok, runtime = require("conc").isinstance(err, errors.RuntimeError)}
+      end)
+      assert.are.same({ok = false, runtime = true}, r)
+    end)
+
+    it("of the main thread from a thread times out while main runs", function()
+      local alive = run_in_thread(function()
+        local m = threading.main_thread()
+        m:join(0.05)
+        return m:is_alive()
+      end)
+      assert.is_true(alive)
+    end)
+
+    it("rejects a timeout that is not a number", function()
+      local t = threading.Thread{target = function() end}
+      t:start()
+      assert.has_error(function() t:join("soon") end)
+      t:join(WAIT)
+    end)
+  end)
+
+  describe("is_alive", function()
+    it("is false before start, true while running, false after", function()
+      local t, finish = parked()
+      assert.is_true(t:is_alive())
+      finish()
+      assert.is_false(t:is_alive())
+      local u = threading.Thread{target = function() end}
+      assert.is_false(u:is_alive())
+    end)
+  end)
+
+  describe("name", function()
+    local function number(name)
+      return tonumber(name:match("^Thread%-(%d+)"))
+    end
+
+    it("defaults to 'Thread-N (target)' with N increasing", function()
+      local function worker() end
+      local a = threading.Thread{target = worker}
+      local b = threading.Thread{target = worker}
+      assert.matches("^Thread%-%d+ %(worker%)$", a.name)
+      assert.matches("^Thread%-%d+ %(worker%)$", b.name)
+      assert.is_true(number(b.name) > number(a.name))
+    end)
+
+    it("is 'Thread-N' with no target, '(<lambda>)' for an anonymous one", function()
+      assert.matches("^Thread%-%d+$", threading.Thread().name)
+      assert.matches("^Thread%-%d+$", threading.Thread{}.name)
+      local t = threading.Thread{target = function() end}
+      assert.matches("^Thread%-%d+ %(.+%)$", t.name)
+    end)
+
+    it("is the given name, in the thread too", function()
+      local t = threading.Thread{target = function() end, name = "worker-1"}
+      assert.are.equal("worker-1", t.name)
+      local name = run_in_thread(function()
+        return threading.current_thread().name
+      end, {name = "inside"})
+      assert.are.equal("inside", name)
+    end)
+
+    it("can be assigned before and after start; the thread sees it", function()
+      local out = tmpname()
+      local t, finish = parked({name = "first"}, function()
+        local h = io.open(out, "wb")
+        h:write(threading.current_thread().name)
+        h:close()
+      end)
+      assert.are.equal("first", t.name)
+      t.name = "second"
+      assert.are.equal("second", t.name)
+      finish()
+      assert.are.equal("second", slurp(out))
+      local u = threading.Thread{}
+      u.name = 42
+      assert.are.equal("42", u.name)
+      u:setName("set")
+      assert.are.equal("set", u:getName())
+    end)
+  end)
+
+  describe("ident and native_id", function()
+    it("are nil before start and integers after", function()
+      local t = threading.Thread{target = function() end}
+      assert.is_nil(t.ident)
+      assert.is_nil(t.native_id)
+      t:start()
+      assert.are.equal("integer", math.type(t.ident))
+      assert.are.equal("integer", math.type(t.native_id))
+      t:join(WAIT)
+      assert.are.equal("integer", math.type(t.ident))  -- kept after the end
+      assert.are.equal("integer", math.type(t.native_id))
+    end)
+
+    it("are what get_ident()/get_native_id() return in the thread", function()
+      local t_ident, t_native
+      local out = tmpname()
+      local t, finish = parked(nil, function()
+        local h = io.open(out, "wb")
+        h:write("return ", threading.get_ident(), ",", threading.get_native_id())
+        h:close()
+      end)
+      t_ident, t_native = t.ident, t.native_id
+      finish()
+      local ident, native = load(slurp(out))()
+      assert.are.equal(t_ident, ident)
+      assert.are.equal(t_native, native)
+    end)
+
+    it("differ between threads alive at the same time, and from main", function()
+      local a, finish_a = parked()
+      local b, finish_b = parked()
+      local ids = {a.ident, b.ident, threading.main_thread().ident}
+      local natives = {a.native_id, b.native_id, threading.main_thread().native_id}
+      finish_a()
+      finish_b()
+      assert.is_true(ids[1] ~= ids[2] and ids[1] ~= ids[3] and ids[2] ~= ids[3])
+      assert.is_true(natives[1] ~= natives[2] and natives[1] ~= natives[3]
+                     and natives[2] ~= natives[3])
+    end)
+
+    it("are read-only (AttributeError)", function()
+      local t = threading.Thread{}
+      raises(errors.AttributeError, function() t.ident = 1 end)
+      raises(errors.AttributeError, function() t.native_id = 1 end)
+    end)
+  end)
+
+  describe("daemon", function()
+    it("inherits from the creating thread (the main thread is not daemonic)", function()
+      assert.is_false(threading.main_thread().daemon)
+      assert.is_false(threading.Thread{}.daemon)
+      local in_daemon = run_in_thread(function()
+        return threading.Thread{}.daemon, threading.current_thread().daemon
+      end, {daemon = true})
+      assert.is_true(in_daemon)
+      local in_plain = run_in_thread(function()
+        return threading.Thread{}.daemon
+      end, {daemon = false})
+      assert.is_false(in_plain)
+      -- an explicit value wins over inheritance
+      assert.is_true(run_in_thread(function()
+        return threading.Thread{daemon = true}.daemon
+      end))
+    end)
+
+    it("is settable before start", function()
+      local t = threading.Thread{target = function() end}
+      t.daemon = true
+      assert.is_true(t.daemon)
+      t:setDaemon(false)
+      assert.is_false(t:isDaemon())
+      t.daemon = true
+      local seen = run_in_thread(function() return threading.current_thread().daemon end,
+                                 {daemon = true})
+      assert.is_true(seen)
+    end)
+
+    it("raises RuntimeError when set after start, and keeps its value", function()
+      local t, finish = parked({daemon = false})
+      raises(errors.RuntimeError, function() t.daemon = true end)
+      assert.is_false(t.daemon)
+      finish()
+      raises(errors.RuntimeError, function() t.daemon = true end)
+      assert.is_false(t.daemon)
+    end)
+  end)
+
+  describe("tostring", function()
+    it("reads like Python's repr through the thread's life", function()
+      local t, finish = parked({name = "r", daemon = true})
+      assert.matches("^<Thread%(r, started daemon %d+%)>$", tostring(t))
+      finish()
+      assert.matches("^<Thread%(r, stopped daemon %d+%)>$", tostring(t))
+      assert.are.equal("<Thread(s, initial)>", tostring(threading.Thread{name = "s",
+                                                                          daemon = false}))
+    end)
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- Subclassing
+---------------------------------------------------------------------------
+
+describe("a Thread subclass", function()
+  it("runs its run method, with fields set before start, in the new state", function()
+    local Worker = threading.Thread:extend("Worker")
+    function Worker:__init(n, out)
+      threading.Thread.__init(self, {name = "worker"})
+      self.n = n
+      self.out = out
+    end
+    function Worker:run()
+      local h = io.open(self.out, "wb")
+      h:write("return ", dump({
+        n = self.n, extra = self.extra, name = self.name,
+        me = rawequal(threading.current_thread(), self),
+        ident = threading.get_ident() == self.ident,
+        main = threading.get_ident() ~= threading.main_thread().ident,
+      }))
+      h:close()
+    end
+    local out = tmpname()
+    local w = Worker(21, out)
+    w.extra = {list = {1, 2, 3}}
+    assert.is_true(isinstance(w, threading.Thread))
+    assert.is_true(isinstance(w, Worker))
+    assert.matches("^<Worker%(worker, initial%)>$", tostring(w))
+    w:start()
+    w:join(WAIT)
+    assert.is_false(w:is_alive())
+    assert.are.same({n = 21, extra = {list = {1, 2, 3}}, name = "worker",
+                     me = true, ident = true, main = true}, load(slurp(out))())
+  end)
+
+  it("works without its own __init (Thread's defaults apply)", function()
+    local Plain = threading.Thread:extend()
+    function Plain:run()
+      local h = io.open(self.out, "wb")
+      h:write("return ", dump({v = self.v, name = self.name, daemon = self.daemon}))
+      h:close()
+    end
+    local out = tmpname()
+    local p = Plain()
+    p.v = 7
+    p.out = out
+    p:start()
+    p:join(WAIT)
+    assert.is_false(p:is_alive())
+    local r = load(slurp(out))()
+    assert.are.equal(7, r.v)
+    assert.matches("^Thread%-%d+$", r.name)
+    assert.is_false(r.daemon)
+  end)
+
+  it("can call the inherited run, which calls the target", function()
+    local Wrapped = threading.Thread:extend()
+    function Wrapped:run()
+      local h = io.open(self.out, "wb")
+      h:write("before;")
+      h:close()
+      threading.Thread.run(self)
+    end
+    local out = tmpname()
+    local w = Wrapped{target = function(path)
+      local h = io.open(path, "ab")
+      h:write("target")
+      h:close()
+    end, args = {out}}
+    w.out = out
+    w:start()
+    w:join(WAIT)
+    assert.is_false(w:is_alive())
+    assert.are.equal("before;target", slurp(out))
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- Module functions
+---------------------------------------------------------------------------
+
+describe("threading module functions", function()
+  it("current_thread() is MainThread in the main thread", function()
+    local me = threading.current_thread()
+    assert.are.equal("MainThread", me.name)
+    assert.is_true(rawequal(me, threading.main_thread()))
+    assert.is_true(me:is_alive())
+    assert.are.equal(threading.get_ident(), me.ident)
+    assert.are.equal(threading.get_native_id(), me.native_id)
+    assert.are.equal(threading.current_thread, threading.currentThread)
+  end)
+
+  it("current_thread()/main_thread() stay one object, attributes kept, across GC", function()
+    threading.current_thread().spec_mark = "kept"
+    local addr = string.format("%p", threading.main_thread())
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal("kept", threading.current_thread().spec_mark)
+    assert.are.equal(addr, string.format("%p", threading.main_thread()))
+    local main_in_list
+    for _, t in ipairs(threading.enumerate()) do
+      if rawequal(t, threading.main_thread()) then main_in_list = t end
+    end
+    assert.are.equal("kept", main_in_list and main_in_list.spec_mark)
+    threading.current_thread().spec_mark = nil
+  end)
+
+  it("current_thread() in a thread is its own Thread object", function()
+    local r = run_in_thread(function()
+      local me = threading.current_thread()
+      return {name = me.name, alive = me:is_alive(), ident = me.ident == threading.get_ident(),
+              same = rawequal(me, threading.current_thread()),
+              is_thread = require("conc").isinstance(me, threading.Thread)}
+    end, {name = "curr"})
+    assert.are.same({name = "curr", alive = true, ident = true, same = true,
+                     is_thread = true}, r)
+  end)
+
+  it("main_thread() is MainThread from any thread", function()
+    local main_ident = threading.main_thread().ident
+    local r = run_in_thread(function()
+      local m = threading.main_thread()
+      return {name = m.name, ident = m.ident, daemon = m.daemon,
+              not_me = m.ident ~= threading.get_ident()}
+    end)
+    assert.are.same({name = "MainThread", ident = main_ident, daemon = false,
+                     not_me = true}, r)
+  end)
+
+  it("get_ident()/get_native_id() are integers that differ in a thread", function()
+    assert.are.equal("integer", math.type(threading.get_ident()))
+    assert.are.equal("integer", math.type(threading.get_native_id()))
+    local ident, native = run_in_thread(function()
+      return threading.get_ident(), threading.get_native_id()
+    end)
+    assert.is_not.equal(threading.get_ident(), ident)
+    assert.is_not.equal(threading.get_native_id(), native)
+  end)
+
+  it("enumerate() holds the main thread and the started live threads", function()
+    local before = threading.enumerate()
+    assert.is_true(contains(before, threading.main_thread()))
+    local new = threading.Thread{target = function() end}
+    local t, finish = parked()
+    local during = threading.enumerate()
+    assert.is_true(contains(during, t))                       -- the very object
+    assert.is_true(contains(during, threading.main_thread()))
+    assert.is_false(contains(during, new))                    -- not started
+    assert.are.equal(#before + 1, #during)
+    for _, x in ipairs(during) do
+      assert.is_true(isinstance(x, threading.Thread))
+      assert.is_true(x:is_alive())
+    end
+    finish()
+    assert.is_false(contains(threading.enumerate(), t))       -- finished
+    assert.are.equal(#before, #threading.enumerate())
+  end)
+
+  it("enumerate() in a thread holds that thread's own object and the main thread", function()
+    local r = run_in_thread(function()
+      local me, main = threading.current_thread(), threading.main_thread()
+      local found_me, found_main = false, false
+      for _, x in ipairs(threading.enumerate()) do
+        if rawequal(x, me) then found_me = true end
+        if x.ident == main.ident then found_main = true end
+      end
+      return {me = found_me, main = found_main}
+    end)
+    assert.are.same({me = true, main = true}, r)
+  end)
+
+  it("active_count() is the length of enumerate(), counting live threads", function()
+    local base = threading.active_count()
+    assert.are.equal(#threading.enumerate(), base)
+    assert.is_true(base >= 1)
+    local a, finish_a = parked()
+    local b, finish_b = parked()
+    assert.is_true(a:is_alive() and b:is_alive())
+    assert.are.equal(base + 2, threading.active_count())
+    assert.are.equal(base + 2, #threading.enumerate())
+    finish_a()
+    assert.are.equal(base + 1, threading.active_count())
+    finish_b()
+    assert.are.equal(base, threading.active_count())
+    assert.are.equal(threading.active_count, threading.activeCount)
+  end)
+
+  it("active_count() in a thread counts it and the main thread", function()
+    local n = run_in_thread(function() return threading.active_count() end)
+    assert.is_true(n >= 2)
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- threading.local
+---------------------------------------------------------------------------
+
+describe("threading.local", function()
+  it("is reachable as threading['local'] and threading.Local", function()
+    assert.is_not_nil(threading["local"]())
+    assert.is_not_nil(threading.Local())
+  end)
+
+  it("keeps fields per thread: main's are not seen by a thread, and back", function()
+    local data = threading["local"]()
+    data.x = 1
+    data.shared = "main"
+    local r = run_in_thread(function(d)
+      local seen = {x = d.x, shared = d.shared}
+      d.x = 2
+      d.y = "thread"
+      seen.after = d.x
+      return seen
+    end, nil, data)
+    assert.are.same({after = 2}, r)
+    assert.are.equal(1, data.x)
+    assert.are.equal("main", data.shared)
+    assert.is_nil(data.y)
+  end)
+
+  it("keeps fields apart between two threads using the same object", function()
+    local data = threading.Local()
+    local function use(d, v)
+      local before = d.v
+      d.v = v
+      time.sleep(0.01)
+      return before, d.v
+    end
+    local b1, v1 = run_in_thread(use, nil, data, "one")
+    local b2, v2 = run_in_thread(use, nil, data, "two")
+    assert.is_nil(b1)
+    assert.is_nil(b2)
+    assert.are.equal("one", v1)
+    assert.are.equal("two", v2)
+    assert.is_nil(data.v)
+  end)
+
+  it("two local objects are independent", function()
+    local a, b = threading["local"](), threading["local"]()
+    a.x = 1
+    assert.is_nil(b.x)
+    b.x = 2
+    assert.are.equal(1, a.x)
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- excepthook
+---------------------------------------------------------------------------
+
+describe("threading.excepthook", function()
+  it("a custom hook set in main gets exc_type/exc_value/exc_traceback/thread", function()
+    local out = tmpname()
+    local saved = threading.excepthook
+    threading.excepthook = function(args)
+      local h = io.open(out, "wb")
+      h:write("return ", dump({
+        value = tostring(args.exc_value),
+        message = args.exc_value.message,
+        is_value_error = require("conc").isinstance(args.exc_value, errors.ValueError),
+        type_ok = args.exc_type == errors.ValueError,
+        tb = type(args.exc_traceback) == "string"
+             and args.exc_traceback:find("stack traceback", 1, true) ~= nil,
+        thread = args.thread.name,
+        thread_is_current = rawequal(args.thread, threading.current_thread()),
+      }))
+      h:close()
+    end
+    local ok, err = pcall(function()
+      local t = threading.Thread{name = "failing", target = function()
+        error(errors.ValueError("bad value"))
+      end}
+      t:start()
+      t:join(WAIT)
+      assert.is_false(t:is_alive())
+    end)
+    threading.excepthook = saved
+    assert.is_true(ok, err)
+    assert.are.same({value = "ValueError: bad value", message = "bad value",
+                     is_value_error = true, type_ok = true, tb = true,
+                     thread = "failing", thread_is_current = true},
+                    load(assert(slurp(out), "the hook did not run"))())
+  end)
+
+  it("a custom hook gets string errors too", function()
+    local out = tmpname()
+    local saved = threading.excepthook
+    threading.excepthook = function(args)
+      local h = io.open(out, "wb")
+      h:write("return ", dump({type = args.exc_type, value = args.exc_value}))
+      h:close()
+    end
+    local t = threading.Thread{target = function() error("plain", 0) end}
+    threading.excepthook = saved
+    -- the hook in force at start() is the one the thread gets
+    threading.excepthook = function(args)
+      local h = io.open(out, "wb")
+      h:write("return ", dump({type = args.exc_type, value = args.exc_value}))
+      h:close()
+    end
+    local ok, err = pcall(function()
+      t:start()
+      t:join(WAIT)
+    end)
+    threading.excepthook = saved
+    assert.is_true(ok, err)
+    assert.are.same({type = "string", value = "plain"}, load(assert(slurp(out)))())
+  end)
+
+  it("is a function, and __excepthook__ keeps the default", function()
+    assert.are.equal("function", type(threading.excepthook))
+    assert.are.equal("function", type(threading.__excepthook__))
+  end)
+
+  for _, interp in ipairs(interpreters) do
+    local label, exe = interp[1], interp[2]
+
+    child_it("default: prints 'Exception in thread NAME:' and a traceback, the rest goes on ("
+       .. label .. ")", function()
+      local gate = tmpname()
+      local code, out, err = child(exe, string.format([[
+local threading = require "conc.threading"
+local time = require "conc.time"
+local gate = %q
+local other = threading.Thread{name = "survivor", target = function()
+  local deadline = time.monotonic() + 20
+  while time.monotonic() < deadline do
+    local f = io.open(gate, "rb")
+    local s = f and f:read("a")
+    if f then f:close() end
+    if s == "open" then break end
+    time.sleep(0.005)
+  end
+  print("survivor done")
+end}
+other:start()
+local function explode() error("boom in thread") end
+local bad = threading.Thread{name = "bad-thread", target = function() explode() end}
+bad:start()
+bad:join(20)
+print("bad alive", bad:is_alive())
+local f = io.open(gate, "wb") f:write("open") f:close()
+other:join(20)
+print("other alive", other:is_alive())
+print("main done")
+]], gate))
+      assert.are.equal(0, code, err)
+      assert.matches("bad alive\tfalse\n", out)
+      assert.matches("survivor done\n", out, 1, true)
+      assert.matches("other alive\tfalse\n", out)
+      assert.matches("main done\n", out, 1, true)
+      assert.matches("Exception in thread bad-thread:\n", err, 1, true)
+      assert.matches("boom in thread", err, 1, true)
+      assert.matches("stack traceback:", err, 1, true)
+      assert.matches("explode", err, 1, true)
+      assert.is_nil(err:find("survivor", 1, true))
+    end)
+
+    child_it("default: ignores SystemExit, as Python does (" .. label .. ")", function()
+      local code, out, err = child(exe, [[
+local threading = require "conc.threading"
+local errors = require "conc.errors"
+local t = threading.Thread{target = function() error(errors.SystemExit()) end}
+t:start()
+t:join(20)
+print("alive", t:is_alive())
+]])
+      assert.are.equal(0, code, err)
+      assert.are.equal("alive\tfalse\n", out)
+      assert.are.equal("", err)
+    end)
+
+    child_it("an error in a custom hook is reported, and the host goes on (" .. label .. ")",
+       function()
+      local code, out, err = child(exe, [[
+local threading = require "conc.threading"
+threading.excepthook = function(args) error("hook failed") end
+local t = threading.Thread{name = "t1", target = function() error("first") end}
+t:start()
+t:join(20)
+print("done", t:is_alive())
+]])
+      assert.are.equal(0, code, err)
+      assert.are.equal("done\tfalse\n", out)
+      assert.matches("hook failed", err, 1, true)
+    end)
+  end
+end)
+
+---------------------------------------------------------------------------
+-- The process and its threads
+---------------------------------------------------------------------------
+
+describe("process exit", function()
+  for _, interp in ipairs(interpreters) do
+    local label, exe = interp[1], interp[2]
+
+    child_it("waits for a non-daemon thread still running when the main body ends ("
+       .. label .. ")", function()
+      local code, out, err = child(exe, [[
+local threading = require "conc.threading"
+local time = require "conc.time"
+threading.Thread{name = "late", target = function()
+  time.sleep(0.3)
+  print("thread output")
+end}:start()
+print("main body ends")
+]])
+      assert.are.equal(0, code, err)
+      assert.matches("main body ends\n", out, 1, true)
+      assert.matches("thread output\n", out, 1, true)
+    end)
+
+    child_it("waits for a non-daemon thread started by another thread (" .. label .. ")",
+       function()
+      local code, out, err = child(exe, [[
+local threading = require "conc.threading"
+local time = require "conc.time"
+threading.Thread{target = function()
+  threading.Thread{target = function()
+    time.sleep(0.3)
+    print("grandchild output")
+  end}:start()
+end}:start()
+]])
+      assert.are.equal(0, code, err)
+      assert.are.equal("grandchild output\n", out)
+    end)
+
+    child_it("does not wait for a daemon thread still running (" .. label .. ")", function()
+      local code, out, err, elapsed = child(exe, [[
+local threading = require "conc.threading"
+local time = require "conc.time"
+threading.Thread{daemon = true, target = function()
+  time.sleep(60)
+  print("daemon output")
+end}:start()
+print("main body ends")
+]], {limit = 30})
+      assert.are.equal(0, code, err)
+      assert.are.equal("main body ends\n", out)
+      assert.is_true(elapsed < 10, "took " .. elapsed .. " s")
+    end)
+  end
+
+  -- the stock lua5.4 has its own SIGINT handler; this is the host's
+  child_it("Ctrl-C interrupts a join in the host: KeyboardInterrupt, exit 130", function()
+    local code, out, err, elapsed = child(q(HOST), [[
+local threading = require "conc.threading"
+local time = require "conc.time"
+local t = threading.Thread{daemon = true, target = function() time.sleep(60) end}
+t:start()
+print("joining")
+io.stdout:flush()
+t:join()
+print("not reached")
+]], {limit = 2, signal = "INT"})
+    assert.are.equal(130, code, err)
+    assert.are.equal("joining\n", out)
+    assert.matches("KeyboardInterrupt", err, 1, true)
+    assert.is_true(elapsed < 10, "took " .. elapsed .. " s")
+  end)
+end)
