@@ -14,22 +14,36 @@
 **             END, then the metatable as a value (NIL for none)
 **   REF       varint id of a table, function or object seen earlier in this
 **             message: shared references and cycles survive
-**   FUNC      varint length, bytecode, u64 hash of it, varint nups, upvalues
+**   FUNC      varint length, bytecode, u64 hash of it, varint nups, then
+**             per upvalue either a value or UPVAL
+**   UPVAL     varint id of a FUNC seen earlier, varint n (1-based): this
+**             upvalue is that function's n-th one, shared (two closures over
+**             one local still share it); valid only in an upvalue's place
 **   NAMED     a STR-shaped payload "module\0field": a value found in
 **             package.loaded (field empty for the module itself), looked up
 **             (and required) in the receiver
 **   OBJ       varint index into the message's object array
 **
-** Tables, functions and objects get ids in the order they are first written,
-** on both sides. The decoder bounds every read by the message's length, caps
-** the sizes it preallocates by the bytes left, refuses nesting deeper than
+** The tag bytes: NIL 0, FALSE 1, TRUE 2, INT 3, FLOAT 4, STR 5, TABLE 6,
+** REF 7, FUNC 8, NAMED 9, GLOBALS 10, OBJ 11, END 12, UPVAL 13.
+**
+** Tables, functions, named values and objects get ids in the order they are
+** first written, on both sides (GLOBALS and UPVAL get none). The decoder
+** bounds every read by the message's length, refuses nesting deeper than
 ** MAX_DEPTH, and loads bytecode only when its hash matches: a corrupt message
 ** raises an error, and corrupt bytecode is never handed to lua_load (Lua does
-** not verify bytecode, so loading it could crash the receiver later).
+** not verify bytecode, so loading it could crash the receiver later). What it
+** preallocates is bounded by the whole message, not by each table: every
+** array element is at least its tag byte and belongs to one table only, so
+** the narray of all tables together cannot exceed the message's length, and
+** the nhash hints together are held to half of it (a nested run of tables
+** that each claim the rest of the message allocates once, not per level).
 */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "lualib.h"
 
 #include "lconc.h"
 
@@ -38,12 +52,13 @@
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_FUNC,
-  T_NAMED, T_GLOBALS, T_OBJ, T_END
+  T_NAMED, T_GLOBALS, T_OBJ, T_END, T_UPVAL
 };
 
 /* Registry keys (their addresses). */
 static const char NAMES_KEY = 'n';   /* value -> "module\0field" */
-static const char NAMES_COUNT = 'c'; /* #package.loaded when NAMES_KEY built */
+static const char NAMES_LOADED = 'l';  /* package.loaded as NAMES_KEY saw it */
+static const char NAMES_COUNT = 'c';   /* and how many entries it had */
 
 static uint64_t hash_bytes(const char *p, size_t n) {
   uint64_t h = 14695981039346656037ULL;  /* FNV-1a */
@@ -91,9 +106,21 @@ static void enc_init(Enc *e, lua_State *L) {
   e->root = "value";
 }
 
+/* Safe to call twice: an out-of-memory error releases before it raises, and
+** conc__encode releases again when the error reaches it. */
 static void enc_release(Enc *e) {
   if (e->buf != e->inl) free(e->buf);
   free(e->objs);
+  e->buf = e->inl;
+  e->len = 0;
+  e->cap = sizeof e->inl;
+  e->objs = NULL;
+  e->nobjs = e->capobjs = 0;
+}
+
+static int enc_nomem(Enc *e) {
+  enc_release(e);
+  return luaL_error(e->L, "not enough memory");
 }
 
 static void enc_reserve(Enc *e, size_t n) {
@@ -108,7 +135,7 @@ static void enc_reserve(Enc *e, size_t n) {
   } else {
     nb = realloc(e->buf, cap);
   }
-  if (nb == NULL) luaL_error(e->L, "not enough memory");
+  if (nb == NULL) enc_nomem(e);
   e->buf = nb;
   e->cap = cap;
 }
@@ -143,7 +170,11 @@ static void put_string(Enc *e, const char *s, size_t n) {
 }
 
 /* Writes the path to the value being encoded, e.g. args[2].conn, and raises
-** "PATH: cannot transfer WHAT". */
+** "PATH: cannot transfer WHAT". A path of more than PATH_KEEP * 2 + 4 steps
+** (a long linked list, say) keeps its ends: value.next.next<184 more
+** levels>.next.next. */
+#define PATH_KEEP 8
+
 static int enc_error(Enc *e, const char *what) {
   lua_State *L = e->L;
   luaL_Buffer b;
@@ -151,6 +182,12 @@ static int enc_error(Enc *e, const char *what) {
   luaL_addstring(&b, e->root);
   for (int i = 0; i < e->depth; i++) {
     PathSeg *s = &e->path[i];
+    if (i == PATH_KEEP && e->depth > PATH_KEEP * 2 + 4) {
+      lua_pushfstring(L, "<%d more levels>", e->depth - PATH_KEEP * 2);
+      luaL_addvalue(&b);
+      i = e->depth - PATH_KEEP - 1;
+      continue;
+    }
     if (s->kind == 'u') {
       luaL_addstring(&b, "<upvalue ");
       luaL_addstring(&b, s->name[0] ? s->name : "?");
@@ -230,14 +267,45 @@ static void add_name(lua_State *L, int index, int value, const char *mod,
   lua_rawset(L, index);
 }
 
-static int count_loaded(lua_State *L, int loaded) {
+/* Copies package.loaded into a new table on top, and counts it. */
+static int snapshot_loaded(lua_State *L, int loaded) {
   int n = 0;
+  lua_newtable(L);
   lua_pushnil(L);
   while (lua_next(L, loaded)) {
-    lua_pop(L, 1);
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
     n++;
   }
   return n;
+}
+
+/* Does package.loaded still hold what it did when the index was built? A
+** module replaced under the same name (a reload) must not keep its old
+** values' names. O(#package.loaded), once per message with a named value. */
+static int loaded_unchanged(lua_State *L) {
+  int loaded, snap, n = 0, same = 1;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  loaded = lua_gettop(L);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_LOADED) != LUA_TTABLE) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  snap = lua_gettop(L);
+  lua_pushnil(L);
+  while (same && lua_next(L, loaded)) {
+    lua_pushvalue(L, -2);
+    lua_rawget(L, snap);
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    n++;
+  }
+  if (!same) lua_pop(L, 1);  /* the key lua_next left */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_COUNT);
+  same = same && lua_tointeger(L, -1) == n;
+  lua_pop(L, 3);
+  return same;
 }
 
 /* Module names in package.loaded, sorted, so that a value reachable under two
@@ -271,10 +339,23 @@ static int sorted_modules(lua_State *L, int loaded) {
 
 /*
 ** The index of named values: every module in package.loaded and the tables
-** and functions directly in it, and the C functions of _G (print, pairs...).
-** Rebuilt when the number of loaded modules changes, or when asked to (a C
-** function was not found: a module may have grown).
+** and functions directly in it; but from the standard library's modules only
+** what the standard library put there: C functions (print, string.format),
+** and package's tables. A Lua function there is the script's own addition
+** (string.split), which the receiver lacks: it crosses as a function.
+** Rebuilt when package.loaded changes, or when asked to (a C function was
+** not found: a module may have grown).
 */
+static int is_stdlib(const char *mod) {
+  static const char *const names[] = {
+    LUA_GNAME, LUA_LOADLIBNAME, LUA_COLIBNAME, LUA_TABLIBNAME, LUA_IOLIBNAME,
+    LUA_OSLIBNAME, LUA_STRLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME,
+    LUA_DBLIBNAME, NULL};
+  for (int i = 0; names[i]; i++)
+    if (strcmp(mod, names[i]) == 0) return 1;
+  return 0;
+}
+
 static void build_names(lua_State *L) {
   int loaded, index, mods, n;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -293,16 +374,16 @@ static void build_names(lua_State *L) {
   }
   for (int i = 1; i <= n; i++) {
     const char *mod;
-    int isG;
+    int std, package;
     lua_rawgeti(L, mods, i);
-    mod = lua_tostring(L, -1);
-    isG = strcmp(mod, LUA_GNAME) == 0;
+    mod = lua_tostring(L, -1);  /* stays alive in mods */
+    std = is_stdlib(mod);
+    package = strcmp(mod, LUA_LOADLIBNAME) == 0;
     if (lua_rawget(L, loaded) == LUA_TTABLE) {
       lua_pushnil(L);
       while (lua_next(L, -2)) {
         int t = lua_type(L, -1);
-        /* from _G, only C functions: its other fields are user globals */
-        int ok = isG ? lua_iscfunction(L, -1)
+        int ok = std ? lua_iscfunction(L, -1) || (package && t == LUA_TTABLE)
                      : (t == LUA_TTABLE || t == LUA_TFUNCTION);
         if (ok && lua_type(L, -2) == LUA_TSTRING) {
           lua_rawgeti(L, mods, i);
@@ -318,8 +399,9 @@ static void build_names(lua_State *L) {
   lua_pop(L, 1);  /* mods */
   lua_pushvalue(L, index);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
-  lua_pushinteger(L, count_loaded(L, loaded));
+  lua_pushinteger(L, snapshot_loaded(L, loaded));
   lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_COUNT);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_LOADED);
   lua_remove(L, loaded);  /* leaves the index on top */
 }
 
@@ -327,15 +409,7 @@ static void build_names(lua_State *L) {
 static void enc_names(Enc *e, int rebuild) {
   lua_State *L = e->L;
   if (e->names && !rebuild) return;
-  if (!rebuild) {
-    int count;
-    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-    count = count_loaded(L, lua_gettop(L));
-    lua_pop(L, 1);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_COUNT);
-    rebuild = lua_tointeger(L, -1) != count;
-    lua_pop(L, 1);
-  }
+  if (!rebuild) rebuild = !loaded_unchanged(L);
   if (rebuild) {
     build_names(L);
   } else {
@@ -343,6 +417,36 @@ static void enc_names(Enc *e, int rebuild) {
   }
   if (e->names) lua_replace(L, e->names);
   else e->names = lua_gettop(L);
+}
+
+/* Does "module\0field" (n bytes at s) still name the value at idx? Looked up
+** as the decoder will. A module's field may have been reassigned since the
+** index was built. */
+static int name_holds(lua_State *L, const char *s, size_t n, int idx) {
+  const char *field = memchr(s, '\0', n);
+  size_t modlen = (size_t)(field - s);
+  int ok;
+  field++;
+  if (modlen == strlen(LUA_GNAME) && memcmp(s, LUA_GNAME, modlen) == 0) {
+    lua_pushglobaltable(L);
+  } else {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushlstring(L, s, modlen);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+  }
+  if (field < s + n) {
+    if (!lua_istable(L, -1)) {
+      lua_pop(L, 1);
+      return 0;
+    }
+    lua_pushlstring(L, field, (size_t)(s + n - field));
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+  }
+  ok = lua_rawequal(L, -1, idx);
+  lua_pop(L, 1);
+  return ok;
 }
 
 /* Writes NAMED and returns 1 if the value at idx has a module name. */
@@ -357,6 +461,10 @@ static int enc_named(Enc *e, int idx, int rebuild) {
     return 0;
   }
   s = lua_tolstring(L, -1, &n);
+  if (!name_holds(L, s, n, idx)) {
+    lua_pop(L, 1);
+    return rebuild ? 0 : enc_named(e, idx, 1);  /* stale: once more, fresh */
+  }
   put_byte(e, T_NAMED);
   put_string(e, s, n);
   lua_pop(L, 1);
@@ -426,7 +534,8 @@ static int writer(lua_State *L, const void *p, size_t n, void *ud) {
   return 0;
 }
 
-static void enc_function(Enc *e, int idx) {
+/* id: the function's own id, which UPVAL names its upvalues by. */
+static void enc_function(Enc *e, int idx, int id) {
   lua_State *L = e->L;
   size_t at, codelen;
   uint64_t h;
@@ -461,7 +570,26 @@ static void enc_function(Enc *e, int idx) {
   put_varint(e, ar.nups);
   luaL_checkstack(L, 4, "value nested too deep");
   for (int i = 1; i <= ar.nups; i++) {
-    const char *name = lua_getupvalue(L, idx, i);
+    /* An upvalue cell seen before, in this function or another, is written
+    ** as UPVAL; the seen table maps the cell's id (a light userdata, which
+    ** is never a value here) to id << 8 | i, i being at most 255. The cell
+    ** is recorded before its value is written: a closure in that value may
+    ** share it. */
+    const char *name;
+    lua_pushlightuserdata(L, lua_upvalueid(L, idx, i));
+    if (lua_rawget(L, e->seen) == LUA_TNUMBER) {
+      lua_Integer at = lua_tointeger(L, -1);
+      lua_pop(L, 1);
+      put_byte(e, T_UPVAL);
+      put_varint(e, (uint64_t)(at >> 8));
+      put_varint(e, (uint64_t)(at & 0xff));
+      continue;
+    }
+    lua_pop(L, 1);
+    lua_pushlightuserdata(L, lua_upvalueid(L, idx, i));
+    lua_pushinteger(L, ((lua_Integer)id << 8) | i);
+    lua_rawset(L, e->seen);
+    name = lua_getupvalue(L, idx, i);
     enc_push(e, 'u', 0, name ? name : "");
     enc_value(e, lua_gettop(L));
     e->depth--;
@@ -473,7 +601,7 @@ static void enc_object(Enc *e, conc_Obj *o) {
   if (e->nobjs == e->capobjs) {
     unsigned cap = e->capobjs ? e->capobjs * 2 : 4;
     conc_Obj **n = realloc(e->objs, cap * sizeof *n);
-    if (n == NULL) luaL_error(e->L, "not enough memory");
+    if (n == NULL) enc_nomem(e);
     e->objs = n;
     e->capobjs = cap;
   }
@@ -538,7 +666,7 @@ static void enc_value(Enc *e, int idx) {
     if (enc_named(e, idx, 0)) return;
     if (e->depth >= MAX_DEPTH) enc_error(e, "a value nested this deep");
     if (t == LUA_TTABLE) enc_table(e, idx);
-    else enc_function(e, idx);
+    else enc_function(e, idx, e->nseen - 1);
   }
 }
 
@@ -625,9 +753,12 @@ typedef struct Dec {
   const unsigned char *p, *end;
   conc_Obj *const *objs;
   unsigned nobjs;
-  int seen;    /* stack index of {id -> value}, 0 until needed */
+  int seen;    /* stack index of {id + 1 -> value, -(id + 1) -> true for
+                  a FUNC}, 0 until needed */
   int nseen;
   int depth;
+  size_t arr_left;   /* array slots the rest of the message may still hold */
+  size_t hash_left;  /* hash slots we may still preallocate */
 } Dec;
 
 static int corrupt(Dec *d, const char *why) {
@@ -679,9 +810,14 @@ static void dec_table(Dec *d) {
   int t;
   memcpy(&nhash, get_bytes(d, 4), 4);
   left = (size_t)(d->end - d->p);
-  /* every element takes at least one byte: cap what we preallocate */
-  if (narr > left || narr > INT_MAX) corrupt(d, "array longer than the message");
-  if (nhash > left / 2) nhash = (uint32_t)(left / 2);
+  /* every element takes at least one byte, of this table alone: see the
+  ** top of the file */
+  if (narr > left || narr > d->arr_left || narr > INT_MAX)
+    corrupt(d, "array longer than the message");
+  d->arr_left -= (size_t)narr;
+  if (nhash > d->hash_left) nhash = (uint32_t)d->hash_left;
+  if (nhash > INT_MAX) nhash = INT_MAX;
+  d->hash_left -= nhash;
   lua_createtable(L, (int)narr, (int)nhash);
   dec_seen(d);
   t = lua_gettop(L);
@@ -707,6 +843,26 @@ static void dec_table(Dec *d) {
   else corrupt(d, "metatable is not a table");
 }
 
+/* Joins upvalue i of the function at f to the upvalue an UPVAL names. Lua
+** checks neither side of lua_upvaluejoin, so both are checked here: the id
+** must be a function this message loaded (a Lua closure), n one of its
+** upvalues. */
+static void dec_upval(Dec *d, int f, int i) {
+  lua_State *L = d->L;
+  uint64_t id = get_varint(d), n = get_varint(d);
+  lua_Debug ar;
+  if (id >= (uint64_t)d->nseen) corrupt(d, "bad upvalue reference");
+  if (lua_rawgeti(L, d->seen, -(lua_Integer)id - 1) != LUA_TBOOLEAN)
+    corrupt(d, "bad upvalue reference");
+  lua_pop(L, 1);
+  lua_rawgeti(L, d->seen, (lua_Integer)id + 1);
+  lua_pushvalue(L, -1);
+  lua_getinfo(L, ">u", &ar);
+  if (n < 1 || n > ar.nups) corrupt(d, "bad upvalue reference");
+  lua_upvaluejoin(L, f, i, -1, (int)n);
+  lua_pop(L, 1);
+}
+
 static void dec_function(Dec *d) {
   lua_State *L = d->L;
   uint64_t codelen = get_varint(d), nups, h;
@@ -721,13 +877,20 @@ static void dec_function(Dec *d) {
     corrupt(d, lua_tostring(L, -1));
   dec_seen(d);  /* before the upvalues: a recursive function names itself */
   f = lua_gettop(L);
+  lua_pushboolean(L, 1);  /* UPVAL may name this id: it is a Lua function */
+  lua_rawseti(L, d->seen, -(lua_Integer)d->nseen);
   nups = get_varint(d);
   lua_pushvalue(L, f);
   lua_getinfo(L, ">u", &ar);
   if (nups != ar.nups) corrupt(d, "upvalue count");
   for (int i = 1; i <= (int)nups; i++) {
-    dec_value(d);
-    lua_setupvalue(L, f, i);
+    if (d->p < d->end && *d->p == T_UPVAL) {
+      d->p++;
+      dec_upval(d, f, i);
+    } else {
+      dec_value(d);
+      lua_setupvalue(L, f, i);
+    }
   }
 }
 
@@ -766,8 +929,16 @@ static void dec_named(Dec *d) {
     lua_rawget(L, -2);
     lua_remove(L, -2);
   }
-  if (lua_isnil(L, -1))
-    luaL_error(L, "transferred value %s not found in this state", s);
+  if (lua_isnil(L, -1)) {
+    lua_pushlstring(L, s, modlen);
+    if (s + n > field) {
+      lua_pushliteral(L, ".");
+      lua_pushlstring(L, field, (size_t)(s + n - field));
+      lua_concat(L, 3);
+    }
+    luaL_error(L, "transferred value %s not found in this state",
+               lua_tostring(L, -1));
+  }
 }
 
 static void dec_value(Dec *d) {
@@ -829,9 +1000,12 @@ int conc__decode_bytes(lua_State *L, const char *data, size_t len,
   d.objs = objs;
   d.nobjs = nobjs;
   d.seen = d.nseen = d.depth = 0;
+  d.arr_left = len;
+  d.hash_left = len / 2;
   if (get_byte(&d) != 'C' || get_byte(&d) != VERSION) corrupt(&d, "bad header");
   n = get_varint(&d);
-  if (n > len) corrupt(&d, "value count");
+  /* each value is at least its tag byte */
+  if (n > (uint64_t)(d.end - d.p) || n > INT_MAX - 8) corrupt(&d, "value count");
   luaL_checkstack(L, (int)n + 2, "too many values");
   for (uint64_t i = 0; i < n; i++) dec_value(&d);
   if (d.p != d.end) corrupt(&d, "trailing bytes");

@@ -1,0 +1,1066 @@
+-- The wire format (csrc/transfer.c): what survives a crossing and how, what
+-- is refused and with which message, and that corrupt bytes raise an error.
+--
+-- core.copy(...) is a full encode and decode in this state, conc objects
+-- included; core.dumps(...)/core.loads(s) are the bytes alone. What crosses
+-- to another state is checked inside a real thread, which reports back
+-- through a file (there is no queue to send results on).
+
+local core = require "conc.core"
+local threading = require "conc.threading"
+
+-- busted runs this file with an _ENV of its own: a context table whose
+-- metamethods reach all of busted. A function defined here carries it as its
+-- _ENV upvalue, and transferred it would copy busted along. So everything
+-- that crosses is defined in the blocks below, under the real globals.
+local G = _G
+
+-- ======================================================================
+-- Comparing what arrived with what was sent
+-- ======================================================================
+
+local same -- same(got, want): raises, naming the path, unless isomorphic
+
+do
+  local _ENV = G
+
+  local function describe_value(v)
+    if math.type(v) then
+      return math.type(v) .. " " .. string.format("%q", v)
+    end
+    if type(v) == "string" then
+      return string.format("string of %d bytes", #v)
+    end
+    return tostring(v)
+  end
+
+  local function is_scalar(v)
+    local t = type(v)
+    return t == "nil" or t == "boolean" or t == "number" or t == "string"
+  end
+
+  local function key_text(k)
+    if type(k) == "string" and k:match("^[%a_][%w_]*$") then return "." .. k end
+    if is_scalar(k) then return "[" .. tostring(k) .. "]" end
+    return "[" .. type(k) .. "]"
+  end
+
+  -- Scalars: equal, with the same math.type and, for floats, the same bits
+  -- (-0.0 and NaN included).
+  local function same_scalar(got, want, path)
+    local ok
+    if type(want) == "number" then
+      ok = math.type(got) == math.type(want) and
+           (math.type(want) == "integer" and got == want or
+            math.type(want) == "float" and
+            string.pack("<d", got) == string.pack("<d", want))
+    else
+      ok = rawequal(got, want)
+    end
+    if not ok then
+      error(path .. ": got " .. describe_value(got) .. ", want " ..
+            describe_value(want), 0)
+    end
+  end
+
+  -- An isomorphism check: map pairs each value of `want` with the value of
+  -- `got` in its place and back, so shared references and cycles must line
+  -- up both ways. Values that exist in both states (modules, C functions,
+  -- _G, conc objects) must be the very same value; upvalue cells shared in
+  -- one graph must be shared in the other.
+  local function walk(got, want, path, map, upmap)
+    local tw = type(want)
+    if is_scalar(want) then return same_scalar(got, want, path) end
+    if type(got) ~= tw then
+      error(path .. ": got " .. describe_value(got) .. ", want " .. tw, 0)
+    end
+    if map[want] ~= nil or map[got] ~= nil then
+      if not rawequal(map[want], got) then
+        error(path .. ": a shared reference arrived as a different value", 0)
+      end
+      return
+    end
+    map[want], map[got] = got, want
+    if tw == "table" then
+      local named = rawequal(got, want)
+      if named then return end -- the same table: a module, _G, ...
+      local others = {}
+      local count = 0
+      for k, v in next, want do
+        count = count + 1
+        if is_scalar(k) then
+          walk(rawget(got, k), v, path .. key_text(k), map, upmap)
+        else
+          others[#others + 1] = k
+        end
+      end
+      -- table keys: matched through what the walk already paired, or as
+      -- the one unmatched key left
+      for _, k in ipairs(others) do
+        local gk = map[k]
+        if gk == nil then
+          local free = {}
+          for k2 in next, got do
+            if not is_scalar(k2) and map[k2] == nil then
+              free[#free + 1] = k2
+            end
+          end
+          if #free ~= 1 then error(path .. ": cannot match a table key", 0) end
+          gk = free[1]
+          walk(gk, k, path .. "<key>", map, upmap)
+        end
+        walk(rawget(got, gk), rawget(want, k), path .. "[" .. type(k) .. "]",
+             map, upmap)
+      end
+      local gcount = 0
+      for _ in next, got do gcount = gcount + 1 end
+      if gcount ~= count then
+        error(path .. ": " .. gcount .. " entries, want " .. count, 0)
+      end
+      walk(debug.getmetatable(got), debug.getmetatable(want),
+           path .. "<metatable>", map, upmap)
+    elseif tw == "function" then
+      local cw = debug.getinfo(want, "S").what == "C"
+      if cw or rawequal(got, want) then
+        if not rawequal(got, want) then
+          error(path .. ": a C function arrived as another", 0)
+        end
+        return
+      end
+      if string.dump(got) ~= string.dump(want) then
+        error(path .. ": the bytecode differs", 0)
+      end
+      for i = 1, 255 do
+        local name, wv = debug.getupvalue(want, i)
+        if name == nil then break end
+        local _, gv = debug.getupvalue(got, i)
+        -- cells shared in `want` are shared in `got`, and only those
+        local wid, gid = debug.upvalueid(want, i), debug.upvalueid(got, i)
+        if upmap[wid] == nil and upmap[gid] == nil then
+          upmap[wid], upmap[gid] = gid, wid
+        elseif upmap[wid] ~= gid or upmap[gid] ~= wid then
+          error(path .. "<upvalue " .. name .. ">: sharing differs", 0)
+        end
+        walk(gv, wv, path .. "<upvalue " .. name .. ">", map, upmap)
+      end
+    elseif not rawequal(got, want) then
+      error(path .. ": got " .. describe_value(got) .. ", want " ..
+            describe_value(want), 0)
+    end
+  end
+
+  function same(got, want, path)
+    walk(got, want, path or "value", {}, {})
+    return true
+  end
+end
+
+-- ======================================================================
+-- Fixtures: fx[kind]() builds the same values in whichever state runs it
+-- ======================================================================
+
+local fx = {}
+
+do
+  local _ENV = G
+
+  local function all_bytes()
+    local t = {}
+    for i = 0, 255 do t[#t + 1] = string.char(i) end
+    return table.concat(t)
+  end
+
+  function fx.scalars()
+    return nil, true, false, 0, 1, -1, 127, 128, -129, 2^31, math.maxinteger,
+      math.mininteger, 0.0, -0.0, 1.0, 0.5, -2.5, 2^53, 2^63, math.pi,
+      1e308, 5e-324, 1/0, -1/0, 0/0, -(0/0), nil
+  end
+
+  function fx.strings()
+    return "", "\0", "a\0b\0", all_bytes(), all_bytes():reverse(),
+      ("\0\1\127\128\255"):rep(1000), "héllo wörld"
+  end
+
+  function fx.tables()
+    local shared = {"shared"}
+    local cycle = {name = "cycle"}
+    cycle.self = cycle
+    local a, b = {name = "a"}, {name = "b"}
+    a.b, b.a = b, a
+    local key = {"a key"}
+    local holes = {1, nil, 3, nil, 5}
+    local mixed = {10, 20, 30, x = 1, [0] = "zero", [-1] = "minus one",
+      [1.5] = "float", [true] = "yes", [false] = "no", [2^53] = "big",
+      [math.mininteger] = "min", ["with space"] = 1, ["\0"] = "nul"}
+    local nested = {l1 = {l2 = {l3 = {l4 = {1, 2, {3, {4}}}}}}}
+    local big = {}
+    for i = 1, 3000 do big[i] = i * 2 end
+    for i = 1, 1000 do big["k" .. i] = i / 4 end
+    return {
+      shared_a = shared, shared_b = shared, list = {shared, shared},
+      cycle = cycle, pair = a,
+      by_key = {[key] = "found by a table key", key = key},
+      key_only = {[{}] = "a key reached by nothing else"},
+      holes = holes, mixed = mixed, nested = nested, big = big,
+      empty = {},
+    }, shared, cycle -- the same tables again, as other values
+  end
+
+  function fx.metatables()
+    local mt = {__index = {greet = "hi"}, __name = "Point"}
+    local p, q = setmetatable({x = 1}, mt), setmetatable({x = 2}, mt)
+    local fn_mt = setmetatable({}, {__index = function(_, k)
+      return "computed " .. k
+    end})
+    local locked = setmetatable({}, {__metatable = "locked"})
+    local chain = setmetatable({}, {__index = setmetatable({}, {
+      __index = {deep = "via two metatables"}})})
+    local module_mt = setmetatable({}, {__index = string})
+    local self_mt = {}
+    setmetatable(self_mt, self_mt)
+    return {p = p, q = q, fn_mt = fn_mt, locked = locked, chain = chain,
+      module_mt = module_mt, self_mt = self_mt}
+  end
+
+  -- Closures over everything: upvalues, nested closures, recursion, cells
+  -- shared between closures.
+  function fx.adder(x)
+    return function(y) return x + y end
+  end
+
+  function fx.curry(a)
+    return function(b)
+      return function(c) return a * 100 + b * 10 + c end
+    end
+  end
+
+  function fx.counter(start)
+    local n = start
+    return function() n = n + 1 return n end, function() return n end
+  end
+
+  function fx.functions()
+    local function fact(n)
+      if n <= 1 then return 1 end
+      return n * fact(n - 1)
+    end
+    local is_even, is_odd
+    function is_even(n) if n == 0 then return true end return is_odd(n - 1) end
+    function is_odd(n) if n == 0 then return false end return is_even(n - 1) end
+    local inc, get = fx.counter(10)
+    local data = {1, 2, 3}
+    local function sum()
+      local s = 0
+      for _, v in ipairs(data) do s = s + v end
+      return s
+    end
+    local function varargs(...) return select("#", ...), ... end
+    local env = {y = 42}
+    local with_env = load("return y", "=with_env", "t", env)
+    local chunk = load("local a, b = ... return (a or 1) + (b or 2)", "=chunk")
+    return {
+      add10 = fx.adder(10), curried = fx.curry(1), curried2 = fx.curry(1)(2),
+      fact = fact, is_even = is_even, is_odd = is_odd,
+      inc = inc, get = get, counter = {inc = inc, get = get},
+      sum = sum, data = data, varargs = varargs,
+      with_env = with_env, env = env, chunk = chunk,
+      same_twice = {fact, fact},
+    }
+  end
+
+  -- Values that exist in every state and cross by name.
+  function fx.named()
+    return {
+      string = string, math = math, table = table, G = _G,
+      format = string.format, print = print, floor = math.floor,
+      pairs = pairs, require = require, insert = table.insert,
+      loaded = package.loaded,
+      threading = require "conc.threading",
+      Thread = (require "conc.threading").Thread,
+      current_thread = (require "conc.threading").current_thread,
+      core = require "conc.core",
+    }
+  end
+
+  -- check(kind, ...): what arrived equals fx[kind]() built here.
+  function fx.check(kind, ...)
+    same(table.pack(...), table.pack(fx[kind]()), kind)
+  end
+
+  -- The copies work, not only look right.
+  function fx.use_functions(f)
+    assert(f.add10(5) == 15, "adder")
+    assert(f.curried(2)(3) == 123, "curry")
+    assert(f.curried2(4) == 124, "curry, second level")
+    assert(f.fact(10) == 3628800, "recursive local function")
+    assert(f.is_even(10) == true and f.is_odd(7) == true, "mutual recursion")
+    assert(f.get() == 10, "counter starts where the sender's was")
+    f.inc()
+    f.inc()
+    assert(f.get() == 12, "closures over one local still share it")
+    assert(f.counter.get() == 12, "and the same closures in another table")
+    f.data[4] = 4
+    assert(f.sum() == 10, "the upvalue is the copied table")
+    assert(select("#", f.varargs(nil, nil)) == 3, "varargs")
+    assert(f.with_env() == 42, "a custom _ENV crosses as a table")
+    f.env.y = 7
+    assert(f.with_env() == 7, "and is the copied env table")
+    assert(f.chunk(5) == 7, "a main chunk")
+    assert(rawequal(f.same_twice[1], f.fact), "one function, one copy")
+  end
+
+  function fx.use_named(n)
+    assert(n.format("%5.1f|%d", 3.14159, 42) == "  3.1|42", "string.format")
+    assert(n.floor(3.7) == 3, "math.floor")
+    assert(rawequal(n.string, string), "string is this state's string")
+    assert(rawequal(n.G, _G), "_G is this state's _G")
+    assert(rawequal(n.threading, require "conc.threading"),
+           "conc.threading is this state's module")
+    assert(rawequal(n.print, print), "print is this state's print")
+  end
+
+  -- What a script might add to a standard module.
+  function fx.split(s, sep)
+    local t = {}
+    for part in s:gmatch("[^" .. sep .. "]+") do t[#t + 1] = part end
+    return t
+  end
+
+  function fx.use_split(split)
+    assert(string.transfer_spec_split == nil, "the thread has no such field")
+    assert(#split("a,b,c", ",") == 3, "split works")
+  end
+
+  -- Globals: a copied function reads and writes the receiver's.
+  function fx.get_global() return TRANSFER_SPEC_GLOBAL end
+  function fx.set_global(v) TRANSFER_SPEC_GLOBAL = v end
+
+  function fx.check_globals(get, set)
+    assert(get() == nil, "the thread sees its own globals, got " ..
+           tostring(get()))
+    TRANSFER_SPEC_GLOBAL = "thread"
+    assert(get() == "thread", "reads the thread's global")
+    set("set by the copy")
+    assert(TRANSFER_SPEC_GLOBAL == "set by the copy", "writes the thread's")
+    local _, env = debug.getupvalue(get, 1)
+    assert(rawequal(env, _G), "_ENV is the thread's _G")
+  end
+
+  -- A table whose every metamethod raises: encoding must not run them.
+  function fx.guarded()
+    local function boom() error("metamethod called", 0) end
+    return setmetatable({x = 1, 2}, {__index = boom, __newindex = boom,
+      __pairs = boom, __len = boom, __eq = boom, __call = boom,
+      __tostring = boom, __name = "Guarded"})
+  end
+end
+
+-- Values that cannot cross, held where paths are interesting (not in fx,
+-- which crosses whole).
+local bad = {}
+
+do
+  local _ENV = G
+  local out = io.stdout
+  function bad.holds_stdout() return out end
+end
+
+-- ======================================================================
+-- Running a function in another thread
+-- ======================================================================
+
+-- in_thread(fn, ...) runs fn(...) in a new conc thread and returns "ok", or
+-- "error: " and what fn raised. Bounded: a thread still running after 30 s
+-- fails the test.
+local in_thread
+
+do
+  local _ENV = G
+
+  local function body(path, fn, ...)
+    local ok, err = pcall(fn, ...)
+    local f = io.open(path, "wb")
+    f:write(ok and "ok" or "error: " .. tostring(err))
+    f:close()
+  end
+
+  function in_thread(fn, ...)
+    local path = os.tmpname()
+    local t = threading.Thread{target = body, args = table.pack(path, fn, ...)}
+    t:start()
+    t:join(30)
+    if t:is_alive() then error("the thread did not finish in 30 s", 2) end
+    local f = assert(io.open(path, "rb"))
+    local result = f:read("a")
+    f:close()
+    os.remove(path)
+    if result == "" then return "the thread wrote nothing (see stderr)" end
+    return result
+  end
+end
+
+-- ======================================================================
+-- Building messages by hand (the format at the top of csrc/transfer.c)
+-- ======================================================================
+
+local T = {NIL = 0, FALSE = 1, TRUE = 2, INT = 3, FLOAT = 4, STR = 5,
+  TABLE = 6, REF = 7, FUNC = 8, NAMED = 9, GLOBALS = 10, OBJ = 11, END = 12,
+  UPVAL = 13}
+
+local function varint(n)
+  local t = {}
+  repeat
+    local b = n & 0x7f
+    n = n >> 7
+    t[#t + 1] = string.char(n > 0 and b | 0x80 or b)
+  until n == 0
+  return table.concat(t)
+end
+
+-- message(count, bytes...): the header and the values' bytes
+local function message(count, ...)
+  return "C\1" .. varint(count) .. table.concat({...})
+end
+
+local function tag(name) return string.char(T[name]) end
+
+local function named(s) return tag "NAMED" .. varint(#s) .. s end
+
+-- A message with a bit of everything that dumps can carry, a few kB long:
+-- small enough to cut or mutate at every byte.
+local function rich_message()
+  local t = fx.tables()
+  t.big = nil
+  return core.dumps(t, fx.functions(), fx.named(), fx.metatables(),
+                    "a\0b", 1.5, -7, true)
+end
+
+local function corrupt(s, why)
+  local ok, err = pcall(core.loads, s)
+  assert.is_false(ok, "decoded")
+  assert.equal("corrupt message: " .. why, err)
+end
+
+-- ======================================================================
+-- The specs
+-- ======================================================================
+
+describe("transfer", function()
+
+  describe("scalars", function()
+    it("keep their values, math.type and float bits", function()
+      same(table.pack(core.copy(fx.scalars())), table.pack(fx.scalars()))
+      same(table.pack(core.loads(core.dumps(fx.scalars()))),
+           table.pack(fx.scalars()))
+    end)
+
+    it("count trailing nils and zero values", function()
+      assert.equal(27, select("#", core.copy(fx.scalars())))
+      assert.equal(3, select("#", core.copy(nil, nil, nil)))
+      assert.equal(0, select("#", core.copy()))
+      assert.equal(0, select("#", core.loads(core.dumps())))
+    end)
+
+    it("keep integers and floats apart at every size", function()
+      for _, v in ipairs{0, 1, -1, 63, 64, -64, -65, 2^31 | 0, 2^32 | 0,
+                         math.maxinteger, math.mininteger,
+                         math.maxinteger - 1, math.mininteger + 1} do
+        assert.equal("integer", math.type(core.copy(v)))
+        assert.equal(v, core.copy(v))
+        assert.equal("float", math.type(core.copy(v + 0.0)))
+        assert.equal(v + 0.0, core.copy(v + 0.0))
+      end
+      assert.equal(-math.huge, 1 / core.copy(-0.0))
+      assert.equal(math.huge, 1 / core.copy(0.0))
+      local nan = core.copy(0 / 0)
+      assert.is_true(nan ~= nan)
+    end)
+
+    it("are binary-safe strings, every byte value", function()
+      same(table.pack(core.copy(fx.strings())), table.pack(fx.strings()))
+      same(table.pack(core.loads(core.dumps(fx.strings()))),
+           table.pack(fx.strings()))
+      local big = ("\0\255"):rep(1 << 19)
+      assert.equal(big, core.copy(big))
+    end)
+
+    it("encode the same bytes every time", function()
+      assert.equal(core.dumps(1, "a", 2.5, true), core.dumps(1, "a", 2.5, true))
+      assert.equal("C\1", core.dumps():sub(1, 2))
+    end)
+  end)
+
+  describe("tables", function()
+    it("arrive as new tables of the same shape", function()
+      local t = fx.tables()
+      local c = core.copy(t)
+      assert.is_false(rawequal(t, c))
+      assert.is_false(rawequal(t.nested.l1, c.nested.l1))
+      same(table.pack(core.copy(fx.tables())), table.pack(fx.tables()))
+      same(table.pack(core.loads(core.dumps(fx.tables()))),
+           table.pack(fx.tables()))
+    end)
+
+    it("keep shared sub-tables shared, across values too", function()
+      local t, shared, cycle = core.copy(fx.tables())
+      assert.equal(t.shared_a, t.shared_b)
+      assert.equal(t.shared_a, t.list[1])
+      assert.equal(t.list[1], t.list[2])
+      assert.equal(t.shared_a, shared)
+      assert.equal(t.cycle, cycle)
+    end)
+
+    it("keep cycles", function()
+      local t = core.copy(fx.tables())
+      assert.equal(t.cycle, t.cycle.self)
+      assert.equal(t.pair, t.pair.b.a)
+      local g = {}
+      g[g] = g
+      local cg = core.copy(g)
+      assert.equal(cg, cg[cg])
+    end)
+
+    it("keep tables as keys", function()
+      local t = core.copy(fx.tables())
+      assert.equal("found by a table key", t.by_key[t.by_key.key])
+      local k, v = next(t.key_only)
+      assert.equal("table", type(k))
+      assert.equal("a key reached by nothing else", v)
+    end)
+
+    it("keep holes, odd keys and big arrays", function()
+      local t = core.copy(fx.tables())
+      assert.same({1, nil, 3, nil, 5}, t.holes)
+      assert.equal("float", t.mixed[1.5])
+      assert.equal("yes", t.mixed[true])
+      assert.equal("no", t.mixed[false])
+      assert.equal("big", t.mixed[2^53])
+      assert.equal("min", t.mixed[math.mininteger])
+      assert.equal("nul", t.mixed["\0"])
+      assert.equal(3000, #t.big)
+      assert.equal(250.0, t.big.k1000)
+    end)
+
+    it("are read raw: no metamethod runs while encoding", function()
+      local c = core.copy(fx.guarded())
+      assert.equal(1, rawget(c, "x"))
+      assert.equal(2, rawget(c, 1))
+      assert.has_error(function() return c.missing end, "metamethod called")
+    end)
+
+    it("keep metatables", function()
+      same(core.copy(fx.metatables()), fx.metatables())
+      local m = core.copy(fx.metatables())
+      assert.equal("hi", m.p.greet)
+      assert.equal(getmetatable(m.p), getmetatable(m.q))
+      assert.equal("computed zz", m.fn_mt.zz)
+      assert.equal("locked", getmetatable(m.locked))
+      assert.equal("via two metatables", m.chain.deep)
+      assert.equal(string, getmetatable(m.module_mt).__index)
+      assert.equal(m.self_mt, getmetatable(m.self_mt))
+      assert.matches("^Point: ", tostring(m.p))
+    end)
+  end)
+
+  describe("functions", function()
+    it("arrive as the same code over copied upvalues", function()
+      same(core.copy(fx.functions()), fx.functions())
+      same(core.loads(core.dumps(fx.functions())), fx.functions())
+    end)
+
+    it("work: upvalues, nested closures, recursion, shared cells", function()
+      fx.use_functions(core.copy(fx.functions()))
+      fx.use_functions(core.loads(core.dumps(fx.functions())))
+    end)
+
+    it("close over copies, not the sender's cells", function()
+      local inc, get = fx.counter(0)
+      local cinc, cget = core.copy(inc, get)
+      inc()
+      assert.equal(1, get())
+      assert.equal(0, cget())
+      cinc()
+      cinc()
+      assert.equal(2, cget())
+      assert.equal(1, get())
+    end)
+
+    it("keep a recursive function's upvalue pointing at the copy", function()
+      local f = core.copy(fx.functions()).fact
+      local name, up = debug.getupvalue(f, 1)
+      assert.equal("fact", name)
+      assert.is_true(rawequal(f, up))
+    end)
+
+    it("bind _ENV to the receiver's globals", function()
+      local get = core.copy(fx.get_global)
+      local _, env = debug.getupvalue(get, 1)
+      assert.is_true(rawequal(env, G))
+      G.TRANSFER_SPEC_GLOBAL = "main"
+      finally(function() G.TRANSFER_SPEC_GLOBAL = nil end)
+      assert.equal("main", get())
+    end)
+
+    it("with many upvalues and no debug information", function()
+      local src = {}
+      for i = 1, 200 do src[#src + 1] = ("local u%d = %d"):format(i, i) end
+      src[#src + 1] = "return function() return u1"
+      for i = 2, 200 do src[#src + 1] = (" + u%d"):format(i) end
+      src[#src + 1] = " end"
+      local f = load(table.concat(src, "\n"))()
+      assert.equal(20100, core.copy(f)())
+      local stripped = load(string.dump(fx.adder(1), true))
+      assert.is_function(core.copy(stripped))
+    end)
+  end)
+
+  describe("named values", function()
+    it("cross as this state's modules and module fields", function()
+      same(core.copy(fx.named()), fx.named())
+      same(core.loads(core.dumps(fx.named())), fx.named())
+      fx.use_named(core.copy(fx.named()))
+    end)
+
+    it("include modules required after an earlier message", function()
+      local name = "transfer_spec_module"
+      local m = {value = {}, fn = function() return "mine" end}
+      core.copy({}) -- builds the name index without the module
+      package.loaded[name] = m
+      finally(function() package.loaded[name] = nil end)
+      assert.equal(m, core.copy(m))
+      assert.equal(m.value, core.copy(m.value))
+      assert.equal(m.fn, core.copy(m.fn))
+    end)
+
+    it("follow a module replaced under the same name", function()
+      local name = "transfer_spec_module"
+      local a, b = {f = {"a"}}, {f = {"b"}}
+      package.loaded[name] = a
+      finally(function() package.loaded[name] = nil end)
+      assert.equal(a.f, core.copy(a.f))
+      package.loaded[name] = b -- as many modules as before
+      assert.equal(b.f, core.copy(b.f))
+      local old = core.copy(a.f) -- in no module now: copied
+      assert.is_false(rawequal(old, a.f) or rawequal(old, b.f))
+      assert.same({"a"}, old)
+    end)
+
+    it("follow a module field reassigned", function()
+      local name = "transfer_spec_module"
+      local m = {f = {"old"}}
+      package.loaded[name] = m
+      finally(function() package.loaded[name] = nil end)
+      assert.equal(m.f, core.copy(m.f))
+      local old = m.f
+      m.f = {"new"}
+      local c = core.copy(old)
+      assert.is_false(rawequal(c, old) or rawequal(c, m.f))
+      assert.same({"old"}, c)
+    end)
+
+    it("include C functions put in a module after the last message",
+       function()
+      local iter = string.gmatch("a", "a")
+      core.copy(string.format)
+      string.transfer_spec_iter = iter
+      finally(function() string.transfer_spec_iter = nil end)
+      assert.equal(iter, core.copy(iter))
+    end)
+
+    it("leave out Lua functions a script added to a standard module",
+       function()
+      -- the receiver has no string.transfer_spec_split: it must be copied
+      string.transfer_spec_split = fx.split
+      finally(function() string.transfer_spec_split = nil end)
+      local c = core.copy(string.transfer_spec_split)
+      assert.is_false(rawequal(c, fx.split))
+      assert.same({"a", "b"}, c("a,b", ","))
+      assert.equal("ok", in_thread(fx.use_split, string.transfer_spec_split))
+    end)
+
+    it("are _G itself", function()
+      assert.equal(G, core.copy(G))
+      assert.equal(G, core.copy({g = G}).g)
+    end)
+  end)
+
+  describe("conc objects", function()
+    it("cross by reference: the same proxy in this state", function()
+      local lo = threading["local"]()
+      assert.is_true(rawequal(lo, core.copy(lo)))
+      local h = rawget(threading.current_thread(), "_handle")
+      assert.is_true(rawequal(h, core.copy(h)))
+      local t = core.copy({lo, lo, h = h})
+      assert.is_true(rawequal(t[1], lo) and rawequal(t[2], lo))
+      assert.is_true(rawequal(t.h, h))
+    end)
+
+    it("cannot be dumped to bytes", function()
+      local ok, err = pcall(core.dumps, {threading["local"]()})
+      assert.is_false(ok)
+      assert.matches("conc objects cannot be dumped to bytes", err)
+    end)
+
+    it("are not kept alive by copies", function()
+      collectgarbage()
+      local before = core.live_objects()["conc.Thread"]
+      do
+        local t = threading.Thread{target = print, name = "never started"}
+        for _ = 1, 100 do core.copy(rawget(t, "_handle"), t) end
+      end
+      collectgarbage()
+      collectgarbage()
+      assert.equal(before, core.live_objects()["conc.Thread"])
+    end)
+  end)
+
+  describe("to another thread", function()
+    it("carries scalars and binary strings", function()
+      assert.equal("ok", in_thread(fx.check, "scalars", fx.scalars()))
+      assert.equal("ok", in_thread(fx.check, "strings", fx.strings()))
+    end)
+
+    it("carries tables with sharing, cycles and metatables", function()
+      assert.equal("ok", in_thread(fx.check, "tables", fx.tables()))
+      assert.equal("ok", in_thread(fx.check, "metatables", fx.metatables()))
+    end)
+
+    it("carries working functions", function()
+      assert.equal("ok", in_thread(fx.check, "functions", fx.functions()))
+      assert.equal("ok", in_thread(fx.use_functions, fx.functions()))
+    end)
+
+    it("binds a function's globals to the thread's", function()
+      G.TRANSFER_SPEC_GLOBAL = "main"
+      finally(function() G.TRANSFER_SPEC_GLOBAL = nil end)
+      assert.equal("ok", in_thread(fx.check_globals, fx.get_global,
+                                   fx.set_global))
+      assert.equal("main", G.TRANSFER_SPEC_GLOBAL)
+    end)
+
+    it("resolves modules and C functions by name there", function()
+      assert.equal("ok", in_thread(fx.check, "named", fx.named()))
+      assert.equal("ok", in_thread(fx.use_named, fx.named()))
+    end)
+
+    it("passes conc objects by reference", function()
+      local peer = threading.Thread{target = print, name = "peer"}
+      local lo = threading["local"]()
+      lo.x = "main's"
+      local h = rawget(peer, "_handle")
+      local main = rawget(threading.main_thread(), "_handle")
+      local check
+      do
+        local _ENV = G
+        function check(ph, mh, l)
+          local th = require "conc.threading"
+          assert(rawequal(mh, rawget(th.main_thread(), "_handle")),
+                 "the main thread's handle is the thread's own proxy of it")
+          assert(ph:name() == "peer", "a handle names the same thread")
+          ph:set_name("renamed by the thread")
+          assert(l.x == nil, "a local's fields are per thread")
+          l.x = "thread's"
+        end
+      end
+      assert.equal("ok", in_thread(check, h, main, lo))
+      assert.equal("renamed by the thread", peer.name)
+      assert.equal("main's", lo.x)
+    end)
+
+    it("carries a megabyte", function()
+      local check
+      do
+        local _ENV = G
+        function check(s)
+          assert(#s == 1 << 20 and s == ("\0\1"):rep(1 << 19))
+        end
+      end
+      assert.equal("ok", in_thread(check, ("\0\1"):rep(1 << 19)))
+    end)
+  end)
+
+  describe("refuses", function()
+    local function refused(message, ...)
+      local ok, err = pcall(core.copy, ...)
+      assert.is_false(ok)
+      assert.equal(message, err)
+    end
+
+    it("coroutines, userdata, light userdata", function()
+      refused("value: cannot transfer coroutine", coroutine.create(print))
+      refused("value: cannot transfer userdata", io.stdout)
+      refused("value: cannot transfer light userdata",
+              debug.upvalueid(fx.adder(1), 1))
+    end)
+
+    it("C functions outside loaded modules", function()
+      local c_function = "C function (only those in a loaded module can cross)"
+      refused("value: cannot transfer " .. c_function, string.gmatch("a", "a"))
+      refused("value: cannot transfer " .. c_function, coroutine.wrap(print))
+      refused("value: cannot transfer " .. c_function, io.stdout.write)
+    end)
+
+    it("naming the path to the value", function()
+      local ud = io.stdout
+      refused("value.a.b: cannot transfer userdata", {a = {b = ud}})
+      refused("value[3]: cannot transfer userdata", {1, 2, ud})
+      refused("value.list[2].conn: cannot transfer userdata",
+              {list = {{}, {conn = ud}}})
+      refused('value["a b"]: cannot transfer userdata', {["a b"] = ud})
+      refused("value[1.5]: cannot transfer userdata", {[1.5] = ud})
+      refused("value[true]: cannot transfer userdata", {[true] = ud})
+      refused("value[table]: cannot transfer userdata", {[{}] = ud})
+      refused("value<key>: cannot transfer userdata", {[ud] = 1})
+      refused("value<key>.k: cannot transfer userdata", {[{k = ud}] = 1})
+      refused("value<metatable>.__index: cannot transfer userdata",
+              setmetatable({}, {__index = ud}))
+      refused("value<upvalue out>: cannot transfer userdata", bad.holds_stdout)
+      refused("value.f<upvalue out>: cannot transfer userdata",
+              {f = bad.holds_stdout})
+      refused("value: cannot transfer userdata", 1, 2, ud)
+      local long = {}
+      local t = long
+      for i = 1, 19 do t.next = {i} t = t.next end
+      t.ud = ud
+      refused("value" .. (".next"):rep(19) .. ".ud: cannot transfer userdata",
+              long)
+      t.ud, t.next = nil, {ud = ud}
+      refused("value" .. (".next"):rep(8) .. "<5 more levels>" ..
+              (".next"):rep(7) .. ".ud: cannot transfer userdata", long)
+    end)
+
+    it("with the argument's name when a thread starts", function()
+      local function start_error(target, args)
+        local t = threading.Thread{target = target, args = args}
+        local ok, err = pcall(t.start, t)
+        assert.is_false(ok)
+        return err
+      end
+      assert.equal("args[1]: cannot transfer coroutine",
+                   start_error(fx.adder, {coroutine.create(print)}))
+      assert.equal("args[3].it: cannot transfer C function " ..
+                   "(only those in a loaded module can cross)",
+                   start_error(fx.adder, {1, 2, {it = string.gmatch("", "")}}))
+      assert.equal("args[1]: cannot transfer light userdata",
+                   start_error(fx.adder, {debug.upvalueid(fx.adder(1), 1)}))
+      assert.equal("target: cannot transfer userdata",
+                   start_error(io.stdout, {}))
+
+      local t = threading.Thread{target = fx.adder,
+                                 args = {1, {conn = io.stdout}}}
+      local ok, err = pcall(t.start, t)
+      assert.is_false(ok)
+      assert.equal("args[2].conn: cannot transfer userdata", err)
+      assert.is_false(t:is_alive())
+
+      t = threading.Thread{target = bad.holds_stdout}
+      ok, err = pcall(t.start, t)
+      assert.equal("target<upvalue out>: cannot transfer userdata", err)
+
+      t = threading.Thread{target = fx.adder}
+      t.log = io.stderr
+      ok, err = pcall(t.start, t)
+      assert.equal("self.log: cannot transfer userdata", err)
+    end)
+
+    it("after a long message, and leaves the state usable", function()
+      for _ = 1, 100 do
+        assert.has_error(function()
+          core.copy({("x"):rep(10000), {}, io.stdout})
+        end, "value[3]: cannot transfer userdata")
+      end
+      assert.equal(1, core.copy(1))
+      assert.equal(5, select("#", core.copy(1, 2, 3, 4, 5)))
+    end)
+
+    it("nesting deeper than the limit, cleanly", function()
+      local function chain(depth, link)
+        local root = {}
+        local t = root
+        for _ = 1, depth do t = link(t) end
+        return root
+      end
+      local function nest(t) t.n = {} return t.n end
+      local ok = pcall(core.copy, chain(150, nest))
+      assert.is_true(ok)
+      local deep = core.copy(chain(150, nest))
+      for _ = 1, 150 do deep = deep.n end
+      assert.same({}, deep)
+      local err
+      ok, err = pcall(core.copy, chain(250, nest))
+      assert.is_false(ok)
+      -- the path keeps its ends
+      assert.equal("value" .. (".n"):rep(8) .. "<184 more levels>" ..
+                   (".n"):rep(8) ..
+                   ": cannot transfer a value nested this deep", err)
+      ok, err = pcall(core.copy, chain(250, function(t)
+        local mt = {}
+        setmetatable(t, mt)
+        return mt
+      end))
+      assert.matches("^value<metatable><metatable>.*<%d+ more levels>.*" ..
+                     ": cannot transfer a value nested this deep$", err)
+      ok, err = pcall(core.copy, chain(100000, nest))
+      assert.matches(": cannot transfer a value nested this deep$", err)
+      local f = fx.adder(0)
+      for _ = 1, 250 do f = fx.adder(f) end
+      ok, err = pcall(core.copy, f)
+      assert.matches("^value<upvalue x><upvalue x>.*<%d+ more levels>.*" ..
+                     ": cannot transfer a value nested this deep$", err)
+    end)
+  end)
+
+  describe("corrupt input", function()
+    it("raises on a bad header, a truncation, trailing bytes", function()
+      corrupt("", "truncated")
+      corrupt("C", "truncated")
+      corrupt("X\1\0", "bad header")
+      corrupt("C\2\0", "bad header")
+      corrupt(core.dumps(1) .. "\0", "trailing bytes")
+      corrupt(message(2, tag "NIL"), "value count")
+      corrupt(message(1, tag "INT"), "truncated")
+      corrupt("C\1" .. ("\255"):rep(10) .. "\1", "bad varint")
+      corrupt("C\1" .. varint(1 << 40), "value count")
+      corrupt(message(1, tag "STR", varint(100), "short"), "truncated")
+      corrupt(message(1, tag "FLOAT", "1234567"), "truncated")
+    end)
+
+    it("raises at every truncation of a rich message", function()
+      local s = rich_message()
+      for i = 0, #s - 1 do
+        local ok, err = pcall(core.loads, s:sub(1, i))
+        assert.is_false(ok)
+        assert.matches("corrupt message", err, 1, true)
+      end
+    end)
+
+    it("raises on tags out of place and bad references", function()
+      corrupt(message(1, "\99"), "unknown tag")
+      corrupt(message(1, tag "END"), "unknown tag")
+      corrupt(message(1, tag "UPVAL", "\0\1"), "unknown tag")
+      corrupt(message(1, tag "REF", "\0"), "bad reference")
+      corrupt(message(1, tag "TABLE", "\0\0\0\0\0", tag "REF", "\1"),
+              "bad reference")
+      corrupt(message(1, tag "OBJ", "\0"), "bad object index")
+    end)
+
+    it("raises on bad tables", function()
+      local empty = "\0\0\0\0\0"
+      corrupt(message(1, tag "TABLE", empty, tag "NIL", tag "TRUE"),
+              "nil table key")
+      corrupt(message(1, tag "TABLE", empty, tag "FLOAT",
+                      string.pack("d", 0 / 0), tag "TRUE"), "NaN table key")
+      corrupt(message(1, tag "TABLE", empty, tag "END", tag "INT", "\2"),
+              "metatable is not a table")
+      corrupt(message(1, tag "TABLE", varint(1000), "\0\0\0\0", tag "NIL"),
+              "array longer than the message")
+      assert.same({}, core.loads(message(1, tag "TABLE", empty, tag "END",
+                                         tag "NIL")))
+    end)
+
+    it("raises on bad functions", function()
+      local s = core.dumps(function() return 1 end)
+      -- FUNC, a 10-byte length, the bytecode, 8 bytes of hash, nups
+      local at = 5 + 10 + 20
+      corrupt(s:sub(1, at - 1) .. string.char(s:byte(at) ~ 1) .. s:sub(at + 1),
+              "bytecode checksum")
+      corrupt(s:sub(1, -3) .. string.char(s:byte(-2) ~ 1) .. s:sub(-1),
+              "bytecode checksum")
+      corrupt(s:sub(1, -2) .. "\1" .. tag "NIL", "upvalue count")
+    end)
+
+    it("raises on a shared upvalue that names no upvalue", function()
+      local inc, get = fx.counter(0)
+      local s = core.dumps(inc, get)
+      -- get's one upvalue is the last thing: UPVAL, inc's id 0, upvalue 1
+      assert.equal(tag "UPVAL" .. "\0\1", s:sub(-3))
+      local ci, cg = core.loads(s)
+      ci()
+      assert.equal(1, cg())
+      local body = s:sub(1, -4)
+      corrupt(body .. tag "UPVAL" .. "\0\2", "bad upvalue reference")
+      corrupt(body .. tag "UPVAL" .. "\0\0", "bad upvalue reference")
+      corrupt(body .. tag "UPVAL" .. "\9\1", "bad upvalue reference")
+      -- its own upvalue: odd, but it is one
+      assert.has_no.errors(function()
+        core.loads(body .. tag "UPVAL" .. "\1\1")
+      end)
+      -- ids that are not functions this message loaded
+      local th = threading.current_thread -- a Lua function, crossing by name
+      local s2 = core.dumps({}, th, inc, get)
+      assert.equal(tag "UPVAL" .. "\2\1", s2:sub(-3))
+      corrupt(s2:sub(1, -4) .. tag "UPVAL" .. "\0\1", "bad upvalue reference")
+      corrupt(s2:sub(1, -4) .. tag "UPVAL" .. "\1\1", "bad upvalue reference")
+    end)
+
+    it("raises on names that are not there", function()
+      corrupt(message(1, named "string"), "bad module name")
+      local ok, err = pcall(core.loads, message(1, named "string\0no_such"))
+      assert.is_false(ok)
+      assert.equal("transferred value string.no_such not found in this state",
+                   err)
+      ok, err = pcall(core.loads, message(1, named "no.such.module\0"))
+      assert.is_false(ok)
+      assert.matches("module 'no.such.module' not found", err, 1, true)
+      assert.equal(string.format,
+                   core.loads(message(1, named "string\0format")))
+      assert.equal(print, core.loads(message(1, named "_G\0print")))
+    end)
+
+    it("refuses nesting deeper than the limit", function()
+      corrupt(message(1, (tag "TABLE" .. "\0\0\0\0\0"):rep(300)),
+              "nested too deep")
+      corrupt(message(1, (tag "TABLE" .. "\1\0\0\0\0"):rep(300)),
+              "nested too deep")
+    end)
+
+    it("allocates by the message, not by what it claims", function()
+      -- tables nested 150 deep, each claiming the rest of a 100 kB message
+      -- as its array: the first claim is honoured, the second is corrupt
+      local len, parts, pos = 100000, {}, 3
+      for i = 1, 150 do
+        local claim = len - (pos + 1 + 3 + 4)
+        parts[i] = tag "TABLE" .. string.char(0x80 | claim & 0x7f,
+          0x80 | (claim >> 7) & 0x7f, claim >> 14) .. "\0\0\0\0"
+        pos = pos + #parts[i]
+      end
+      local s = "C\1\1" .. table.concat(parts)
+      s = s .. ("\0"):rep(len - #s)
+      corrupt(s, "array longer than the message")
+      -- the same with hash hints: they are only hints, and the zeros make a
+      -- nil key
+      s = "C\1\1" .. (tag "TABLE" .. "\0\255\255\255\255"):rep(150)
+      corrupt(s .. ("\0"):rep(len - #s), "nil table key")
+    end)
+
+    it("never crashes on mutated messages", function()
+      local s = rich_message()
+      local decoded, rejected = 0, 0
+      for i = 1, #s do
+        for _, mutate in ipairs{
+          function(b) return b ~ 1 end, function(b) return b ~ 0x80 end,
+          function() return 0 end, function() return 0xff end,
+          function() return 0x7f end, function() return T.REF end,
+          function() return T.TABLE end, function() return T.UPVAL end,
+        } do
+          local m = s:sub(1, i - 1) .. string.char(mutate(s:byte(i))) ..
+                    s:sub(i + 1)
+          local ok, err = pcall(core.loads, m)
+          if ok then
+            decoded = decoded + 1
+          else
+            assert.is_string(err)
+            rejected = rejected + 1
+          end
+        end
+      end
+      assert.is_true(rejected > 0)
+      assert.equal(#s * 8, decoded + rejected)
+    end)
+
+    it("rejects what is not a string", function()
+      assert.has_error(function() core.loads(nil) end)
+      assert.has_error(function() core.loads({}) end)
+    end)
+  end)
+end)
