@@ -374,6 +374,12 @@ print(ok, conc.isinstance(err, conc.errors.KeyboardInterrupt), tostring(err))
   end)
 
   it("interrupts running Lua code", function()
+    if os.getenv("CONC_SANITIZE") == "thread" then
+      -- TSan defers a signal to the next intercepted libc call, and a pure
+      -- Lua loop makes none: the handler would never run
+      pending("not under TSan")
+      return
+    end
     local code, _, err = interrupt(mark .. "while true do end\n")
     assert.are.equal(130, code)
     assert.truthy(err:find("KeyboardInterrupt", 1, true))

@@ -1034,6 +1034,12 @@ describe("transfer", function()
     end)
 
     it("never crashes on mutated messages", function()
+      if os.getenv("CONC_SANITIZE") == "thread" then
+        -- single-threaded; fuzz.transfer covers it in the other builds, and
+        -- TSan's memory grows without bound over this many longjmps
+        pending("not under TSan")
+        return
+      end
       local s = rich_message()
       local decoded, rejected = 0, 0
       for i = 1, #s do
