@@ -74,9 +74,10 @@ static uint64_t hash_bytes(const char *p, size_t n) {
 ** ====================================================================== */
 
 typedef struct PathSeg {
-  int kind;       /* 'k' key at stack index idx, 'u' upvalue name, 'm' meta,
-                     'K' a key itself */
+  int kind;       /* 'k' key at stack index idx, 'i' array index i,
+                     'u' upvalue name, 'm' meta, 'K' a key itself */
   int idx;
+  lua_Integer i;
   const char *name;
 } PathSeg;
 
@@ -123,10 +124,10 @@ static int enc_nomem(Enc *e) {
   return luaL_error(e->L, "not enough memory");
 }
 
-static void enc_reserve(Enc *e, size_t n) {
+/* The slow half of enc_reserve, kept out of line so the check inlines. */
+static void enc_grow(Enc *e, size_t n) {
   size_t cap;
   char *nb;
-  if (e->len + n <= e->cap) return;
   cap = e->cap * 2;
   while (cap < e->len + n) cap *= 2;
   if (e->buf == e->inl) {
@@ -138,6 +139,10 @@ static void enc_reserve(Enc *e, size_t n) {
   if (nb == NULL) enc_nomem(e);
   e->buf = nb;
   e->cap = cap;
+}
+
+static inline void enc_reserve(Enc *e, size_t n) {
+  if (e->cap - e->len < n) enc_grow(e, n);
 }
 
 static void put_bytes(Enc *e, const void *p, size_t n) {
@@ -188,7 +193,10 @@ static int enc_error(Enc *e, const char *what) {
       i = e->depth - PATH_KEEP - 1;
       continue;
     }
-    if (s->kind == 'u') {
+    if (s->kind == 'i') {
+      lua_pushfstring(L, "[%I]", (LUAI_UACINT)s->i);
+      luaL_addvalue(&b);
+    } else if (s->kind == 'u') {
       luaL_addstring(&b, "<upvalue ");
       luaL_addstring(&b, s->name[0] ? s->name : "?");
       luaL_addchar(&b, '>');
@@ -238,7 +246,7 @@ static int enc_seen(Enc *e, int idx) {
   lua_State *L = e->L;
   int id;
   if (e->seen == 0) {
-    lua_newtable(L);
+    lua_createtable(L, 0, 16);
     e->seen = lua_gettop(L);
   }
   lua_pushvalue(L, idx);
@@ -491,12 +499,12 @@ static void enc_table(Enc *e, int idx) {
   put_bytes(e, &nhash, 4);
   luaL_checkstack(L, 6, "value nested too deep");
   for (lua_Integer i = 1; i <= narr; i++) {
-    lua_pushinteger(L, i);
     lua_rawgeti(L, idx, i);
-    enc_push(e, 'k', lua_gettop(L) - 1, NULL);
+    enc_push(e, 'i', 0, NULL);
+    e->path[e->depth - 1].i = i;  /* no key pushed: only an error needs it */
     enc_value(e, lua_gettop(L));
     e->depth--;
-    lua_pop(L, 2);
+    lua_pop(L, 1);
   }
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -765,13 +773,14 @@ static int corrupt(Dec *d, const char *why) {
   return luaL_error(d->L, "corrupt message: %s", why);
 }
 
-static int get_byte(Dec *d) {
+static inline int get_byte(Dec *d) {
   if (d->p >= d->end) corrupt(d, "truncated");
   return *d->p++;
 }
 
 static uint64_t get_varint(Dec *d) {
   uint64_t v = 0;
+  if (d->p < d->end && *d->p < 0x80) return *d->p++;  /* most are small */
   for (int shift = 0; shift < 70; shift += 7) {
     int c = get_byte(d);
     v |= (uint64_t)(c & 0x7f) << shift;
@@ -818,6 +827,7 @@ static void dec_table(Dec *d) {
   if (nhash > d->hash_left) nhash = (uint32_t)d->hash_left;
   if (nhash > INT_MAX) nhash = INT_MAX;
   d->hash_left -= nhash;
+  luaL_checkstack(L, 8, "message nested too deep");  /* table, key, value, seen */
   lua_createtable(L, (int)narr, (int)nhash);
   dec_seen(d);
   t = lua_gettop(L);
@@ -832,7 +842,8 @@ static void dec_table(Dec *d) {
     }
     dec_value(d);
     if (lua_isnil(L, -1)) corrupt(d, "nil table key");
-    if (lua_type(L, -1) == LUA_TNUMBER && lua_tonumber(L, -1) != lua_tonumber(L, -1))
+    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1) &&
+        lua_tonumber(L, -1) != lua_tonumber(L, -1))
       corrupt(d, "NaN table key");
     dec_value(d);
     lua_rawset(L, t);
@@ -869,6 +880,7 @@ static void dec_function(Dec *d) {
   const char *code;
   lua_Debug ar;
   int f;
+  luaL_checkstack(L, 8, "message nested too deep");
   if (codelen > (uint64_t)(d->end - d->p)) corrupt(d, "truncated");
   code = get_bytes(d, (size_t)codelen);
   memcpy(&h, get_bytes(d, 8), 8);
@@ -899,6 +911,7 @@ static void dec_named(Dec *d) {
   size_t n = (size_t)get_varint(d);
   const char *s, *field;
   size_t modlen;
+  luaL_checkstack(L, 8, "message nested too deep");
   if (n > (size_t)(d->end - d->p)) corrupt(d, "truncated");
   s = get_bytes(d, n);
   field = memchr(s, '\0', n);
@@ -945,7 +958,7 @@ static void dec_value(Dec *d) {
   lua_State *L = d->L;
   int tag;
   if (++d->depth > MAX_DEPTH + 2) corrupt(d, "nested too deep");
-  luaL_checkstack(L, 8, "message nested too deep");
+  /* room for this value: the caller's; containers make their own below */
   tag = get_byte(d);
   switch (tag) {
     case T_NIL: lua_pushnil(L); break;
