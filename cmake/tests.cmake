@@ -77,3 +77,10 @@ if(CONC_SANITIZE STREQUAL "thread")
 endif()
 add_test(NAME fuzz.transfer COMMAND fuzz_transfer ${FUZZ_ITERATIONS} 1)
 set_tests_properties(fuzz.transfer PROPERTIES TIMEOUT 900 ENVIRONMENT "${SAN_ENV}")
+
+# An application embedding conc through conc.h: its state-init hook must
+# reach every thread state.
+add_executable(embed_test csrc/test/embed_test.c)
+target_link_libraries(embed_test PRIVATE libconc ${LUA_LINK_LIBRARIES} m)
+add_test(NAME embed.state_init COMMAND embed_test)
+set_tests_properties(embed.state_init PROPERTIES TIMEOUT 60 ENVIRONMENT "${SAN_ENV}")
