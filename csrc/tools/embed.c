@@ -15,7 +15,7 @@
 #include "lualib.h"
 
 #ifndef STRIP
-#define STRIP 0
+#define STRIP 1
 #endif
 
 typedef struct Out {

@@ -53,4 +53,13 @@ end
 
 M.isinstance = class.isinstance
 
+-- debug.traceback without conc's own frames: the facades are carried as
+-- stripped bytecode (their frames read "?"), and what lies below the
+-- xpcall that runs a thread's body is conc's machinery, not the user's.
+function M.traceback(msg, level)
+  local tb = debug.traceback(msg, (level or 1) + 1)
+  tb = tb:gsub("\n\t%[C%]: in function 'xpcall'.*$", "")
+  return (tb:gsub("\n\t%?: in [^\n]*", ""))
+end
+
 return M

@@ -241,7 +241,7 @@ function M._bootstrap(target, args, self, hook)
   if hook then M.excepthook = hook end
   local tb
   local ok, err = xpcall(self.run, function(e)
-    tb = debug.traceback(errors.tostring(e), 2)
+    tb = errors.traceback(errors.tostring(e), 2)
     if type(e) == "table" and rawget(e, "traceback") == nil then
       pcall(rawset, e, "traceback", tb)
     end
