@@ -1073,8 +1073,17 @@ static int l_copy(lua_State *L) {
   return lua_gettop(L);
 }
 
+/* core._forget_names(): a module grew a field (conc.errors makes its classes
+** on first use); the next message rebuilds the index of module values. */
+static int l_forget_names(lua_State *L) {
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_LOADED);
+  return 0;
+}
+
 void conc__open_transfer(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"dumps", l_dumps}, {"loads", l_loads}, {"copy", l_copy}, {NULL, NULL}};
+    {"dumps", l_dumps}, {"loads", l_loads}, {"copy", l_copy},
+    {"_forget_names", l_forget_names}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

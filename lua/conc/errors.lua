@@ -4,6 +4,7 @@
 -- isinstance still holds on the other side, and `traceback` keeps the remote
 -- stack.
 local class = require "conc.class"
+local core = require "conc.core"
 
 local M = {}
 
@@ -27,21 +28,44 @@ M.BaseException = BaseException
 local function define(name, parent, qualname)
   local cls = parent:extend(name)
   cls.__qualname = qualname or name
-  M[name] = cls
+  rawset(M, name, cls)
+  -- a module just grew a field: values now reachable under its name must
+  -- cross by that name (the wire format's index of module values)
+  core._forget_names()
   return cls
 end
 M.define = define
 
-define("Exception", BaseException)
-define("KeyboardInterrupt", BaseException)
-define("SystemExit", BaseException)
-define("RuntimeError", M.Exception)
-define("ValueError", M.Exception)
-define("TypeError", M.Exception)
-define("AttributeError", M.Exception)
-define("OSError", M.Exception)
-define("TimeoutError", M.OSError)
-define("NotImplementedError", M.RuntimeError)
+-- The classes are made on first use: a thread's state loads this module
+-- whether or not it ever raises, and making ten classes up front was a
+-- sixth of building that state. (So pairs(errors) lists only those made.)
+local parents = {}
+local qualnames = {}
+
+-- Declares class `name` under the class named `parent`, made on first use.
+function M.declare(name, parent, qualname)
+  parents[name] = parent
+  qualnames[name] = qualname
+end
+
+M.declare("Exception", "BaseException")
+M.declare("KeyboardInterrupt", "BaseException")
+M.declare("SystemExit", "BaseException")
+M.declare("RuntimeError", "Exception")
+M.declare("ValueError", "Exception")
+M.declare("TypeError", "Exception")
+M.declare("AttributeError", "Exception")
+M.declare("OSError", "Exception")
+M.declare("TimeoutError", "OSError")
+M.declare("NotImplementedError", "RuntimeError")
+
+setmetatable(M, {
+  __index = function(t, name)
+    local parent = parents[name]
+    if parent == nil then return nil end
+    return define(name, t[parent], qualnames[name])
+  end,
+})
 
 -- Any Lua error value as text: tostring, with a fallback for non-strings.
 function M.tostring(err)
