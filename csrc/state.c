@@ -243,9 +243,114 @@ static void set_path(lua_State *L, const char *field, const char *value) {
   lua_pop(L, 1);
 }
 
+/*
+** The standard libraries of a thread's state. base, package and string
+** (strings' metatable) open at once; each of the others is a table that
+** fills itself from the real library on its first lookup, so a thread that
+** never touches math or io does not pay for them (opening them all was a
+** third of building a state with only the standard libraries). Until then
+** the table looks empty to next/pairs/rawget; any field lookup fills it,
+** and require "math" gives the same table.
+*/
+static const luaL_Reg lazy_libs[] = {
+  {LUA_COLIBNAME, luaopen_coroutine}, {LUA_TABLIBNAME, luaopen_table},
+  {LUA_IOLIBNAME, luaopen_io}, {LUA_OSLIBNAME, luaopen_os},
+  {LUA_MATHLIBNAME, luaopen_math}, {LUA_UTF8LIBNAME, luaopen_utf8},
+  {LUA_DBLIBNAME, luaopen_debug}, {NULL, NULL}};
+
+static int luaB_next_shim(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 2);
+  if (lua_next(L, 1)) return 2;
+  lua_pushnil(L);
+  return 1;
+}
+
+/* Fills the lazy table (upvalue 1) from luaopen (upvalue 2), once. */
+static void lazy_fill(lua_State *L) {
+  lua_CFunction open = lua_tocfunction(L, lua_upvalueindex(2));
+  int t = lua_upvalueindex(1);
+  if (lua_getmetatable(L, t) == 0) return;  /* filled already */
+  lua_pop(L, 1);
+  lua_pushnil(L);
+  lua_setmetatable(L, t);
+  lua_pushcfunction(L, open);
+  lua_call(L, 0, 1);
+  lua_pushnil(L);
+  while (lua_next(L, -2)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, t);
+  }
+  lua_pop(L, 1);
+}
+
+static int lazy_index(lua_State *L) {
+  lazy_fill(L);
+  lua_rawget(L, 1);
+  return 1;
+}
+
+static int lazy_newindex(lua_State *L) {
+  lazy_fill(L);
+  lua_rawset(L, 1);
+  return 0;
+}
+
+static int lazy_pairs(lua_State *L) {
+  lazy_fill(L);
+  lua_pushcfunction(L, luaB_next_shim);
+  lua_pushvalue(L, 1);
+  lua_pushnil(L);
+  return 3;
+}
+
+/* The loader package.preload holds for a lazy library: the filled table. */
+static int lazy_require(lua_State *L) {
+  lazy_fill(L);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  return 1;
+}
+
+static void open_libs_lazily(lua_State *L) {
+  luaL_requiref(L, LUA_GNAME, luaopen_base, 1);
+  luaL_requiref(L, LUA_LOADLIBNAME, luaopen_package, 1);
+  luaL_requiref(L, LUA_STRLIBNAME, luaopen_string, 1);
+  lua_pop(L, 3);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  for (const luaL_Reg *lib = lazy_libs; lib->name; lib++) {
+    lua_newtable(L);                       /* the library's table, empty */
+    lua_createtable(L, 0, 3);              /* its metatable */
+    lua_pushvalue(L, -2);
+    lua_pushcfunction(L, lib->func);
+    lua_pushcclosure(L, lazy_index, 2);
+    lua_setfield(L, -2, "__index");
+    lua_pushvalue(L, -2);
+    lua_pushcfunction(L, lib->func);
+    lua_pushcclosure(L, lazy_newindex, 2);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushvalue(L, -2);
+    lua_pushcfunction(L, lib->func);
+    lua_pushcclosure(L, lazy_pairs, 2);
+    lua_setfield(L, -2, "__pairs");
+    lua_setmetatable(L, -2);
+    lua_pushvalue(L, -1);
+    lua_setglobal(L, lib->name);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -4, lib->name);        /* package.loaded */
+    lua_pushvalue(L, -1);
+    lua_pushcfunction(L, lib->func);
+    lua_pushcclosure(L, lazy_require, 2);
+    lua_setfield(L, -3, lib->name);        /* package.preload */
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 2);
+}
+
 static int newstate_p(lua_State *L) {
   const char **paths = lua_touserdata(L, 1);
-  luaL_openlibs(L);
+  open_libs_lazily(L);
   set_path(L, "path", paths[0]);
   set_path(L, "cpath", paths[1]);
   conc_openlibs(L);

@@ -939,7 +939,9 @@ static void dec_named(Dec *d) {
   if (s + n > field) {
     lua_pushlstring(L, field, (size_t)(s + n - field));
     if (!lua_istable(L, -2)) corrupt(d, "module is not a table");
-    lua_rawget(L, -2);
+    /* not raw: a module may make its fields on first use (conc.errors'
+    ** classes, the lazily opened standard libraries of a thread's state) */
+    lua_gettable(L, -2);
     lua_remove(L, -2);
   }
   if (lua_isnil(L, -1)) {

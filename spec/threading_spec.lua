@@ -298,6 +298,33 @@ describe("threading.Thread", function()
     assert.are.equal(package.cpath, r.cpath)
   end)
 
+  it("opens the thread's libraries on first use, looking whole from the start", function()
+    -- a thread's state opens math, io, os, table, ... on their first lookup
+    local r = run_in_thread(function(floor, unpack)
+      local n = 0
+      for _ in pairs(os) do n = n + 1 end  -- pairs before any lookup
+      return {
+        pairs_first = n > 5,
+        crossed = floor(2.5) == 2 and unpack({7, 8}) == 7,
+        require_same = require("math") == math and package.loaded.io == io,
+        fields = math.pi > 3 and type(io.write) == "function",
+      }
+    end, nil, math.floor, table.unpack)
+    assert.is_true(r.pairs_first)
+    assert.is_true(r.crossed)
+    assert.is_true(r.require_same)
+    assert.is_true(r.fields)
+  end)
+
+  it("lets an error class made on first use cross, isinstance intact", function()
+    local r = run_in_thread(function(E)
+      local ok, err = pcall(error, E("x"))
+      return require("conc").isinstance(err, require("conc.errors").ValueError)
+        and not ok
+    end, nil, errors.ValueError)
+    assert.is_true(r)
+  end)
+
   describe("start", function()
     it("raises RuntimeError when called a second time", function()
       local t = threading.Thread{target = function() end}
