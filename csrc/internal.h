@@ -124,6 +124,9 @@ long conc__thread_next_number(void);  /* Thread-N numbering */
 /* Runs fn(arg) on a parked worker or a new OS thread (signals blocked).
 ** Returns 0 or an errno from pthread_create. */
 int conc__worker_run(void (*fn)(void *), void *arg);
+/* Sets the stack size of workers made from now on (0: conc's default) and
+** returns the previous setting. */
+size_t conc__worker_stack_size(size_t size);
 /* What a worker prepares before parking, for the next fn to take. */
 typedef void *(*conc_WorkerWarmup)(void);
 void conc__worker_set_warmup(conc_WorkerWarmup prepare, void (*drop)(void *));

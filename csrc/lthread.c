@@ -299,6 +299,24 @@ static int l_get_native_id(lua_State *L) {
   return 1;
 }
 
+/* threading.stack_size([size]): Python's, for the threads started after:
+** 0 is the default, otherwise at least 32 KiB; returns the old setting. */
+static int l_stack_size(lua_State *L) {
+  lua_Integer size = luaL_optinteger(L, 1, -1);
+  size_t old;
+  if (size == -1) {
+    old = conc__worker_stack_size(0);
+    conc__worker_stack_size(old);
+  } else {
+    if (size != 0 && size < 32768)
+      return conc__raise(L, "ValueError", "size not valid: %d bytes",
+                         (int)size);
+    old = conc__worker_stack_size((size_t)size);
+  }
+  lua_pushinteger(L, (lua_Integer)old);
+  return 1;
+}
+
 static int l_next_number(lua_State *L) {
   lua_pushinteger(L, conc__thread_next_number());
   return 1;
@@ -378,6 +396,7 @@ void conc__open_thread(lua_State *L) {
     {"main_thread", l_main_thread}, {"enumerate", l_enumerate},
     {"active_count", l_active_count}, {"get_ident", l_get_ident},
     {"get_native_id", l_get_native_id}, {"next_number", l_next_number},
+    {"stack_size", l_stack_size},
     {"local_new", l_local_new}, {NULL, NULL}};
   conc__newmeta(L, &conc__thread_type, methods);
   luaL_getmetatable(L, conc__thread_type.name);

@@ -325,6 +325,22 @@ describe("threading.Thread", function()
     assert.is_true(r)
   end)
 
+  it("sets the stack size of new threads with stack_size, as Python", function()
+    assert.are.equal(0, threading.stack_size())         -- the default
+    assert.are.equal(0, threading.stack_size(256 * 1024))
+    assert.are.equal(256 * 1024, threading.stack_size())
+    -- a thread still runs (and recurses through C) on the smaller stack
+    local r = run_in_thread(function()
+      local function deep(n) if n == 0 then return 0 end
+        return select(2, pcall(deep, n - 1)) + 1 end
+      return deep(150)
+    end)
+    assert.are.equal(150, r)
+    assert.are.equal(256 * 1024, threading.stack_size(0))
+    raises(errors.ValueError, threading.stack_size, 1000)
+    assert.are.equal(0, threading.stack_size())
+  end)
+
   describe("start", function()
     it("raises RuntimeError when called a second time", function()
       local t = threading.Thread{target = function() end}

@@ -195,6 +195,7 @@ function M.enumerate()
 end
 
 M.active_count = core.active_count
+M.stack_size = core.stack_size
 M.get_ident = core.get_ident
 M.get_native_id = core.get_native_id
 
