@@ -48,6 +48,10 @@ lua_State *conc__alloc_newstate(void);
 void conc__alloc_ready(lua_State *L);
 void conc__alloc_close(lua_State *L);  /* lua_close, then the arena */
 
+/* Pushes registry[key], a table with the given weak mode ("k", "v"),
+** making it the first time. */
+void conc__weak_registry(lua_State *L, const void *key, const char *mode);
+
 /* Proxies: the one userdata per (state, object) pair. pushobj takes a new
 ** reference for the proxy; toobj returns NULL for anything not a proxy. */
 void conc__pushobj(lua_State *L, conc_Obj *o);

@@ -336,16 +336,7 @@ static conc_ObjType local_type = {"conc.local", local_destroy, 0};
 
 static void push_local_table(lua_State *L, int idx) {
   conc__checkobj(L, idx, &local_type);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &LOCALS_KEY) != LUA_TTABLE) {
-    lua_pop(L, 1);
-    lua_newtable(L);
-    lua_newtable(L);
-    lua_pushliteral(L, "k");
-    lua_setfield(L, -2, "__mode");
-    lua_setmetatable(L, -2);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &LOCALS_KEY);
-  }
+  conc__weak_registry(L, &LOCALS_KEY, "k");
   lua_pushvalue(L, idx);
   if (lua_rawget(L, -2) != LUA_TTABLE) {
     lua_pop(L, 1);

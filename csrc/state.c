@@ -2,6 +2,7 @@
 ** state.c -- making states, registering conc's modules in them, proxies for
 ** shared objects, errors, and the embedding API of conc.h.
 */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,8 @@
 static const char PROXIES_KEY = 'p';  /* registry: lightuserdata -> proxy */
 static const char SENTINEL_KEY = 's'; /* registry: joins threads at close */
 
-static conc_StateInit state_init;
+static pthread_mutex_t state_init_mu = PTHREAD_MUTEX_INITIALIZER;
+static conc_StateInit state_init;  /* under state_init_mu: workers read it */
 static void *state_init_ud;
 static atomic_uint state_init_gen;  /* bumped when the hook changes */
 
@@ -25,16 +27,20 @@ static void warm_discard(void *p);
 ** Proxies
 ** ====================================================================== */
 
-static void push_proxies(lua_State *L) {
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &PROXIES_KEY) == LUA_TTABLE) return;
+void conc__weak_registry(lua_State *L, const void *key, const char *mode) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) == LUA_TTABLE) return;
   lua_pop(L, 1);
   lua_newtable(L);
-  lua_newtable(L);
-  lua_pushliteral(L, "v");
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, mode);
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &PROXIES_KEY);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+}
+
+static void push_proxies(lua_State *L) {
+  conc__weak_registry(L, &PROXIES_KEY, "v");
 }
 
 void conc__pushobj(lua_State *L, conc_Obj *o) {
@@ -94,7 +100,10 @@ static int proxy_gc(lua_State *L) {
 }
 
 void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods) {
-  if (!luaL_newmetatable(L, type->name)) return;  /* made already */
+  if (!luaL_newmetatable(L, type->name)) {  /* made already */
+    lua_pop(L, 1);
+    return;
+  }
   lua_pushcfunction(L, proxy_gc);
   lua_setfield(L, -2, "__gc");
   lua_newtable(L);
@@ -225,13 +234,15 @@ void conc_openlibs(lua_State *L) {
 
 int luaopen_conc(lua_State *L) {
   conc_openlibs(L);
-  luaL_requiref(L, "conc", NULL, 0);
+  conc__require(L, "conc");
   return 1;
 }
 
 void conc_set_state_init(conc_StateInit fn, void *ud) {
+  pthread_mutex_lock(&state_init_mu);
   state_init = fn;
   state_init_ud = ud;
+  pthread_mutex_unlock(&state_init_mu);
   atomic_fetch_add(&state_init_gen, 1);  /* states built before are stale */
 }
 
@@ -258,7 +269,7 @@ static const luaL_Reg lazy_libs[] = {
   {LUA_MATHLIBNAME, luaopen_math}, {LUA_UTF8LIBNAME, luaopen_utf8},
   {LUA_DBLIBNAME, luaopen_debug}, {NULL, NULL}};
 
-static int luaB_next_shim(lua_State *L) {
+static int lazy_next(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_settop(L, 2);
   if (lua_next(L, 1)) return 2;
@@ -299,7 +310,7 @@ static int lazy_newindex(lua_State *L) {
 
 static int lazy_pairs(lua_State *L) {
   lazy_fill(L);
-  lua_pushcfunction(L, luaB_next_shim);
+  lua_pushcfunction(L, lazy_next);
   lua_pushvalue(L, 1);
   lua_pushnil(L);
   return 3;
@@ -354,7 +365,15 @@ static int newstate_p(lua_State *L) {
   set_path(L, "path", paths[0]);
   set_path(L, "cpath", paths[1]);
   conc_openlibs(L);
-  if (state_init) state_init(L, state_init_ud);
+  {
+    conc_StateInit fn;
+    void *ud;
+    pthread_mutex_lock(&state_init_mu);
+    fn = state_init;
+    ud = state_init_ud;
+    pthread_mutex_unlock(&state_init_mu);
+    if (fn) fn(L, ud);
+  }
   return 0;
 }
 
