@@ -145,18 +145,18 @@ static inline void enc_reserve(Enc *e, size_t n) {
   if (e->cap - e->len < n) enc_grow(e, n);
 }
 
-static void put_bytes(Enc *e, const void *p, size_t n) {
+static inline void put_bytes(Enc *e, const void *p, size_t n) {
   enc_reserve(e, n);
   memcpy(e->buf + e->len, p, n);
   e->len += n;
 }
 
-static void put_byte(Enc *e, int b) {
+static inline void put_byte(Enc *e, int b) {
   enc_reserve(e, 1);
   e->buf[e->len++] = (char)b;
 }
 
-static void put_varint(Enc *e, uint64_t v) {
+static inline void put_varint(Enc *e, uint64_t v) {
   enc_reserve(e, 10);
   while (v >= 0x80) {
     e->buf[e->len++] = (char)(v | 0x80);
@@ -169,7 +169,7 @@ static void put_u32_at(Enc *e, size_t at, uint32_t v) {
   memcpy(e->buf + at, &v, 4);
 }
 
-static void put_string(Enc *e, const char *s, size_t n) {
+static inline void put_string(Enc *e, const char *s, size_t n) {
   put_varint(e, n);
   put_bytes(e, s, n);
 }
@@ -509,7 +509,7 @@ static void enc_table(Enc *e, int idx) {
   lua_pushnil(L);
   while (lua_next(L, idx)) {
     int top = lua_gettop(L);
-    if (lua_isinteger(L, top - 1)) {
+    if (narr > 0 && lua_isinteger(L, top - 1)) {  /* records have no array */
       lua_Integer k = lua_tointeger(L, top - 1);
       if (k >= 1 && k <= narr) {
         lua_pop(L, 1);
