@@ -10,6 +10,8 @@
 **   INT       zigzag varint
 **   FLOAT     8 bytes, native order (messages never leave the machine)
 **   STR       varint length, bytes
+**   KSTR      the same, for a table key of at most KEY_MAXLEN bytes: it gets
+**             an id, and the same key later in the message is a REF
 **   TABLE     varint narray, u32 nhash hint, narray values, key/value pairs,
 **             END, then the metatable as a value (NIL for none)
 **   REF       varint id of a table, function or object seen earlier in this
@@ -25,9 +27,9 @@
 **   OBJ       varint index into the message's object array
 **
 ** The tag bytes: NIL 0, FALSE 1, TRUE 2, INT 3, FLOAT 4, STR 5, TABLE 6,
-** REF 7, FUNC 8, NAMED 9, GLOBALS 10, OBJ 11, END 12, UPVAL 13.
+** REF 7, FUNC 8, NAMED 9, GLOBALS 10, OBJ 11, END 12, UPVAL 13, KSTR 14.
 **
-** Tables, functions, named values and objects get ids in the order they are
+** Tables, functions, named values, objects and KSTR keys get ids in the order they are
 ** first written, on both sides (GLOBALS and UPVAL get none). The decoder
 ** bounds every read by the message's length, refuses nesting deeper than
 ** MAX_DEPTH, and loads bytecode only when its hash matches: a corrupt message
@@ -52,8 +54,20 @@
 
 enum {
   T_NIL, T_FALSE, T_TRUE, T_INT, T_FLOAT, T_STR, T_TABLE, T_REF, T_FUNC,
-  T_NAMED, T_GLOBALS, T_OBJ, T_END, T_UPVAL
+  T_NAMED, T_GLOBALS, T_OBJ, T_END, T_UPVAL, T_KSTR
 };
+
+/*
+** String keys up to KEY_MAXLEN bytes are written once per message (KSTR,
+** which takes an id as a table does) and as a REF after that: in a list of
+** records, the receiver
+** interns each field name once instead of once per record, which was a
+** fifth of decoding such a list. The sender finds a key it has written by
+** its address: a short Lua string is interned, so equal contents are one
+** object, alive as long as the table holding it (on the stack throughout).
+*/
+#define KEY_MAXLEN 40
+#define MAP_INLINE 128  /* entries of the pointer map kept in the Enc itself */
 
 /* Registry keys (their addresses). */
 static const char NAMES_KEY = 'n';   /* value -> "module\0field" */
@@ -87,11 +101,19 @@ typedef struct Enc {
   size_t len, cap;
   conc_Obj **objs;
   unsigned nobjs, capobjs;
-  int seen;      /* stack index of {value -> id}, 0 until needed */
-  int nseen;
+  int nseen;     /* ids given so far */
   int names;     /* stack index of the named-value index, 0 until needed */
   int depth;
   const char *root;
+  /* What has an id, by address (see PtrMap below): tables, functions,
+  ** userdata (lua_topointer), short string keys (their bytes), upvalue
+  ** cells (lua_upvalueid). These are distinct objects, so their addresses
+  ** never collide, and all stay alive while the value is encoded. */
+  size_t mapcap, mapn;     /* 0 until the first entry */
+  const void **mapkeys;
+  uint64_t *mapvals;
+  const void *inlkeys[MAP_INLINE];
+  uint64_t inlvals[MAP_INLINE];
   PathSeg path[MAX_DEPTH + 2];
   char inl[256]; /* small messages never touch the heap until the end */
 } Enc;
@@ -103,8 +125,11 @@ static void enc_init(Enc *e, lua_State *L) {
   e->cap = sizeof e->inl;
   e->objs = NULL;
   e->nobjs = e->capobjs = 0;
-  e->seen = e->nseen = e->names = e->depth = 0;
+  e->nseen = e->names = e->depth = 0;
   e->root = "value";
+  e->mapcap = e->mapn = 0;
+  e->mapkeys = NULL;
+  e->mapvals = NULL;
 }
 
 /* Safe to call twice: an out-of-memory error releases before it raises, and
@@ -112,6 +137,13 @@ static void enc_init(Enc *e, lua_State *L) {
 static void enc_release(Enc *e) {
   if (e->buf != e->inl) free(e->buf);
   free(e->objs);
+  if (e->mapkeys != e->inlkeys) {
+    free(e->mapkeys);
+    free(e->mapvals);
+  }
+  e->mapkeys = NULL;
+  e->mapvals = NULL;
+  e->mapcap = e->mapn = 0;
   e->buf = e->inl;
   e->len = 0;
   e->cap = sizeof e->inl;
@@ -240,25 +272,72 @@ static int enc_error(Enc *e, const char *what) {
 
 static void enc_value(Enc *e, int idx);
 
+/*
+** The encoder's map from an address to an id: open addressing, linear
+** probing, kept at most half full. It replaces a Lua table as the "seen"
+** set: a message with tables no longer allocates one, and a lookup is a few
+** instructions instead of several API calls. O(1) expected per lookup.
+*/
+static size_t map_slot(const void *k, size_t cap) {
+  uint64_t h = (uint64_t)(uintptr_t)k * 0x9E3779B97F4A7C15ull;
+  return (size_t)(h >> 32) & (cap - 1);
+}
+
+static int map_get(const Enc *e, const void *k, uint64_t *v) {
+  if (e->mapcap == 0) return 0;
+  for (size_t i = map_slot(k, e->mapcap);; i = (i + 1) & (e->mapcap - 1)) {
+    if (e->mapkeys[i] == k) {
+      *v = e->mapvals[i];
+      return 1;
+    }
+    if (e->mapkeys[i] == NULL) return 0;
+  }
+}
+
+static void map_insert(const void **keys, uint64_t *vals, size_t cap,
+                       const void *k, uint64_t v) {
+  size_t i = map_slot(k, cap);
+  while (keys[i] != NULL) i = (i + 1) & (cap - 1);
+  keys[i] = k;
+  vals[i] = v;
+}
+
+static void map_put(Enc *e, const void *k, uint64_t v) {
+  if (e->mapcap == 0) {
+    memset(e->inlkeys, 0, sizeof e->inlkeys);
+    e->mapkeys = e->inlkeys;
+    e->mapvals = e->inlvals;
+    e->mapcap = MAP_INLINE;
+  } else if (2 * (e->mapn + 1) > e->mapcap) {
+    size_t cap = e->mapcap * 2;
+    const void **keys = calloc(cap, sizeof *keys);
+    uint64_t *vals = malloc(cap * sizeof *vals);
+    if (keys == NULL || vals == NULL) {
+      free(keys);
+      free(vals);
+      enc_nomem(e);
+    }
+    for (size_t i = 0; i < e->mapcap; i++)
+      if (e->mapkeys[i]) map_insert(keys, vals, cap, e->mapkeys[i], e->mapvals[i]);
+    if (e->mapkeys != e->inlkeys) {
+      free(e->mapkeys);
+      free(e->mapvals);
+    }
+    e->mapkeys = keys;
+    e->mapvals = vals;
+    e->mapcap = cap;
+  }
+  map_insert(e->mapkeys, e->mapvals, e->mapcap, k, v);
+  e->mapn++;
+}
+
 /* Finds the id of a table, function or object seen before, or gives it the
 ** next id. Returns the old id, or -1 when the value is new. */
 static int enc_seen(Enc *e, int idx) {
-  lua_State *L = e->L;
-  int id;
-  if (e->seen == 0) {
-    lua_createtable(L, 0, 16);
-    e->seen = lua_gettop(L);
-  }
-  lua_pushvalue(L, idx);
-  if (lua_rawget(L, e->seen) == LUA_TNUMBER) {
-    id = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
-    return id;
-  }
-  lua_pop(L, 1);
-  lua_pushvalue(L, idx);
-  lua_pushinteger(L, e->nseen++);
-  lua_rawset(L, e->seen);
+  const void *p = lua_topointer(e->L, idx);
+  uint64_t id;
+  if (map_get(e, p, &id)) return (int)id;
+  map_put(e, p, (uint64_t)e->nseen++);
   return -1;
 }
 
@@ -488,6 +567,32 @@ static void enc_push(Enc *e, int kind, int idx, const char *name) {
   s->name = name;
 }
 
+/* Writes a table key: a short string as KSTR, or as REF when repeated. */
+static void enc_key(Enc *e, int idx) {
+  lua_State *L = e->L;
+  size_t n;
+  const char *s;
+  if (lua_type(L, idx) != LUA_TSTRING) {
+    enc_value(e, idx);
+    return;
+  }
+  s = lua_tolstring(L, idx, &n);
+  if (n <= KEY_MAXLEN) {
+    uint64_t id;
+    if (map_get(e, s, &id)) {
+      put_byte(e, T_REF);
+      put_varint(e, id);
+      return;
+    }
+    map_put(e, s, (uint64_t)e->nseen++);  /* an id like a table's */
+    put_byte(e, T_KSTR);
+    put_string(e, s, n);
+    return;
+  }
+  put_byte(e, T_STR);
+  put_string(e, s, n);
+}
+
 static void enc_table(Enc *e, int idx) {
   lua_State *L = e->L;
   lua_Integer narr = (lua_Integer)lua_rawlen(L, idx);
@@ -517,7 +622,7 @@ static void enc_table(Enc *e, int idx) {
       }
     }
     enc_push(e, 'K', top - 1, NULL);
-    enc_value(e, top - 1);
+    enc_key(e, top - 1);
     e->path[e->depth - 1].kind = 'k';
     enc_value(e, top);
     e->depth--;
@@ -579,24 +684,19 @@ static void enc_function(Enc *e, int idx, int id) {
   luaL_checkstack(L, 4, "value nested too deep");
   for (int i = 1; i <= ar.nups; i++) {
     /* An upvalue cell seen before, in this function or another, is written
-    ** as UPVAL; the seen table maps the cell's id (a light userdata, which
-    ** is never a value here) to id << 8 | i, i being at most 255. The cell
-    ** is recorded before its value is written: a closure in that value may
-    ** share it. */
+    ** as UPVAL; the map takes the cell's address to id << 8 | i, i being at
+    ** most 255. The cell is recorded before its value is written: a closure
+    ** in that value may share it. */
     const char *name;
-    lua_pushlightuserdata(L, lua_upvalueid(L, idx, i));
-    if (lua_rawget(L, e->seen) == LUA_TNUMBER) {
-      lua_Integer at = lua_tointeger(L, -1);
-      lua_pop(L, 1);
+    void *cell = lua_upvalueid(L, idx, i);
+    uint64_t at;
+    if (map_get(e, cell, &at)) {
       put_byte(e, T_UPVAL);
-      put_varint(e, (uint64_t)(at >> 8));
-      put_varint(e, (uint64_t)(at & 0xff));
+      put_varint(e, at >> 8);
+      put_varint(e, at & 0xff);
       continue;
     }
-    lua_pop(L, 1);
-    lua_pushlightuserdata(L, lua_upvalueid(L, idx, i));
-    lua_pushinteger(L, ((lua_Integer)id << 8) | i);
-    lua_rawset(L, e->seen);
+    map_put(e, cell, ((uint64_t)id << 8) | (uint64_t)i);
     name = lua_getupvalue(L, idx, i);
     enc_push(e, 'u', 0, name ? name : "");
     enc_value(e, lua_gettop(L));
@@ -778,7 +878,7 @@ static inline int get_byte(Dec *d) {
   return *d->p++;
 }
 
-static uint64_t get_varint(Dec *d) {
+static inline uint64_t get_varint(Dec *d) {
   uint64_t v = 0;
   if (d->p < d->end && *d->p < 0x80) return *d->p++;  /* most are small */
   for (int shift = 0; shift < 70; shift += 7) {
@@ -836,14 +936,16 @@ static void dec_table(Dec *d) {
     lua_rawseti(L, t, (lua_Integer)i);
   }
   for (;;) {
-    if (d->p < d->end && *d->p == T_END) {
+    int ktag;
+    if (d->p >= d->end) corrupt(d, "truncated");
+    ktag = *d->p;  /* the key's tag says whether it can be nil or NaN */
+    if (ktag == T_END) {
       d->p++;
       break;
     }
+    if (ktag == T_NIL) corrupt(d, "nil table key");
     dec_value(d);
-    if (lua_isnil(L, -1)) corrupt(d, "nil table key");
-    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1) &&
-        lua_tonumber(L, -1) != lua_tonumber(L, -1))
+    if (ktag == T_FLOAT && lua_tonumber(L, -1) != lua_tonumber(L, -1))
       corrupt(d, "NaN table key");
     dec_value(d);
     lua_rawset(L, t);
@@ -982,6 +1084,14 @@ static void dec_value(Dec *d) {
       uint64_t n = get_varint(d);
       if (n > (uint64_t)(d->end - d->p)) corrupt(d, "truncated");
       lua_pushlstring(L, get_bytes(d, (size_t)n), (size_t)n);
+      break;
+    }
+    case T_KSTR: {
+      uint64_t n = get_varint(d);
+      if (n > KEY_MAXLEN || n > (uint64_t)(d->end - d->p) || d->seen == 0)
+        corrupt(d, "bad key");
+      lua_pushlstring(L, get_bytes(d, (size_t)n), (size_t)n);
+      dec_seen(d);
       break;
     }
     case T_TABLE: dec_table(d); break;
