@@ -438,8 +438,6 @@ typedef struct Warm {
 ** not pay for marking everything its startup made. */
 static int warm_p(lua_State *L) {
   conc__require(L, "conc.threading");
-  lua_gc(L, LUA_GCRESTART);
-  lua_gc(L, LUA_GCCOLLECT);
   return 0;
 }
 

@@ -73,6 +73,7 @@ enum {
 static const char NAMES_KEY = 'n';   /* value -> "module\0field" */
 static const char NAMES_LOADED = 'l';  /* package.loaded as NAMES_KEY saw it */
 static const char NAMES_COUNT = 'c';   /* and how many entries it had */
+static const char DUMPS_KEY = 'd';     /* weak: function -> bytecode..hash */
 
 static uint64_t hash_bytes(const char *p, size_t n) {
   uint64_t h = 14695981039346656037ULL;  /* FNV-1a */
@@ -657,27 +658,36 @@ static void enc_function(Enc *e, int idx, int id) {
     if (enc_named(e, idx, 1)) return;  /* rebuilt: a module may have grown */
     enc_error(e, "C function (only those in a loaded module can cross)");
   }
+  luaL_checkstack(L, 4, "value nested too deep");
   put_byte(e, T_FUNC);
-  /* The length goes first; reserve the longest varint and fix it below. */
-  at = e->len;
-  put_bytes(e, "\0\0\0\0\0\0\0\0\0\0", 10);
+  /* A function sent again (a thread target, a task) reuses its dump: the
+  ** bytecode and its hash, kept while the function lives. */
+  conc__weak_registry(L, &DUMPS_KEY, "k");
   lua_pushvalue(L, idx);
-  lua_dump(L, writer, e, 0);  /* debug info kept: remote tracebacks need it */
-  lua_pop(L, 1);
-  codelen = e->len - at - 10;
-  {
-    /* varint of codelen, padded to 10 bytes with continuation bits so the
-    ** decoder needs no special case */
-    uint64_t v = codelen;
-    for (int i = 0; i < 10; i++) {
-      unsigned char c = (unsigned char)(v & 0x7f);
-      v >>= 7;
-      if (i < 9) c |= 0x80;
-      e->buf[at + i] = (char)c;
-    }
+  if (lua_rawget(L, -2) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    at = e->len;
+    lua_pushvalue(L, idx);
+    lua_dump(L, writer, e, 0);  /* debug info kept: remote tracebacks need it */
+    lua_pop(L, 1);
+    codelen = e->len - at;
+    h = hash_bytes(e->buf + at, codelen);
+    put_bytes(e, &h, 8);
+    lua_pushvalue(L, idx);
+    lua_pushlstring(L, e->buf + at, codelen + 8);
+    lua_rawset(L, -3);
+    e->len = at;  /* written again below, after its length */
+    lua_pushvalue(L, idx);
+    lua_rawget(L, -2);
   }
-  h = hash_bytes(e->buf + at + 10, codelen);
-  put_bytes(e, &h, 8);
+  {
+    size_t n;
+    const char *dump = lua_tolstring(L, -1, &n);
+    codelen = n - 8;
+    put_varint(e, codelen);
+    put_bytes(e, dump, n);  /* the bytecode, then its hash */
+  }
+  lua_pop(L, 2);
   lua_pushvalue(L, idx);
   lua_getinfo(L, ">u", &ar);
   put_varint(e, ar.nups);
