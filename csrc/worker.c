@@ -22,6 +22,7 @@
 #include "internal.h"
 
 #define MAX_IDLE 4
+#define MIN_WORKERS 4
 #define IDLE_SECONDS 5.0
 /* Default stack of a worker: Lua itself needs little C stack (LUAI_MAXCCALLS
 ** bounds its C recursion to 200 levels), and glibc keeps 40 MiB of freed
@@ -32,8 +33,12 @@
 #define STACK_SIZE (1024 * 1024)
 
 typedef struct Worker {
-  struct Worker *next;  /* in the idle list, under pool_mu */
+  struct Worker *next;  /* in the idle or the warming list, under pool_mu */
   int parked;           /* in the idle list, under pool_mu */
+  int warming;          /* in the warming list, under pool_mu */
+  int has_next;         /* next_fn/next_arg are set, under pool_mu */
+  void (*next_fn)(void *);
+  void *next_arg;
   atomic_uint assigned; /* futex word: fn/arg are set */
   void (*fn)(void *);
   void *arg;
@@ -44,7 +49,9 @@ typedef struct Worker {
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static Worker *idle;
 static int nidle;     /* parked */
+static Worker *warming;
 static int nwarming;  /* holding a pool slot while building a state */
+static int nworkers;  /* OS threads alive */
 static size_t stack_size;  /* 0: STACK_SIZE */
 static conc_WorkerWarmup warmup;
 static void (*discard)(void *);
@@ -67,12 +74,15 @@ void *conc__worker_take_warm(void) {
   return p;
 }
 
-/* Parks w until it is given work (1) or has idled too long (0). The caller
-** holds a pool slot (see worker_main). */
+static void list_unlink(Worker **list, Worker *w) {
+  while (*list != w) list = &(*list)->next;
+  *list = w->next;
+}
+
+/* Parks w until it is given work (1) or has idled too long (0). Called with
+** pool_mu held and w holding a pool slot; returns without it. */
 static int park(Worker *w) {
   double deadline = conc__monotonic() + IDLE_SECONDS;
-  pthread_mutex_lock(&pool_mu);
-  nwarming--;
   atomic_store_explicit(&w->assigned, 0, memory_order_relaxed);
   w->parked = 1;
   w->next = idle;
@@ -85,9 +95,7 @@ static int park(Worker *w) {
       int leave = 0;
       pthread_mutex_lock(&pool_mu);
       if (w->parked) {  /* nobody took it: leave the pool */
-        Worker **p = &idle;
-        while (*p != w) p = &(*p)->next;
-        *p = w->next;
+        list_unlink(&idle, w);
         nidle--;
         w->parked = 0;
         leave = 1;
@@ -101,7 +109,8 @@ static int park(Worker *w) {
 
 /* A worker whose conc thread is done takes a pool slot, if one is free,
 ** before building the next state: with many threads ending at once, only
-** MAX_IDLE of them do that work, and the rest end at once. */
+** MAX_IDLE of them do that work, and the rest end at once. While it builds,
+** it is on the warming list, where a start may leave it its next thread. */
 static void *worker_main(void *p) {
   Worker *w = p;
   conc_WorkerWarmup prepare;
@@ -115,15 +124,33 @@ static void *worker_main(void *p) {
     w->arg = NULL;
     pthread_mutex_lock(&pool_mu);
     slot = nidle + nwarming < MAX_IDLE;
-    if (slot) nwarming++;
+    if (slot) {
+      nwarming++;
+      w->warming = 1;
+      w->has_next = 0;
+      w->next = warming;
+      warming = w;
+    }
     prepare = warmup;
     pthread_mutex_unlock(&pool_mu);
     if (!slot) break;
     if (prepare && w->warm == NULL) w->warm = prepare();
+    pthread_mutex_lock(&pool_mu);
+    list_unlink(&warming, w);
+    w->warming = 0;
+    nwarming--;
+    if (w->has_next) {  /* a start left us a thread while we built */
+      w->fn = w->next_fn;
+      w->arg = w->next_arg;
+      w->has_next = 0;
+      pthread_mutex_unlock(&pool_mu);
+      continue;
+    }
     if (!park(w)) break;
   }
   pthread_mutex_lock(&pool_mu);
   drop = discard;
+  nworkers--;
   pthread_mutex_unlock(&pool_mu);
   if (w->warm && drop) drop(w->warm);
   free(w);
@@ -154,6 +181,18 @@ int conc__worker_run(void (*fn)(void *), void *arg) {
     *p = w->next;
     nidle--;
     w->parked = 0;
+  } else if (nworkers >= MIN_WORKERS) {
+    /* enough workers to alternate (one runs while another builds): a state
+    ** in the making is ready sooner than a new OS thread could build one */
+    for (Worker *b = warming; b; b = b->next) {
+      if (!b->has_next && b->stack == stack) {
+        b->next_fn = fn;
+        b->next_arg = arg;
+        b->has_next = 1;
+        pthread_mutex_unlock(&pool_mu);
+        return 0;
+      }
+    }
   }
   pthread_mutex_unlock(&pool_mu);
   if (w) {
@@ -176,9 +215,17 @@ int conc__worker_run(void (*fn)(void *), void *arg) {
   pthread_attr_setstacksize(&attr, stack);
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
+  pthread_mutex_lock(&pool_mu);
+  nworkers++;
+  pthread_mutex_unlock(&pool_mu);
   rc = pthread_create(&tid, &attr, worker_main, w);
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   pthread_attr_destroy(&attr);
-  if (rc != 0) free(w);
+  if (rc != 0) {
+    pthread_mutex_lock(&pool_mu);
+    nworkers--;
+    pthread_mutex_unlock(&pool_mu);
+    free(w);
+  }
   return rc;
 }
