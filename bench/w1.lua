@@ -33,12 +33,7 @@ local function sequential()
   return (time.perf_counter() - t0) / N * 1e6
 end
 
-local function median(v)
-  table.sort(v)
-  local n = #v
-  if n % 2 == 1 then return v[(n + 1) // 2] end
-  return (v[n // 2] + v[n // 2 + 1]) / 2
-end
+local median = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua").median
 
 batch(); sequential() -- warm-up
 local b, s = {}, {}

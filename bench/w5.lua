@@ -35,12 +35,7 @@ local function threaded()
   return time.perf_counter() - t0
 end
 
-local function median(v)
-  table.sort(v)
-  local n = #v
-  if n % 2 == 1 then return v[(n + 1) // 2] end
-  return (v[n // 2] + v[n // 2 + 1]) / 2
-end
+local median = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua").median
 
 serial(); threaded() -- warm-up
 local s, t = {}, {}

@@ -11,21 +11,11 @@ end
 local HOST = absolute(os.getenv("CONC_HOST") or "build/conc")
 local LUA = "lua5.4"
 
-local function q(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local support = require "support"
+local q, spit = support.q, support.spit
 
 local function slurp(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function spit(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
+  return assert(support.slurp(path))
 end
 
 local temps = {}

@@ -55,23 +55,8 @@ local function tmpname()
   return p
 end
 
-local function slurp(path)
-  local f = io.open(path, "rb")
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function spit(path, text)
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-end
-
-local function q(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local support = require "support"
+local slurp, spit, q = support.slurp, support.spit, support.q
 
 -- A value as a Lua expression: enough for what the tests send back.
 local function dump(v)

@@ -12,9 +12,7 @@ end
 
 local HOST = absolute(os.getenv("CONC_HOST") or "build/conc")
 
-local function q(s)
-  return "'" .. s:gsub("'", "'\\''") .. "'"
-end
+local q = require("support").q
 
 local function raises(cls, fn, ...)
   local ok, err = pcall(fn, ...)
