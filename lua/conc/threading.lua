@@ -17,6 +17,8 @@ local current -- this state's own Thread object, set by _bootstrap
 local Thread = class.class(nil, "Thread")
 M.Thread = Thread
 
+local excepthook  -- threading.excepthook, kept out of M (see below)
+
 local function handle(self)
   local h = rawget(self, "_handle")
   if h == nil then
@@ -65,7 +67,9 @@ function Thread:__init(opts)
     end
   end
   local daemon = opts.daemon
-  if daemon == nil then daemon = M.current_thread().daemon end
+  if daemon == nil then  -- the creating thread's, as in Python
+    daemon = (current and handle(current) or core.current_thread()):daemon()
+  end
   local h = core.thread_new(tostring(name), daemon)
   rawset(self, "_handle", h)
   rawset(self, "_target", opts.target)
@@ -92,7 +96,7 @@ function Thread:run()
 end
 
 function Thread:start()
-  local hook = M.excepthook
+  local hook = excepthook  -- declared below, before any start can run
   if rawequal(hook, M.__excepthook__) then hook = nil end -- the receiver has it
   handle(self):start(rawget(self, "_target"), rawget(self, "_args"), self, hook)
 end
@@ -222,7 +226,7 @@ end
 -- The hook is kept out of the module's own fields: the wire format sends a
 -- function found in a loaded module by its name, so a hook the script
 -- stored there would reach the thread as the receiver's default one.
-local excepthook = M.__excepthook__
+excepthook = M.__excepthook__
 
 setmetatable(M, {
   __index = function(_, k)
