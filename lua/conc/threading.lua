@@ -4,7 +4,14 @@
 -- format, conc objects (locks, queues, the thread handle) by reference.
 local core = require "conc.core"
 local class = require "conc.class"
-local errors = require "conc.errors"
+-- conc.errors is needed only when something goes wrong: a thread's state
+-- that never raises does not load it (loading it is a tenth of building
+-- that state).
+local errors = setmetatable({}, {__index = function(t, k)
+  local m = require "conc.errors"
+  setmetatable(t, {__index = m})
+  return m[k]
+end})
 
 local M = {}
 
