@@ -1,0 +1,86 @@
+-- conc.core and the modules over it, fed wrong arguments: every call must
+-- return or raise a Lua error; none may crash the host (the sanitizer builds
+-- run this too). Waits are bounded: sleep is left out, joins get timeout 0.
+local core = require "conc.core"
+local threading = require "conc.threading"
+local time = require "conc.time"
+
+local junk = {nil, true, false, 0, -1, 1.5, 0 / 0, math.huge, -math.huge,
+  "", "x", "1", {}, {1, 2}, print, function() end,
+  coroutine.create(function() end), io.stdout, math.maxinteger,
+  math.mininteger}
+local NJUNK = 20  -- #junk is unreliable with the leading nil
+
+local function callables()
+  local list = {}
+  local function add(name, f) list[#list + 1] = {name = name, f = f} end
+  for k, v in pairs(core) do
+    if type(v) == "function" and not k:match("sleep") then add("core." .. k, v) end
+  end
+  for k, v in pairs(time) do
+    if type(v) == "function" and k ~= "sleep" then add("time." .. k, v) end
+  end
+  for _, k in ipairs{"current_thread", "main_thread", "enumerate",
+      "active_count", "get_ident", "get_native_id", "local", "Local"} do
+    add("threading." .. k, threading[k])
+  end
+  local h = core.thread_new("junk", true)
+  for k, v in pairs(getmetatable(h).__index) do
+    if k ~= "start" then add("handle:" .. k, v) end
+  end
+  return list, h
+end
+
+describe("conc.core", function()
+  it("raises, and never crashes, on wrong arguments to every function", function()
+    local list, h = callables()
+    local calls = 0
+    for _, c in ipairs(list) do
+      for i = 1, NJUNK do
+        for j = 1, NJUNK do
+          local a, b = junk[i], junk[j]
+          if c.name == "handle:join" then b = 0 end  -- never wait
+          local ok, err = pcall(c.f, a, b)
+          assert(ok or err ~= nil, c.name)
+          ok, err = pcall(c.f, h, a, b)
+          assert(ok or err ~= nil, c.name)
+          calls = calls + 2
+        end
+      end
+    end
+    threading.stack_size(0)  -- the junk set it to anything
+    assert.is_true(calls > 1000)
+  end)
+
+  it("names what was wrong", function()
+    local ok, err = pcall(core.thread_new("t", false).join, 5)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("conc.Thread expected", 1, true))
+    ok, err = pcall(core.loads, "not a message")
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("corrupt message", 1, true))
+  end)
+
+  it("reports a thread whose target is not callable, and goes on", function()
+    local saved = threading.excepthook
+    local out = os.tmpname()
+    do
+      local _ENV = _G  -- not busted's file environment: the hook crosses
+      threading.excepthook = function(args)
+        local f = io.open(out, "w")
+        f:write(tostring(args.exc_value))
+        f:close()
+      end
+    end
+    local t = threading.Thread{target = 42}
+    t:start()
+    t:join(30)
+    threading.excepthook = saved
+    assert.is_false(t:is_alive())
+    local f = io.open(out)
+    local msg = f:read("a")
+    f:close()
+    os.remove(out)
+    assert.truthy(msg:find("attempt to call a number value", 1, true), msg)
+  end)
+end)
