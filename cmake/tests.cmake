@@ -8,7 +8,10 @@ set(SAN_ENV "")
 if(CONC_SANITIZE STREQUAL "address")
   execute_process(COMMAND ${CMAKE_C_COMPILER} -print-file-name=libasan.so
                   OUTPUT_VARIABLE ASAN_LIB OUTPUT_STRIP_TRAILING_WHITESPACE)
-  # the stock interpreter is not instrumented: the runtime must come first
+  # the stock interpreter is not instrumented: the runtime must come first.
+  # Leak checking stays with the host runs: under the preloaded runtime,
+  # LSan's exit-time tracer crashes when a worker thread is ending just
+  # then ("Tracer caught signal 11"), which says nothing about leaks.
   set(PRELOAD_ENV "LD_PRELOAD=${ASAN_LIB}")
   set(SAN_ENV "ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1"
               "UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1"
@@ -46,8 +49,12 @@ foreach(spec ${SPEC_FILES})
   add_test(NAME spec.${name}.lua5.4
     COMMAND ${LUA_EXE} ${BUSTED_EXE} -o plainTerminal ${spec}
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set(lua_env ${common_env})
+  if(CONC_SANITIZE STREQUAL "address")
+    list(TRANSFORM lua_env REPLACE "detect_leaks=1" "detect_leaks=0")
+  endif()
   set_tests_properties(spec.${name}.lua5.4 PROPERTIES TIMEOUT 300
-    ENVIRONMENT "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\;${CMAKE_SOURCE_DIR}/spec/?.lua\;${BUSTED_PATH}\;\;;LUA_CPATH=${CMAKE_BINARY_DIR}/lib/?.so\;\;;${PRELOAD_ENV};${common_env}")
+    ENVIRONMENT "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\;${CMAKE_SOURCE_DIR}/spec/?.lua\;${BUSTED_PATH}\;\;;LUA_CPATH=${CMAKE_BINARY_DIR}/lib/?.so\;\;;${PRELOAD_ENV};${lua_env}")
 endforeach()
 
 # Examples: each examples/<dir>/<name>.lua runs under the host and its output

@@ -118,6 +118,27 @@ long conc__thread_self_native_id(void);
 long conc__thread_next_number(void);  /* Thread-N numbering */
 
 /* ======================================================================
+** Lock (lock.c) and Event (event.c)
+** ====================================================================== */
+
+typedef struct conc_Lock conc_Lock;
+extern conc_ObjType conc__lock_type;
+conc_Lock *conc__lock_new(void);
+int conc__lock_try(conc_Lock *l);                     /* 1 if taken */
+int conc__lock_acquire(conc_Lock *l, double deadline); /* CONC_OK/ETIMEDOUT/EINTR */
+int conc__lock_release(conc_Lock *l);                 /* -1 if it was not held */
+int conc__lock_locked(conc_Lock *l);
+
+typedef struct conc_Event conc_Event;
+extern conc_ObjType conc__event_type;
+conc_Event *conc__event_new(void);
+void conc__event_set(conc_Event *e);
+void conc__event_clear(conc_Event *e);
+int conc__event_is_set(conc_Event *e);
+/* CONC_OK once set (or set and cleared) while waiting, else ETIMEDOUT/EINTR */
+int conc__event_wait(conc_Event *e, double deadline);
+
+/* ======================================================================
 ** Workers (worker.c): reusable OS threads.
 ** ====================================================================== */
 

@@ -89,5 +89,6 @@ extern const conc_Embedded conc__embedded[];
 void conc__open_thread(lua_State *L);
 void conc__open_time(lua_State *L);
 void conc__open_transfer(lua_State *L);
+void conc__open_sync(lua_State *L);
 
 #endif

@@ -590,6 +590,8 @@ static void push_live(lua_State *L, conc_ObjType *type) {
 static int l_live_objects(lua_State *L) {
   lua_newtable(L);
   push_live(L, &conc__thread_type);
+  push_live(L, &conc__lock_type);
+  push_live(L, &conc__event_type);
   return 1;
 }
 
@@ -600,6 +602,7 @@ int luaopen_conc_core(lua_State *L) {
   conc__open_transfer(L);
   conc__open_thread(L);
   conc__open_time(L);
+  conc__open_sync(L);
   install_sentinel(L);
   return 1;
 }

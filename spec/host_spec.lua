@@ -351,6 +351,31 @@ print("joined")
     assert.truthy(err:find("KeyboardInterrupt", 1, true))
   end)
 
+  it("raises KeyboardInterrupt in a blocked Lock acquire", function()
+    local code, out, err = interrupt([[
+local threading = require "conc.threading"
+local l = threading.Lock()
+l:acquire()
+]] .. mark .. [[
+l:acquire()
+print("acquired")
+]])
+    assert.are.equal(130, code)
+    assert.are.equal("", out)
+    assert.truthy(err:find("KeyboardInterrupt", 1, true))
+  end)
+
+  it("raises KeyboardInterrupt in Event.wait", function()
+    local code, _, err = interrupt([[
+local threading = require "conc.threading"
+local e = threading.Event()
+]] .. mark .. [[
+e:wait()
+]])
+    assert.are.equal(130, code)
+    assert.truthy(err:find("KeyboardInterrupt", 1, true))
+  end)
+
   it("lets the script catch it and go on", function()
     local code, out = interrupt([[
 local time = require "conc.time"

@@ -1044,3 +1044,131 @@ print("not reached")
     assert.is_true(elapsed < 10, "took " .. elapsed .. " s")
   end)
 end)
+
+-- Lock and Event: shared by reference, so threads signal through them. Each
+-- thread's observation comes back through Events; every wait is bounded.
+describe("threading.Lock", function()
+  local time = require "conc.time"
+
+  it("acquires, reports locked, and releases", function()
+    local l = threading.Lock()
+    assert.is_false(l:locked())
+    assert.is_true(l:acquire())
+    assert.is_true(l:locked())
+    l:release()
+    assert.is_false(l:locked())
+  end)
+
+  it("returns false from a non-blocking or timed acquire of a held lock", function()
+    local l = threading.Lock()
+    l:acquire()
+    assert.is_false(l:acquire(false))
+    local t0 = time.monotonic()
+    assert.is_false(l:acquire(true, 0.05))
+    assert.is_true(time.monotonic() - t0 >= 0.045)
+    l:release()
+    assert.is_true(l:acquire(true, 0.05))
+    l:release()
+  end)
+
+  it("raises RuntimeError on releasing an unlocked lock", function()
+    local l = threading.Lock()
+    raises(errors.RuntimeError, l.release, l)
+    l:acquire()
+    l:release()
+    raises(errors.RuntimeError, l.release, l)
+  end)
+
+  it("rejects a timeout with blocking false, and a negative one", function()
+    local l = threading.Lock()
+    raises(errors.ValueError, l.acquire, l, false, 1)
+    raises(errors.ValueError, l.acquire, l, true, -5)
+    assert.is_false(l:locked())
+  end)
+
+  it("is one lock in every thread it is passed to", function()
+    local l, saw_held, may_go, took = threading.Lock(), threading.Event(),
+      threading.Event(), threading.Event()
+    l:acquire()
+    local t = threading.Thread{target = function(lk, a, b, c)
+      if not lk:acquire(false) then a:set() end
+      b:wait(20)
+      if lk:acquire(true, 20) then c:set() lk:release() end
+    end, args = {l, saw_held, may_go, took}}
+    t:start()
+    assert.is_true(saw_held:wait(WAIT))
+    l:release()
+    may_go:set()
+    assert.is_true(took:wait(WAIT))
+    t:join(WAIT)
+    assert.is_false(l:locked())
+  end)
+
+  it("may be released by a thread other than its holder, as in Python", function()
+    local l, done = threading.Lock(), threading.Event()
+    l:acquire()
+    local t = threading.Thread{target = function(lk, d) lk:release() d:set() end,
+      args = {l, done}}
+    t:start()
+    assert.is_true(done:wait(WAIT))
+    t:join(WAIT)
+    assert.is_false(l:locked())
+  end)
+
+  it("translates `with` as enter() and <close>, releasing on errors too", function()
+    local l = threading.Lock()
+    do
+      local _ <close> = l:enter()
+      assert.is_true(l:locked())
+    end
+    assert.is_false(l:locked())
+    local ok = pcall(function()
+      local _ <close> = l:enter()
+      error("inside")
+    end)
+    assert.is_false(ok)
+    assert.is_false(l:locked())
+  end)
+end)
+
+describe("threading.Event", function()
+  it("starts clear; set and clear change is_set", function()
+    local e = threading.Event()
+    assert.is_false(e:is_set())
+    e:set()
+    assert.is_true(e:is_set())
+    e:set()
+    assert.is_true(e:is_set())
+    e:clear()
+    assert.is_false(e:is_set())
+  end)
+
+  it("returns false when wait times out, at once for a negative timeout", function()
+    local e = threading.Event()
+    assert.is_false(e:wait(0.02))
+    assert.is_false(e:wait(-1))
+    e:set()
+    assert.is_true(e:wait(0))
+    assert.is_true(e:wait())
+  end)
+
+  it("wakes every waiter when another thread sets it", function()
+    local go, ready = threading.Event(), {}
+    local woke = {}
+    local ts = {}
+    for i = 1, 3 do
+      ready[i], woke[i] = threading.Event(), threading.Event()
+      ts[i] = threading.Thread{target = function(g, r, w)
+        r:set()
+        if g:wait(20) then w:set() end
+      end, args = {go, ready[i], woke[i]}}
+      ts[i]:start()
+    end
+    for i = 1, 3 do assert.is_true(ready[i]:wait(WAIT)) end
+    go:set()
+    for i = 1, 3 do
+      assert.is_true(woke[i]:wait(WAIT))
+      ts[i]:join(WAIT)
+    end
+  end)
+end)

@@ -205,6 +205,8 @@ function M.enumerate()
   return hs
 end
 
+M.Lock = core.Lock
+M.Event = core.Event
 M.active_count = core.active_count
 M.stack_size = core.stack_size
 M.get_ident = core.get_ident

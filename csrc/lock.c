@@ -1,0 +1,62 @@
+/*
+** lock.c -- threading.Lock: a mutex in one futex word, owned by nobody
+** (Python lets any thread release it).
+**
+** The word is 0 (free), 1 (held) or 2 (held, and someone may be waiting),
+** as in Drepper's "Futexes Are Tricky" (mutex 2). Taking a free lock is one
+** compare-and-swap; releasing it with nobody waiting is another: neither
+** makes a system call. Ordering: acquire on taking, release on giving back,
+** so what one holder wrote is seen by the next (and TSan sees it too).
+*/
+#include <stdlib.h>
+
+#include "internal.h"
+
+struct conc_Lock {
+  conc_Obj hdr;
+  atomic_uint state;
+};
+
+static void lock_destroy(conc_Obj *o) {
+  free(o);
+}
+
+conc_ObjType conc__lock_type = {"conc.Lock", lock_destroy, 0};
+
+conc_Lock *conc__lock_new(void) {
+  conc_Lock *l = malloc(sizeof *l);
+  if (l == NULL) return NULL;
+  conc__obj_init(&l->hdr, &conc__lock_type);
+  atomic_init(&l->state, 0);
+  return l;
+}
+
+int conc__lock_try(conc_Lock *l) {
+  unsigned c = 0;
+  return atomic_compare_exchange_strong_explicit(
+      &l->state, &c, 1, memory_order_acquire, memory_order_relaxed);
+}
+
+int conc__lock_acquire(conc_Lock *l, double deadline) {
+  if (conc__lock_try(l)) return CONC_OK;
+  /* mark it contended; whoever releases will wake one of us */
+  while (atomic_exchange_explicit(&l->state, 2, memory_order_acquire) != 0) {
+    int rc = conc__futex_wait(&l->state, 2, deadline);
+    if (rc == CONC_ETIMEDOUT || rc == CONC_EINTR) return rc;
+  }
+  return CONC_OK;
+}
+
+int conc__lock_release(conc_Lock *l) {
+  unsigned c = atomic_load_explicit(&l->state, memory_order_relaxed);
+  do {
+    if (c == 0) return -1;  /* not held: the caller raises RuntimeError */
+  } while (!atomic_compare_exchange_weak_explicit(
+      &l->state, &c, 0, memory_order_release, memory_order_relaxed));
+  if (c == 2) conc__futex_wake(&l->state, 1);
+  return 0;
+}
+
+int conc__lock_locked(conc_Lock *l) {
+  return atomic_load_explicit(&l->state, memory_order_relaxed) != 0;
+}
