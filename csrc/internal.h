@@ -129,6 +129,27 @@ int conc__lock_acquire(conc_Lock *l, double deadline); /* CONC_OK/ETIMEDOUT/EINT
 int conc__lock_release(conc_Lock *l);                 /* -1 if it was not held */
 int conc__lock_locked(conc_Lock *l);
 
+/* The mutex word under Lock and RLock: 0 free, 1 held, 2 held + waiters. */
+int conc__mutex_try(atomic_uint *m);
+int conc__mutex_acquire(atomic_uint *m, double deadline);
+int conc__mutex_release(atomic_uint *m);            /* -1 if it was not held */
+
+typedef struct conc_RLock conc_RLock;
+extern conc_ObjType conc__rlock_type;
+conc_RLock *conc__rlock_new(void);
+/* CONC_OK, or CONC_ETIMEDOUT (also for a failed non-blocking try), EINTR */
+int conc__rlock_acquire(conc_RLock *r, int blocking, double deadline);
+int conc__rlock_release(conc_RLock *r);             /* -1 if not the owner */
+int conc__rlock_owned(conc_RLock *r);
+
+typedef struct conc_Semaphore conc_Semaphore;
+extern conc_ObjType conc__sem_type;
+conc_Semaphore *conc__sem_new(unsigned value, int bounded);
+int conc__sem_acquire(conc_Semaphore *s, int blocking, double deadline);
+/* -1 past a BoundedSemaphore's initial value (or the counter's range) */
+int conc__sem_release(conc_Semaphore *s, unsigned n);
+unsigned conc__sem_value(conc_Semaphore *s);
+
 typedef struct conc_Event conc_Event;
 extern conc_ObjType conc__event_type;
 conc_Event *conc__event_new(void);

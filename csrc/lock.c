@@ -31,30 +31,43 @@ conc_Lock *conc__lock_new(void) {
   return l;
 }
 
-int conc__lock_try(conc_Lock *l) {
+/* The mutex word itself, shared with RLock (rlock.c). */
+int conc__mutex_try(atomic_uint *m) {
   unsigned c = 0;
   return atomic_compare_exchange_strong_explicit(
-      &l->state, &c, 1, memory_order_acquire, memory_order_relaxed);
+      m, &c, 1, memory_order_acquire, memory_order_relaxed);
 }
 
-int conc__lock_acquire(conc_Lock *l, double deadline) {
-  if (conc__lock_try(l)) return CONC_OK;
+int conc__mutex_acquire(atomic_uint *m, double deadline) {
+  if (conc__mutex_try(m)) return CONC_OK;
   /* mark it contended; whoever releases will wake one of us */
-  while (atomic_exchange_explicit(&l->state, 2, memory_order_acquire) != 0) {
-    int rc = conc__futex_wait(&l->state, 2, deadline);
+  while (atomic_exchange_explicit(m, 2, memory_order_acquire) != 0) {
+    int rc = conc__futex_wait(m, 2, deadline);
     if (rc == CONC_ETIMEDOUT || rc == CONC_EINTR) return rc;
   }
   return CONC_OK;
 }
 
-int conc__lock_release(conc_Lock *l) {
-  unsigned c = atomic_load_explicit(&l->state, memory_order_relaxed);
+int conc__mutex_release(atomic_uint *m) {
+  unsigned c = atomic_load_explicit(m, memory_order_relaxed);
   do {
     if (c == 0) return -1;  /* not held: the caller raises RuntimeError */
   } while (!atomic_compare_exchange_weak_explicit(
-      &l->state, &c, 0, memory_order_release, memory_order_relaxed));
-  if (c == 2) conc__futex_wake(&l->state, 1);
+      m, &c, 0, memory_order_release, memory_order_relaxed));
+  if (c == 2) conc__futex_wake(m, 1);
   return 0;
+}
+
+int conc__lock_try(conc_Lock *l) {
+  return conc__mutex_try(&l->state);
+}
+
+int conc__lock_acquire(conc_Lock *l, double deadline) {
+  return conc__mutex_acquire(&l->state, deadline);
+}
+
+int conc__lock_release(conc_Lock *l) {
+  return conc__mutex_release(&l->state);
 }
 
 int conc__lock_locked(conc_Lock *l) {

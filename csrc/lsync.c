@@ -1,9 +1,12 @@
 /*
-** lsync.c -- threading.Lock and threading.Event, seen from Lua.
+** lsync.c -- threading.Lock, RLock, Semaphore, BoundedSemaphore and Event,
+** seen from Lua.
 **
 ** `with lock:` translates to `do local _ <close> = lock:enter() ... end`:
 ** enter acquires and returns the lock, __close releases it, on errors too.
 */
+#include <limits.h>
+
 #include "lconc.h"
 
 static conc_Lock *check_lock(lua_State *L) {
@@ -22,17 +25,24 @@ static int l_lock_new(lua_State *L) {
   return 1;
 }
 
+/* The arguments of Lock's and RLock's acquire(blocking=true, timeout=-1),
+** checked as Python checks them; returns the deadline. */
+static double lock_args(lua_State *L, int *blocking) {
+  double timeout = luaL_optnumber(L, 3, -1);
+  *blocking = lua_isnoneornil(L, 2) || lua_toboolean(L, 2);
+  if (!*blocking && timeout != -1)
+    conc__raise(L, "ValueError",
+                "can't specify a timeout for a non-blocking call");
+  if (timeout < 0 && timeout != -1)
+    conc__raise(L, "ValueError", "timeout value must be a non-negative number");
+  return timeout == -1 ? CONC_FOREVER : conc__deadline(timeout);
+}
+
 /* lock:acquire(blocking=true, timeout=-1) -> boolean, as Python's */
 static int lock_acquire(lua_State *L) {
   conc_Lock *l = check_lock(L);
-  int blocking = lua_isnoneornil(L, 2) || lua_toboolean(L, 2);
-  double timeout = luaL_optnumber(L, 3, -1);
-  if (!blocking && timeout != -1)
-    return conc__raise(L, "ValueError",
-                       "can't specify a timeout for a non-blocking call");
-  if (timeout < 0 && timeout != -1)
-    return conc__raise(L, "ValueError",
-                       "timeout value must be a non-negative number");
+  int blocking;
+  double deadline = lock_args(L, &blocking);
   if (conc__lock_try(l)) {
     lua_pushboolean(L, 1);
     return 1;
@@ -41,9 +51,7 @@ static int lock_acquire(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  lua_pushboolean(L, conc__check_wait(L, conc__lock_acquire(
-                         l, timeout == -1 ? CONC_FOREVER
-                                          : conc__deadline(timeout))));
+  lua_pushboolean(L, conc__check_wait(L, conc__lock_acquire(l, deadline)));
   return 1;
 }
 
@@ -71,6 +79,106 @@ static int lock_enter(lua_State *L) {
 static int lock_close(lua_State *L) {
   return lock_release(L);
 }
+
+/* ---- RLock ---------------------------------------------------------------- */
+
+static conc_RLock *check_rlock(lua_State *L) {
+  return (conc_RLock *)conc__checkobj(L, 1, &conc__rlock_type);
+}
+
+static int l_rlock_new(lua_State *L) {
+  conc_RLock *r = conc__rlock_new();
+  if (r == NULL) return luaL_error(L, "not enough memory");
+  conc__pushobj(L, (conc_Obj *)r);
+  conc__obj_decref((conc_Obj *)r);
+  return 1;
+}
+
+static int rlock_acquire(lua_State *L) {
+  conc_RLock *r = check_rlock(L);
+  int blocking;
+  double deadline = lock_args(L, &blocking);
+  lua_pushboolean(L, conc__check_wait(L, conc__rlock_acquire(r, blocking,
+                                                             deadline)));
+  return 1;
+}
+
+static int rlock_release(lua_State *L) {
+  if (conc__rlock_release(check_rlock(L)) != 0)
+    return conc__raise(L, "RuntimeError", "cannot release un-acquired lock");
+  return 0;
+}
+
+static int rlock_enter(lua_State *L) {
+  conc__check_wait(L, conc__rlock_acquire(check_rlock(L), 1, CONC_FOREVER));
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* ---- Semaphore and BoundedSemaphore --------------------------------------- */
+
+static conc_Semaphore *check_sem(lua_State *L) {
+  return (conc_Semaphore *)conc__checkobj(L, 1, &conc__sem_type);
+}
+
+static int sem_new(lua_State *L, int bounded) {
+  lua_Integer value = luaL_optinteger(L, 1, 1);
+  conc_Semaphore *s;
+  if (value < 0)
+    return conc__raise(L, "ValueError", "semaphore initial value must be >= 0");
+  if (value > (lua_Integer)UINT_MAX / 2)
+    return conc__raise(L, "ValueError", "semaphore initial value too large");
+  s = conc__sem_new((unsigned)value, bounded);
+  if (s == NULL) return luaL_error(L, "not enough memory");
+  conc__pushobj(L, (conc_Obj *)s);
+  conc__obj_decref((conc_Obj *)s);
+  return 1;
+}
+
+static int l_sem_new(lua_State *L) {
+  return sem_new(L, 0);
+}
+
+static int l_bsem_new(lua_State *L) {
+  return sem_new(L, 1);
+}
+
+/* sem:acquire(blocking=true, timeout=nil) -> boolean, as Python's: nil
+** waits for good, a negative timeout only tries */
+static int sem_acquire(lua_State *L) {
+  conc_Semaphore *s = check_sem(L);
+  int blocking = lua_isnoneornil(L, 2) || lua_toboolean(L, 2);
+  double timeout = conc__opttimeout(L, 3);
+  if (!blocking && !lua_isnoneornil(L, 3))
+    return conc__raise(L, "ValueError",
+                       "can't specify timeout for non-blocking acquire");
+  if (!lua_isnoneornil(L, 3) && !(timeout > 0)) timeout = 0;
+  lua_pushboolean(L, conc__check_wait(L, conc__sem_acquire(
+                         s, blocking, conc__deadline(timeout))));
+  return 1;
+}
+
+static int sem_release(lua_State *L) {
+  conc_Semaphore *s = check_sem(L);
+  lua_Integer n = luaL_optinteger(L, 2, 1);
+  if (n < 1) return conc__raise(L, "ValueError", "n must be one or more");
+  if (n > INT_MAX || conc__sem_release(s, (unsigned)n) != 0)
+    return conc__raise(L, "ValueError", "Semaphore released too many times");
+  return 0;
+}
+
+static int sem_enter(lua_State *L) {
+  conc__check_wait(L, conc__sem_acquire(check_sem(L), 1, CONC_FOREVER));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int sem_close(lua_State *L) {
+  lua_settop(L, 1);
+  return sem_release(L);
+}
+
+/* ---- Event ------------------------------------------------------------------ */
 
 static int l_event_new(lua_State *L) {
   conc_Event *e = conc__event_new();
@@ -106,6 +214,14 @@ static int event_wait(lua_State *L) {
   return 1;
 }
 
+/* __close, Python's __exit__: a close with an error in flight releases too */
+static void set_close(lua_State *L, const char *meta, lua_CFunction f) {
+  luaL_getmetatable(L, meta);
+  lua_pushcfunction(L, f);
+  lua_setfield(L, -2, "__close");
+  lua_pop(L, 1);
+}
+
 void conc__open_sync(lua_State *L) {
   static const luaL_Reg lock_methods[] = {
     {"acquire", lock_acquire}, {"release", lock_release},
@@ -113,13 +229,21 @@ void conc__open_sync(lua_State *L) {
   static const luaL_Reg event_methods[] = {
     {"set", event_set}, {"clear", event_clear}, {"is_set", event_is_set},
     {"isSet", event_is_set}, {"wait", event_wait}, {NULL, NULL}};
+  static const luaL_Reg rlock_methods[] = {
+    {"acquire", rlock_acquire}, {"release", rlock_release},
+    {"enter", rlock_enter}, {NULL, NULL}};
+  static const luaL_Reg sem_methods[] = {
+    {"acquire", sem_acquire}, {"release", sem_release},
+    {"enter", sem_enter}, {NULL, NULL}};
   static const luaL_Reg fns[] = {
-    {"Lock", l_lock_new}, {"Event", l_event_new}, {NULL, NULL}};
+    {"Lock", l_lock_new}, {"RLock", l_rlock_new}, {"Semaphore", l_sem_new},
+    {"BoundedSemaphore", l_bsem_new}, {"Event", l_event_new}, {NULL, NULL}};
   conc__newmeta(L, &conc__lock_type, lock_methods);
-  luaL_getmetatable(L, conc__lock_type.name);
-  lua_pushcfunction(L, lock_close);
-  lua_setfield(L, -2, "__close");
-  lua_pop(L, 1);
+  set_close(L, conc__lock_type.name, lock_close);
+  conc__newmeta(L, &conc__rlock_type, rlock_methods);
+  set_close(L, conc__rlock_type.name, rlock_release);
+  conc__newmeta(L, &conc__sem_type, sem_methods);
+  set_close(L, conc__sem_type.name, sem_close);
   conc__newmeta(L, &conc__event_type, event_methods);
   luaL_setfuncs(L, fns, 0);
 }

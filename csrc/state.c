@@ -591,6 +591,8 @@ static int l_live_objects(lua_State *L) {
   lua_newtable(L);
   push_live(L, &conc__thread_type);
   push_live(L, &conc__lock_type);
+  push_live(L, &conc__rlock_type);
+  push_live(L, &conc__sem_type);
   push_live(L, &conc__event_type);
   return 1;
 }

@@ -206,6 +206,9 @@ function M.enumerate()
 end
 
 M.Lock = core.Lock
+M.RLock = core.RLock
+M.Semaphore = core.Semaphore
+M.BoundedSemaphore = core.BoundedSemaphore
 M.Event = core.Event
 M.active_count = core.active_count
 M.stack_size = core.stack_size
