@@ -14,7 +14,8 @@ struct conc_Semaphore {
   conc_Obj hdr;
   atomic_uint value;
   atomic_uint waiters;
-  unsigned bound;         /* BoundedSemaphore's initial value; 0: unbounded */
+  int bounded;            /* a BoundedSemaphore: value never passes bound */
+  unsigned bound;
 };
 
 static void sem_destroy(conc_Obj *o) {
@@ -29,7 +30,8 @@ conc_Semaphore *conc__sem_new(unsigned value, int bounded) {
   conc__obj_init(&s->hdr, &conc__sem_type);
   atomic_init(&s->value, value);
   atomic_init(&s->waiters, 0);
-  s->bound = bounded ? value : 0;
+  s->bounded = bounded;
+  s->bound = value;
   return s;
 }
 
@@ -64,7 +66,7 @@ int conc__sem_acquire(conc_Semaphore *s, int blocking, double deadline) {
 int conc__sem_release(conc_Semaphore *s, unsigned n) {
   unsigned v = atomic_load_explicit(&s->value, memory_order_relaxed);
   do {
-    if (s->bound && (v > s->bound || n > s->bound - v)) return -1;
+    if (s->bounded && (v > s->bound || n > s->bound - v)) return -1;
     if (n > UINT_MAX - v) return -1;
   } while (!atomic_compare_exchange_weak_explicit(
       &s->value, &v, v + n, memory_order_seq_cst, memory_order_relaxed));

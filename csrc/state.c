@@ -84,8 +84,27 @@ conc_Obj *conc__toobj(lua_State *L, int idx) {
   return ok ? *box : NULL;
 }
 
+/* luaL_checkudata finds the metatable by name, which interns the name on
+** every call; the registry also keeps it under the type's address, and
+** that lookup is what a method call on a lock pays. The named path stays
+** for the error message. */
 conc_Obj *conc__checkobj(lua_State *L, int idx, conc_ObjType *type) {
-  conc_Obj **box = luaL_checkudata(L, idx, type->name);
+  conc_Obj **box = lua_touserdata(L, idx);
+  if (box != NULL && lua_getmetatable(L, idx)) {
+    /* a method made by conc__newmeta has the metatable as upvalue 1 (for
+    ** any other caller that index is not valid, and rawequal says 0) */
+    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+    if (!ok) {
+      lua_rawgetp(L, LUA_REGISTRYINDEX, type);
+      ok = lua_rawequal(L, -1, -2);
+      lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+    if (!ok) box = NULL;
+  } else {
+    box = NULL;
+  }
+  if (box == NULL) box = luaL_checkudata(L, idx, type->name);
   if (*box == NULL) luaL_error(L, "%s is closed", type->name);
   return *box;
 }
@@ -104,10 +123,13 @@ void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods) {
     lua_pop(L, 1);
     return;
   }
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, type);  /* for conc__checkobj */
   lua_pushcfunction(L, proxy_gc);
   lua_setfield(L, -2, "__gc");
   lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, methods, 1);  /* the metatable: conc__checkobj's fast test */
   if (lua_getfield(L, -1, "__index") != LUA_TNIL) {
     /* the methods define their own __index: they are metamethods */
     lua_pop(L, 1);
