@@ -1172,3 +1172,554 @@ describe("threading.Event", function()
     end
   end)
 end)
+
+-- RLock, Semaphore and BoundedSemaphore: Python's semantics. Another thread's
+-- view comes back through Events (or run_in_thread's results); no test relies
+-- on scheduling order, and every wait is bounded by WAIT.
+
+-- True when a fresh thread cannot take lk at once (acquire(false) fails); a
+-- thread that does take it releases it before it ends.
+local function taken_elsewhere(lk)
+  local got, done = threading.Event(), threading.Event()
+  local t = threading.Thread{target = function(l, g, d)
+    if l:acquire(false) then
+      g:set()
+      l:release()
+    end
+    d:set()
+  end, args = {lk, got, done}}
+  t:start()
+  assert.is_true(done:wait(WAIT), "probe thread did not finish")
+  t:join(WAIT)
+  return not got:is_set()
+end
+
+-- How many of the events are set.
+local function count_set(events)
+  local n = 0
+  for _, e in ipairs(events) do
+    if e:is_set() then n = n + 1 end
+  end
+  return n
+end
+
+-- Waits (bounded) until at least n of the events are set; returns how many are.
+local function wait_count(events, n)
+  local deadline = time.monotonic() + WAIT
+  while count_set(events) < n and time.monotonic() < deadline do
+    time.sleep(0.005)
+  end
+  return count_set(events)
+end
+
+describe("threading.RLock", function()
+  it("acquires and releases, returning true from acquire", function()
+    local r = threading.RLock()
+    assert.is_false(taken_elsewhere(r))
+    assert.is_true(r:acquire())
+    assert.is_true(taken_elsewhere(r))
+    r:release()
+    assert.is_false(taken_elsewhere(r))
+    assert.is_true(r:acquire(true, 0.05))
+    r:release()
+    assert.is_true(r:acquire(false))
+    r:release()
+    assert.is_true(r:acquire(true, -1))
+    r:release()
+    assert.is_false(taken_elsewhere(r))
+  end)
+
+  it("lets its owner acquire again, blocking or not, and counts the acquires", function()
+    local r = threading.RLock()
+    assert.is_true(r:acquire())
+    assert.is_true(r:acquire())
+    assert.is_true(r:acquire(false))
+    assert.is_true(r:acquire(true, 0.05))
+    assert.is_true(r:acquire(true, -1))
+    for _ = 1, 4 do
+      r:release()
+      assert.is_true(taken_elsewhere(r), "freed before as many releases as acquires")
+    end
+    r:release()
+    assert.is_false(taken_elsewhere(r))
+    raises(errors.RuntimeError, r.release, r)
+  end)
+
+  it("raises RuntimeError on releasing an RLock nobody holds", function()
+    local r = threading.RLock()
+    local err = raises(errors.RuntimeError, r.release, r)
+    assert.matches("cannot release un-acquired lock", errors.tostring(err), 1, true)
+    r:acquire()
+    r:acquire()
+    r:release()
+    r:release()
+    raises(errors.RuntimeError, r.release, r)
+    assert.is_false(taken_elsewhere(r))
+  end)
+
+  it("rejects a timeout with blocking false, and a negative one, as Lock does", function()
+    local r = threading.RLock()
+    raises(errors.ValueError, r.acquire, r, false, 1)
+    raises(errors.ValueError, r.acquire, r, true, -5)
+    raises(errors.ValueError, r.acquire, r, true, -0.5)
+    assert.is_false(taken_elsewhere(r))
+    -- -1 is the default timeout: allowed with blocking false
+    assert.is_true(r:acquire(false, -1))
+    -- the owner gets the same checks, and its count does not change
+    raises(errors.ValueError, r.acquire, r, false, 1)
+    raises(errors.ValueError, r.acquire, r, true, -5)
+    r:release()
+    assert.is_false(taken_elsewhere(r))
+  end)
+
+  it("raises RuntimeError when a thread releases an RLock another thread holds", function()
+    local r = threading.RLock()
+    r:acquire()
+    local raised, runtime, done = threading.Event(), threading.Event(), threading.Event()
+    local t = threading.Thread{target = function(lk, a, b, d)
+      local ok, err = pcall(lk.release, lk)
+      if not ok then
+        a:set()
+        if require("conc").isinstance(err, require("conc.errors").RuntimeError) then
+          b:set()
+        end
+      end
+      d:set()
+    end, args = {r, raised, runtime, done}}
+    t:start()
+    assert.is_true(done:wait(WAIT))
+    t:join(WAIT)
+    assert.is_true(raised:is_set(), "release by a non-owner did not raise")
+    assert.is_true(runtime:is_set(), "release by a non-owner raised something else")
+    -- main still holds it, once
+    assert.is_true(taken_elsewhere(r))
+    r:release()
+    assert.is_false(taken_elsewhere(r))
+  end)
+
+  it("is owned by the thread that acquired it: others cannot take or release it", function()
+    local r = threading.RLock()
+    local held, go, done = threading.Event(), threading.Event(), threading.Event()
+    local t = threading.Thread{target = function(lk, h, g, d)
+      lk:acquire()
+      lk:acquire()
+      lk:release()
+      h:set()
+      g:wait(20)
+      lk:release()
+      d:set()
+    end, args = {r, held, go, done}}
+    t:start()
+    assert.is_true(held:wait(WAIT))
+    assert.is_false(r:acquire(false))
+    local t0 = time.monotonic()
+    assert.is_false(r:acquire(true, 0.05))
+    assert.is_true(time.monotonic() - t0 >= 0.045)
+    raises(errors.RuntimeError, r.release, r)
+    go:set()
+    assert.is_true(done:wait(WAIT))
+    t:join(WAIT)
+    assert.is_true(r:acquire(false))
+    r:release()
+  end)
+
+  it("times out an acquire in another thread while held", function()
+    local r = threading.RLock()
+    r:acquire()
+    r:acquire()
+    local nonblocking, timed, elapsed = run_in_thread(function(lk)
+      local tm = require "conc.time"
+      local a = lk:acquire(false)
+      local t0 = tm.monotonic()
+      local b = lk:acquire(true, 0.05)
+      return a, b, tm.monotonic() - t0
+    end, nil, r)
+    assert.is_false(nonblocking)
+    assert.is_false(timed)
+    assert.is_true(elapsed >= 0.045, "gave up after " .. elapsed .. " s")
+    r:release()
+    r:release()
+  end)
+
+  it("is one lock in every thread: a blocked acquire succeeds once fully released", function()
+    local r = threading.RLock()
+    r:acquire()
+    r:acquire()
+    local ready, took, done = threading.Event(), threading.Event(), threading.Event()
+    local t = threading.Thread{target = function(lk, a, b, d)
+      a:set()
+      if lk:acquire(true, 20) then
+        b:set()
+        lk:release()
+      end
+      d:set()
+    end, args = {r, ready, took, done}}
+    t:start()
+    assert.is_true(ready:wait(WAIT))
+    r:release()
+    -- still held once by main: the thread cannot have it
+    assert.is_false(took:wait(0.05))
+    r:release()
+    assert.is_true(took:wait(WAIT))
+    assert.is_true(done:wait(WAIT))
+    t:join(WAIT)
+    assert.is_false(taken_elsewhere(r))
+  end)
+
+  it("translates `with` as enter() and <close>, nested, releasing on errors too", function()
+    local r = threading.RLock()
+    do
+      local _ <close> = r:enter()
+      assert.is_true(taken_elsewhere(r))
+      do
+        local _ <close> = r:enter()
+        assert.is_true(taken_elsewhere(r))
+      end
+      assert.is_true(taken_elsewhere(r), "inner <close> freed the outer hold")
+    end
+    assert.is_false(taken_elsewhere(r))
+    local ok = pcall(function()
+      local _ <close> = r:enter()
+      local _ <close> = r:enter()
+      error("inside")
+    end)
+    assert.is_false(ok)
+    assert.is_false(taken_elsewhere(r))
+    raises(errors.RuntimeError, r.release, r)
+  end)
+end)
+
+describe("threading.Semaphore", function()
+  it("defaults to a value of 1", function()
+    local s = threading.Semaphore()
+    assert.is_true(s:acquire())
+    assert.is_false(s:acquire(false))
+    s:release()
+    assert.is_true(s:acquire(false))
+  end)
+
+  it("counts down from its value and up on release", function()
+    local s = threading.Semaphore(3)
+    assert.is_true(s:acquire())
+    assert.is_true(s:acquire(false))
+    assert.is_true(s:acquire(true, 0.05))
+    assert.is_false(s:acquire(false))
+    s:release()
+    assert.is_true(s:acquire(false))
+    assert.is_false(s:acquire(false))
+    -- an unbounded semaphore may be released past its initial value
+    s:release()
+    s:release()
+    s:release()
+    s:release()
+    for _ = 1, 4 do assert.is_true(s:acquire(false)) end
+    assert.is_false(s:acquire(false))
+  end)
+
+  it("accepts 0 and rejects a negative value with ValueError", function()
+    local s = threading.Semaphore(0)
+    assert.is_false(s:acquire(false))
+    raises(errors.ValueError, threading.Semaphore, -1)
+  end)
+
+  it("returns false from a timed acquire after about the timeout", function()
+    local s = threading.Semaphore(0)
+    local t0 = time.monotonic()
+    assert.is_false(s:acquire(true, 0.05))
+    local elapsed = time.monotonic() - t0
+    assert.is_true(elapsed >= 0.045, "gave up after " .. elapsed .. " s")
+    assert.is_false(s:acquire(true, 0))
+  end)
+
+  it("rejects any timeout with blocking false, -1 included, with ValueError", function()
+    local s = threading.Semaphore(1)
+    raises(errors.ValueError, s.acquire, s, false, 1)
+    raises(errors.ValueError, s.acquire, s, false, 0)
+    raises(errors.ValueError, s.acquire, s, false, -1)
+    -- the failed calls took nothing
+    assert.is_true(s:acquire(false, nil))
+    assert.is_false(s:acquire(false, nil))
+  end)
+
+  it("treats a negative timeout as no wait at all, as Python does", function()
+    local s = threading.Semaphore(1)
+    assert.is_true(s:acquire(true, -1))
+    -- nothing left: returns false at once. Run in a thread so that an
+    -- implementation that waits forever is caught (and freed) in bounded time.
+    local finished, got = threading.Event(), threading.Event()
+    local t = threading.Thread{target = function(sem, f, g)
+      if sem:acquire(true, -1) then g:set() end
+      f:set()
+    end, args = {s, finished, got}}
+    t:start()
+    local returned = finished:wait(WAIT)
+    if not returned then s:release() end  -- free a thread stuck waiting
+    assert.is_true(finished:wait(WAIT))
+    t:join(WAIT)
+    assert.is_true(returned, "acquire(true, -1) waited on an empty semaphore")
+    assert.is_false(got:is_set())
+  end)
+
+  it("rejects release(n) with n < 1 with ValueError", function()
+    local s = threading.Semaphore(0)
+    raises(errors.ValueError, s.release, s, 0)
+    raises(errors.ValueError, s.release, s, -1)
+    assert.is_false(s:acquire(false))
+  end)
+
+  it("adds n on release(n)", function()
+    local s = threading.Semaphore(0)
+    s:release(3)
+    for _ = 1, 3 do assert.is_true(s:acquire(false)) end
+    assert.is_false(s:acquire(false))
+    s:release(1)
+    assert.is_true(s:acquire(false))
+    assert.is_false(s:acquire(false))
+  end)
+
+  it("is one counter in every thread it is passed to", function()
+    local s = threading.Semaphore(2)
+    local took_two, then_none = threading.Event(), threading.Event()
+    local t = threading.Thread{target = function(sem, a, b)
+      if sem:acquire(false) and sem:acquire(false) then a:set() end
+      if not sem:acquire(false) then b:set() end
+    end, args = {s, took_two, then_none}}
+    t:start()
+    t:join(WAIT)
+    assert.is_false(t:is_alive())
+    assert.is_true(took_two:is_set())
+    assert.is_true(then_none:is_set())
+    assert.is_false(s:acquire(false))
+    -- released by a thread that never acquired it: semaphores have no owner
+    local released = threading.Event()
+    local t2 = threading.Thread{target = function(sem, r)
+      sem:release(2)
+      r:set()
+    end, args = {s, released}}
+    t2:start()
+    assert.is_true(released:wait(WAIT))
+    t2:join(WAIT)
+    assert.is_true(s:acquire(false))
+    assert.is_true(s:acquire(false))
+    assert.is_false(s:acquire(false))
+  end)
+
+  it("wakes a thread blocked in a timed acquire when another releases", function()
+    local s = threading.Semaphore(0)
+    local ready, got, done = threading.Event(), threading.Event(), threading.Event()
+    local t = threading.Thread{target = function(sem, r, g, d)
+      r:set()
+      if sem:acquire(true, 20) then g:set() end
+      d:set()
+    end, args = {s, ready, got, done}}
+    t:start()
+    assert.is_true(ready:wait(WAIT))
+    assert.is_false(got:wait(0.05))  -- nothing released yet
+    s:release()
+    assert.is_true(got:wait(WAIT))
+    assert.is_true(done:wait(WAIT))
+    t:join(WAIT)
+    assert.is_false(s:acquire(false))  -- the thread used the one release
+  end)
+
+  it("wakes a thread blocked in an untimed acquire", function()
+    local s = threading.Semaphore(0)
+    local ready, got = threading.Event(), threading.Event()
+    local t = threading.Thread{target = function(sem, r, g)
+      r:set()
+      if sem:acquire() then g:set() end
+    end, args = {s, ready, got}}
+    t:start()
+    assert.is_true(ready:wait(WAIT))
+    s:release()
+    assert.is_true(got:wait(WAIT))
+    t:join(WAIT)
+    assert.is_false(t:is_alive())
+  end)
+
+  it("wakes n waiters on release(n)", function()
+    local s = threading.Semaphore(0)
+    local ready, got, ts = {}, {}, {}
+    for i = 1, 3 do
+      ready[i], got[i] = threading.Event(), threading.Event()
+      ts[i] = threading.Thread{target = function(sem, r, g)
+        r:set()
+        if sem:acquire(true, 20) then g:set() end
+      end, args = {s, ready[i], got[i]}}
+      ts[i]:start()
+    end
+    for i = 1, 3 do assert.is_true(ready[i]:wait(WAIT)) end
+    s:release(3)
+    for i = 1, 3 do
+      assert.is_true(got[i]:wait(WAIT), "waiter " .. i .. " not woken")
+      ts[i]:join(WAIT)
+      assert.is_false(ts[i]:is_alive())
+    end
+    assert.is_false(s:acquire(false))
+  end)
+
+  it("wakes no more than n waiters on release(n)", function()
+    local s = threading.Semaphore(0)
+    local ready, got, ts = {}, {}, {}
+    for i = 1, 3 do
+      ready[i], got[i] = threading.Event(), threading.Event()
+      ts[i] = threading.Thread{target = function(sem, r, g)
+        r:set()
+        if sem:acquire(true, 20) then g:set() end
+      end, args = {s, ready[i], got[i]}}
+      ts[i]:start()
+    end
+    for i = 1, 3 do assert.is_true(ready[i]:wait(WAIT)) end
+    s:release(2)
+    assert.are.equal(2, wait_count(got, 2))
+    time.sleep(0.1)
+    assert.are.equal(2, count_set(got), "a third waiter got past release(2)")
+    s:release()
+    assert.are.equal(3, wait_count(got, 3))
+    for i = 1, 3 do
+      ts[i]:join(WAIT)
+      assert.is_false(ts[i]:is_alive())
+    end
+    assert.is_false(s:acquire(false))
+  end)
+
+  it("translates `with` as enter() and <close>, releasing on errors too", function()
+    local s = threading.Semaphore(1)
+    do
+      local _ <close> = s:enter()
+      assert.is_false(s:acquire(false))
+    end
+    assert.is_true(s:acquire(false))
+    s:release()
+    local ok = pcall(function()
+      local _ <close> = s:enter()
+      error("inside")
+    end)
+    assert.is_false(ok)
+    assert.is_true(s:acquire(false))
+    assert.is_false(s:acquire(false))
+  end)
+
+  it("blocks in enter() until another thread releases", function()
+    local s = threading.Semaphore(0)
+    local ready, entered, done = threading.Event(), threading.Event(), threading.Event()
+    local t = threading.Thread{target = function(sem, r, e, d)
+      r:set()
+      do
+        local _ <close> = sem:enter()
+        e:set()
+      end
+      d:set()
+    end, args = {s, ready, entered, done}}
+    t:start()
+    assert.is_true(ready:wait(WAIT))
+    assert.is_false(entered:wait(0.05))
+    s:release()
+    assert.is_true(entered:wait(WAIT))
+    assert.is_true(done:wait(WAIT))
+    t:join(WAIT)
+    -- the thread's <close> gave it back
+    assert.is_true(s:acquire(false))
+    assert.is_false(s:acquire(false))
+  end)
+end)
+
+describe("threading.BoundedSemaphore", function()
+  it("defaults to a value of 1 and cannot be released past it", function()
+    local b = threading.BoundedSemaphore()
+    raises(errors.ValueError, b.release, b)
+    assert.is_true(b:acquire())
+    assert.is_false(b:acquire(false))
+    b:release()
+    raises(errors.ValueError, b.release, b)
+    assert.is_true(b:acquire(false))
+    assert.is_false(b:acquire(false))
+  end)
+
+  it("rejects a negative value with ValueError", function()
+    raises(errors.ValueError, threading.BoundedSemaphore, -1)
+    local b = threading.BoundedSemaphore(0)
+    assert.is_false(b:acquire(false))
+    raises(errors.ValueError, b.release, b)
+  end)
+
+  it("raises ValueError on release(n) past the initial value, changing nothing", function()
+    local b = threading.BoundedSemaphore(3)
+    raises(errors.ValueError, b.release, b, 1)
+    assert.is_true(b:acquire())
+    assert.is_true(b:acquire())
+    raises(errors.ValueError, b.release, b, 3)
+    -- the failed release added nothing: two may come back, one at a time or both
+    b:release(2)
+    raises(errors.ValueError, b.release, b)
+    for _ = 1, 3 do assert.is_true(b:acquire(false)) end
+    assert.is_false(b:acquire(false))
+    b:release()
+    b:release()
+    b:release()
+    raises(errors.ValueError, b.release, b)
+  end)
+
+  it("checks arguments as Semaphore does", function()
+    local b = threading.BoundedSemaphore(1)
+    raises(errors.ValueError, b.acquire, b, false, 1)
+    raises(errors.ValueError, b.acquire, b, false, -1)
+    assert.is_true(b:acquire())
+    raises(errors.ValueError, b.release, b, 0)
+    raises(errors.ValueError, b.release, b, -2)
+    local t0 = time.monotonic()
+    assert.is_false(b:acquire(true, 0.05))
+    assert.is_true(time.monotonic() - t0 >= 0.045)
+    b:release()
+    assert.is_true(b:acquire(false))
+    b:release()
+  end)
+
+  it("is bounded in every thread: another thread's over-release raises ValueError", function()
+    local b = threading.BoundedSemaphore(1)
+    b:acquire()
+    local first_ok, second_raised, done =
+      threading.Event(), threading.Event(), threading.Event()
+    local t = threading.Thread{target = function(sem, a, c, d)
+      if pcall(sem.release, sem) then a:set() end
+      local ok, err = pcall(sem.release, sem)
+      if not ok and require("conc").isinstance(err, require("conc.errors").ValueError) then
+        c:set()
+      end
+      d:set()
+    end, args = {b, first_ok, second_raised, done}}
+    t:start()
+    assert.is_true(done:wait(WAIT))
+    t:join(WAIT)
+    assert.is_true(first_ok:is_set(), "a release within the bound failed")
+    assert.is_true(second_raised:is_set(), "an over-release did not raise ValueError")
+    assert.is_true(b:acquire(false))
+    assert.is_false(b:acquire(false))
+    b:release()
+  end)
+
+  it("wakes a blocked thread on release, and enter() works as for Semaphore", function()
+    local b = threading.BoundedSemaphore(1)
+    b:acquire()
+    local ready, entered, done = threading.Event(), threading.Event(), threading.Event()
+    local t = threading.Thread{target = function(sem, r, e, d)
+      r:set()
+      do
+        local _ <close> = sem:enter()
+        e:set()
+      end
+      d:set()
+    end, args = {b, ready, entered, done}}
+    t:start()
+    assert.is_true(ready:wait(WAIT))
+    assert.is_false(entered:wait(0.05))
+    b:release()
+    assert.is_true(entered:wait(WAIT))
+    assert.is_true(done:wait(WAIT))
+    t:join(WAIT)
+    -- the thread's <close> released within the bound, back to 1
+    raises(errors.ValueError, b.release, b)
+    assert.is_true(b:acquire(false))
+    b:release()
+  end)
+end)
