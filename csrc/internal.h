@@ -63,6 +63,10 @@ double conc__walltime(void);
 ** CONC_EINTR.
 */
 int conc__futex_wait(atomic_uint *word, unsigned expected, double deadline);
+/* The same, saying whether a pending KeyboardInterrupt may cut it short
+** (waits that must finish, such as retaking a lock, say no). */
+int conc__futex_wait_intr(atomic_uint *word, unsigned expected,
+                          double deadline, int interruptible);
 void conc__futex_wake(atomic_uint *word, int nwaiters);
 
 /* Sleeps until deadline; CONC_OK or CONC_EINTR. */
@@ -128,11 +132,13 @@ int conc__lock_try(conc_Lock *l);                     /* 1 if taken */
 int conc__lock_acquire(conc_Lock *l, double deadline); /* CONC_OK/ETIMEDOUT/EINTR */
 int conc__lock_release(conc_Lock *l);                 /* -1 if it was not held */
 int conc__lock_locked(conc_Lock *l);
+atomic_uint *conc__lock_word(conc_Lock *l);  /* its mutex word (condition.c) */
 
 /* The mutex word under Lock and RLock: 0 free, 1 held, 2 held + waiters. */
 int conc__mutex_try(atomic_uint *m);
 int conc__mutex_acquire(atomic_uint *m, double deadline);
 int conc__mutex_release(atomic_uint *m);            /* -1 if it was not held */
+void conc__mutex_acquire_nointr(atomic_uint *m);     /* waits for good */
 
 typedef struct conc_RLock conc_RLock;
 extern conc_ObjType conc__rlock_type;
@@ -141,6 +147,19 @@ conc_RLock *conc__rlock_new(void);
 int conc__rlock_acquire(conc_RLock *r, int blocking, double deadline);
 int conc__rlock_release(conc_RLock *r);             /* -1 if not the owner */
 int conc__rlock_owned(conc_RLock *r);
+/* Condition.wait's full release of an owned RLock, and its return. */
+unsigned long conc__rlock_release_save(conc_RLock *r);
+void conc__rlock_acquire_restore(conc_RLock *r, unsigned long count);
+
+typedef struct conc_Condition conc_Condition;
+extern conc_ObjType conc__cond_type;
+/* lock: a conc_Lock or conc_RLock, of which the condition takes a ref */
+conc_Condition *conc__cond_new(conc_Obj *lock);
+conc_Obj *conc__cond_lock(conc_Condition *c);
+/* -1 when the lock is not held; else CONC_OK (notified), ETIMEDOUT, EINTR;
+** the lock is held again on return in every case */
+int conc__cond_wait(conc_Condition *c, double deadline);
+int conc__cond_notify(conc_Condition *c, unsigned long n);  /* -1: not held */
 
 typedef struct conc_Semaphore conc_Semaphore;
 extern conc_ObjType conc__sem_type;

@@ -48,6 +48,12 @@ int conc__mutex_acquire(atomic_uint *m, double deadline) {
   return CONC_OK;
 }
 
+void conc__mutex_acquire_nointr(atomic_uint *m) {
+  if (conc__mutex_try(m)) return;
+  while (atomic_exchange_explicit(m, 2, memory_order_acquire) != 0)
+    conc__futex_wait_intr(m, 2, CONC_FOREVER, 0);
+}
+
 int conc__mutex_release(atomic_uint *m) {
   unsigned c = atomic_load_explicit(m, memory_order_relaxed);
   do {
@@ -68,6 +74,10 @@ int conc__lock_acquire(conc_Lock *l, double deadline) {
 
 int conc__lock_release(conc_Lock *l) {
   return conc__mutex_release(&l->state);
+}
+
+atomic_uint *conc__lock_word(conc_Lock *l) {
+  return &l->state;
 }
 
 int conc__lock_locked(conc_Lock *l) {

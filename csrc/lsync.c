@@ -1,6 +1,6 @@
 /*
-** lsync.c -- threading.Lock, RLock, Semaphore, BoundedSemaphore and Event,
-** seen from Lua.
+** lsync.c -- threading.Lock, RLock, Condition, Semaphore, BoundedSemaphore
+** and Event, seen from Lua.
 **
 ** `with lock:` translates to `do local _ <close> = lock:enter() ... end`:
 ** enter acquires and returns the lock, __close releases it, on errors too.
@@ -38,9 +38,9 @@ static double lock_args(lua_State *L, int *blocking) {
   return timeout == -1 ? CONC_FOREVER : conc__deadline(timeout);
 }
 
-/* lock:acquire(blocking=true, timeout=-1) -> boolean, as Python's */
-static int lock_acquire(lua_State *L) {
-  conc_Lock *l = check_lock(L);
+/* lock:acquire(blocking=true, timeout=-1) -> boolean, as Python's; also
+** what Condition.acquire does on its Lock */
+static int acquire_lock(lua_State *L, conc_Lock *l) {
   int blocking;
   double deadline = lock_args(L, &blocking);
   if (conc__lock_try(l)) {
@@ -55,10 +55,18 @@ static int lock_acquire(lua_State *L) {
   return 1;
 }
 
-static int lock_release(lua_State *L) {
-  if (conc__lock_release(check_lock(L)) != 0)
+static int lock_acquire(lua_State *L) {
+  return acquire_lock(L, check_lock(L));
+}
+
+static int release_lock(lua_State *L, conc_Lock *l) {
+  if (conc__lock_release(l) != 0)
     return conc__raise(L, "RuntimeError", "release unlocked lock");
   return 0;
+}
+
+static int lock_release(lua_State *L) {
+  return release_lock(L, check_lock(L));
 }
 
 static int lock_locked(lua_State *L) {
@@ -94,8 +102,7 @@ static int l_rlock_new(lua_State *L) {
   return 1;
 }
 
-static int rlock_acquire(lua_State *L) {
-  conc_RLock *r = check_rlock(L);
+static int acquire_rlock(lua_State *L, conc_RLock *r) {
   int blocking;
   double deadline = lock_args(L, &blocking);
   lua_pushboolean(L, conc__check_wait(L, conc__rlock_acquire(r, blocking,
@@ -103,10 +110,18 @@ static int rlock_acquire(lua_State *L) {
   return 1;
 }
 
-static int rlock_release(lua_State *L) {
-  if (conc__rlock_release(check_rlock(L)) != 0)
+static int rlock_acquire(lua_State *L) {
+  return acquire_rlock(L, check_rlock(L));
+}
+
+static int release_rlock(lua_State *L, conc_RLock *r) {
+  if (conc__rlock_release(r) != 0)
     return conc__raise(L, "RuntimeError", "cannot release un-acquired lock");
   return 0;
+}
+
+static int rlock_release(lua_State *L) {
+  return release_rlock(L, check_rlock(L));
 }
 
 static int rlock_enter(lua_State *L) {
@@ -178,6 +193,117 @@ static int sem_close(lua_State *L) {
   return sem_release(L);
 }
 
+/* ---- Condition ------------------------------------------------------------ */
+
+static conc_Condition *check_cond(lua_State *L) {
+  return (conc_Condition *)conc__checkobj(L, 1, &conc__cond_type);
+}
+
+/* Condition(lock=nil): over the given Lock or RLock, else a new RLock */
+static int l_cond_new(lua_State *L) {
+  conc_Obj *lock;
+  conc_Condition *c;
+  if (lua_isnoneornil(L, 1)) {
+    lock = (conc_Obj *)conc__rlock_new();
+    if (lock == NULL) return luaL_error(L, "not enough memory");
+  } else {
+    lock = conc__toobj(L, 1);
+    if (lock == NULL || (lock->type != &conc__lock_type &&
+                         lock->type != &conc__rlock_type))
+      return conc__raise(L, "TypeError",
+                         "Condition needs a Lock or an RLock, got %s",
+                         luaL_typename(L, 1));
+    conc__obj_incref(lock);
+  }
+  c = conc__cond_new(lock);
+  conc__obj_decref(lock);  /* the condition holds its own reference */
+  if (c == NULL) return luaL_error(L, "not enough memory");
+  conc__pushobj(L, (conc_Obj *)c);
+  conc__obj_decref((conc_Obj *)c);
+  return 1;
+}
+
+static int cond_acquire(lua_State *L) {
+  conc_Obj *lock = conc__cond_lock(check_cond(L));
+  if (lock->type == &conc__rlock_type)
+    return acquire_rlock(L, (conc_RLock *)lock);
+  return acquire_lock(L, (conc_Lock *)lock);
+}
+
+static int cond_release(lua_State *L) {
+  conc_Obj *lock = conc__cond_lock(check_cond(L));
+  if (lock->type == &conc__rlock_type)
+    return release_rlock(L, (conc_RLock *)lock);
+  return release_lock(L, (conc_Lock *)lock);
+}
+
+static int cond_enter(lua_State *L) {
+  conc_Obj *lock = conc__cond_lock(check_cond(L));
+  if (lock->type == &conc__rlock_type)
+    conc__check_wait(L, conc__rlock_acquire((conc_RLock *)lock, 1,
+                                            CONC_FOREVER));
+  else
+    conc__check_wait(L, conc__lock_acquire((conc_Lock *)lock, CONC_FOREVER));
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int cond_close(lua_State *L) {
+  lua_settop(L, 1);
+  return cond_release(L);
+}
+
+/* Waits until deadline: true if notified. The lock is held again after. */
+static int wait_until(lua_State *L, conc_Condition *c, double deadline) {
+  int rc = conc__cond_wait(c, deadline);
+  if (rc == -1)
+    return conc__raise(L, "RuntimeError", "cannot wait on un-acquired lock");
+  return conc__check_wait(L, rc);
+}
+
+/* cond:wait(timeout=nil) -> boolean; a negative timeout does not wait */
+static int cond_wait(lua_State *L) {
+  conc_Condition *c = check_cond(L);
+  double timeout = conc__opttimeout(L, 2);
+  if (!lua_isnoneornil(L, 2) && !(timeout > 0)) timeout = 0;
+  lua_pushboolean(L, wait_until(L, c, conc__deadline(timeout)));
+  return 1;
+}
+
+/* cond:wait_for(predicate, timeout=nil) -> the predicate's last result,
+** as Python's: waits while it is falsy, up to timeout in all */
+static int cond_wait_for(lua_State *L) {
+  conc_Condition *c = check_cond(L);
+  double timeout = conc__opttimeout(L, 3), deadline;
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  if (!lua_isnoneornil(L, 3) && !(timeout > 0)) timeout = 0;
+  deadline = conc__deadline(timeout);
+  lua_settop(L, 2);
+  for (;;) {
+    lua_pushvalue(L, 2);
+    lua_call(L, 0, 1);
+    if (lua_toboolean(L, -1)) return 1;
+    if (deadline != CONC_FOREVER && conc__monotonic() >= deadline) return 1;
+    lua_pop(L, 1);
+    wait_until(L, c, deadline);
+  }
+}
+
+static int cond_notify(lua_State *L) {
+  conc_Condition *c = check_cond(L);
+  lua_Integer n = luaL_optinteger(L, 2, 1);
+  if (n < 0) return conc__raise(L, "ValueError", "n must be >= 0");
+  if (conc__cond_notify(c, (unsigned long)n) != 0)
+    return conc__raise(L, "RuntimeError", "cannot notify on un-acquired lock");
+  return 0;
+}
+
+static int cond_notify_all(lua_State *L) {
+  if (conc__cond_notify(check_cond(L), (unsigned long)-1) != 0)
+    return conc__raise(L, "RuntimeError", "cannot notify on un-acquired lock");
+  return 0;
+}
+
 /* ---- Event ------------------------------------------------------------------ */
 
 static int l_event_new(lua_State *L) {
@@ -235,8 +361,14 @@ void conc__open_sync(lua_State *L) {
   static const luaL_Reg sem_methods[] = {
     {"acquire", sem_acquire}, {"release", sem_release},
     {"enter", sem_enter}, {NULL, NULL}};
+  static const luaL_Reg cond_methods[] = {
+    {"acquire", cond_acquire}, {"release", cond_release},
+    {"enter", cond_enter}, {"wait", cond_wait}, {"wait_for", cond_wait_for},
+    {"notify", cond_notify}, {"notify_all", cond_notify_all},
+    {"notifyAll", cond_notify_all}, {NULL, NULL}};
   static const luaL_Reg fns[] = {
-    {"Lock", l_lock_new}, {"RLock", l_rlock_new}, {"Semaphore", l_sem_new},
+    {"Lock", l_lock_new}, {"RLock", l_rlock_new}, {"Condition", l_cond_new},
+    {"Semaphore", l_sem_new},
     {"BoundedSemaphore", l_bsem_new}, {"Event", l_event_new}, {NULL, NULL}};
   conc__newmeta(L, &conc__lock_type, lock_methods);
   set_close(L, conc__lock_type.name, lock_close);
@@ -244,6 +376,8 @@ void conc__open_sync(lua_State *L) {
   set_close(L, conc__rlock_type.name, rlock_release);
   conc__newmeta(L, &conc__sem_type, sem_methods);
   set_close(L, conc__sem_type.name, sem_close);
+  conc__newmeta(L, &conc__cond_type, cond_methods);
+  set_close(L, conc__cond_type.name, cond_close);
   conc__newmeta(L, &conc__event_type, event_methods);
   luaL_setfuncs(L, fns, 0);
 }

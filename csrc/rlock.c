@@ -69,3 +69,18 @@ int conc__rlock_release(conc_RLock *r) {
 int conc__rlock_owned(conc_RLock *r) {
   return owned(r);
 }
+
+unsigned long conc__rlock_release_save(conc_RLock *r) {
+  unsigned long count = r->count;
+  r->count = 0;
+  atomic_store_explicit(&r->owner, 0, memory_order_relaxed);
+  conc__mutex_release(&r->mutex);
+  return count;
+}
+
+void conc__rlock_acquire_restore(conc_RLock *r, unsigned long count) {
+  conc__mutex_acquire_nointr(&r->mutex);
+  atomic_store_explicit(&r->owner, conc__thread_self_ident(),
+                        memory_order_relaxed);
+  r->count = count;
+}

@@ -615,6 +615,7 @@ static int l_live_objects(lua_State *L) {
   push_live(L, &conc__lock_type);
   push_live(L, &conc__rlock_type);
   push_live(L, &conc__sem_type);
+  push_live(L, &conc__cond_type);
   push_live(L, &conc__event_type);
   return 1;
 }

@@ -105,7 +105,11 @@ static int futex_wait_for(atomic_uint *word, unsigned expected, double secs) {
 }
 
 int conc__futex_wait(atomic_uint *word, unsigned expected, double deadline) {
-  int interruptible = interruptible_here();
+  return conc__futex_wait_intr(word, expected, deadline, interruptible_here());
+}
+
+int conc__futex_wait_intr(atomic_uint *word, unsigned expected,
+                          double deadline, int interruptible) {
   for (;;) {
     double secs = -1;
     int rc;

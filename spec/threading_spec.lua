@@ -1723,3 +1723,407 @@ describe("threading.BoundedSemaphore", function()
     b:release()
   end)
 end)
+
+-- Condition: Python's semantics. A waiter thread signals "about to wait"
+-- while it holds the condition's lock, and releases that lock only inside
+-- wait(); so once the main state gets the lock after the signal, the waiter
+-- is known to be waiting. Every wait is bounded by WAIT.
+describe("threading.Condition", function()
+  -- Starts k threads that each acquire cond, signal, wait(20) on it, record
+  -- whether wait returned true and whether the lock was held again after it,
+  -- then release. Returns with all k inside wait() and the lock held by the
+  -- main state. woke[i]: wait returned true; done[i]: the thread finished.
+  local function start_waiters(cond, k, lk)
+    local about, woke, held, done, ts = {}, {}, {}, {}, {}
+    for i = 1, k do
+      about[i], woke[i], held[i], done[i] =
+        threading.Event(), threading.Event(), threading.Event(), threading.Event()
+      ts[i] = threading.Thread{target = function(c, l, a, w, h, d)
+        c:acquire()
+        a:set()
+        if c:wait(20) then w:set() end
+        -- held again after wait: another thread cannot take the lock
+        if not l or not l:acquire(false) then h:set() else l:release() end
+        c:release()
+        d:set()
+      end, args = {cond, lk or false, about[i], woke[i], held[i], done[i]}}
+      ts[i]:start()
+    end
+    for i = 1, k do
+      assert.is_true(about[i]:wait(WAIT), "waiter " .. i .. " did not start")
+    end
+    assert.is_true(cond:acquire(true, WAIT), "a waiter never released the lock")
+    return woke, held, done, ts
+  end
+
+  local function join_all(done, ts)
+    for i = 1, #ts do
+      assert.is_true(done[i]:wait(WAIT), "waiter " .. i .. " did not finish")
+      ts[i]:join(WAIT)
+      assert.is_false(ts[i]:is_alive())
+    end
+  end
+
+  it("uses a new RLock by default", function()
+    for _, cond in ipairs{threading.Condition(), threading.Condition(nil)} do
+      assert.is_false(taken_elsewhere(cond))
+      assert.is_true(cond:acquire())
+      -- reentrant, and owned: another thread cannot take it
+      assert.is_true(cond:acquire(false))
+      assert.is_true(taken_elsewhere(cond))
+      cond:release()
+      assert.is_true(taken_elsewhere(cond), "freed before as many releases as acquires")
+      cond:release()
+      assert.is_false(taken_elsewhere(cond))
+      raises(errors.RuntimeError, cond.release, cond)
+    end
+    -- two conditions made without a lock do not share one
+    local a, b = threading.Condition(), threading.Condition()
+    a:acquire()
+    assert.is_false(taken_elsewhere(b))
+    a:release()
+  end)
+
+  it("uses the Lock it is given, and acquire/release delegate to it", function()
+    local l = threading.Lock()
+    local cond = threading.Condition(l)
+    assert.is_true(cond:acquire())
+    assert.is_true(l:locked())
+    assert.is_false(cond:acquire(false))  -- a Lock is not reentrant
+    local t0 = time.monotonic()
+    assert.is_false(cond:acquire(true, 0.05))
+    assert.is_true(time.monotonic() - t0 >= 0.045)
+    cond:release()
+    assert.is_false(l:locked())
+    -- taking the lock directly takes the condition's lock
+    l:acquire()
+    assert.is_false(cond:acquire(false))
+    l:release()
+    raises(errors.RuntimeError, cond.release, cond)
+  end)
+
+  it("uses the RLock it is given", function()
+    local r = threading.RLock()
+    local cond = threading.Condition(r)
+    assert.is_true(cond:acquire())
+    assert.is_true(cond:acquire(false))
+    assert.is_true(taken_elsewhere(r))
+    r:release()  -- the same lock: releasing it directly counts
+    assert.is_true(taken_elsewhere(r))
+    cond:release()
+    assert.is_false(taken_elsewhere(r))
+  end)
+
+  it("raises TypeError for anything but a Lock or an RLock", function()
+    for _, v in ipairs{42, "lock", {}, true, function() end, threading.Event()} do
+      raises(errors.TypeError, threading.Condition, v)
+    end
+  end)
+
+  it("raises RuntimeError on wait or notify without holding the lock", function()
+    local l = threading.Lock()
+    for _, cond in ipairs{threading.Condition(l), threading.Condition()} do
+      local err = raises(errors.RuntimeError, cond.wait, cond, 0.01)
+      assert.matches("cannot wait on un-acquired lock", errors.tostring(err), 1, true)
+      err = raises(errors.RuntimeError, cond.notify, cond)
+      assert.matches("cannot notify on un-acquired lock", errors.tostring(err), 1, true)
+      raises(errors.RuntimeError, cond.notify, cond, 2)
+      raises(errors.RuntimeError, cond.notify_all, cond)
+      raises(errors.RuntimeError, cond.notifyAll, cond)
+      assert.is_false(taken_elsewhere(cond))
+    end
+    assert.is_false(l:locked())
+    -- an RLock-based condition held by the main state is not held by another
+    -- thread: wait and notify raise there too
+    local cond = threading.Condition()
+    cond:acquire()
+    local wait_raised, notify_raised, done =
+      threading.Event(), threading.Event(), threading.Event()
+    local t = threading.Thread{target = function(c, a, b, d)
+      local is = require("conc").isinstance
+      local RuntimeError = require("conc.errors").RuntimeError
+      local ok, err = pcall(c.wait, c, 0.01)
+      if not ok and is(err, RuntimeError) then a:set() end
+      ok, err = pcall(c.notify, c)
+      if not ok and is(err, RuntimeError) then b:set() end
+      d:set()
+    end, args = {cond, wait_raised, notify_raised, done}}
+    t:start()
+    assert.is_true(done:wait(WAIT))
+    t:join(WAIT)
+    cond:release()
+    assert.is_true(wait_raised:is_set(), "wait by a non-owner did not raise RuntimeError")
+    assert.is_true(notify_raised:is_set(), "notify by a non-owner did not raise RuntimeError")
+  end)
+
+  it("returns false from wait after the timeout, holding the lock again", function()
+    local l = threading.Lock()
+    local cond = threading.Condition(l)
+    cond:acquire()
+    local t0 = time.monotonic()
+    assert.is_false(cond:wait(0.05))
+    local elapsed = time.monotonic() - t0
+    assert.is_true(elapsed >= 0.045, "gave up after " .. elapsed .. " s")
+    assert.is_true(l:locked())
+    assert.is_false(cond:wait(0))
+    assert.is_true(l:locked())
+    cond:release()
+    assert.is_false(l:locked())
+    -- the same with the default RLock
+    cond = threading.Condition()
+    cond:acquire()
+    t0 = time.monotonic()
+    assert.is_false(cond:wait(0.05))
+    assert.is_true(time.monotonic() - t0 >= 0.045)
+    assert.is_true(taken_elsewhere(cond))
+    cond:release()
+    assert.is_false(taken_elsewhere(cond))
+  end)
+
+  it("returns false at once from wait with a negative timeout, as Python does", function()
+    local cond = threading.Condition(threading.Lock())
+    local finished, notified = threading.Event(), threading.Event()
+    local t = threading.Thread{target = function(c, f, n)
+      c:acquire()
+      if c:wait(-1) then n:set() end
+      c:release()
+      f:set()
+    end, args = {cond, finished, notified}}
+    t:start()
+    local returned = finished:wait(WAIT)
+    if not returned then  -- free a thread stuck waiting
+      cond:acquire()
+      cond:notify_all()
+      cond:release()
+    end
+    assert.is_true(finished:wait(WAIT))
+    t:join(WAIT)
+    assert.is_true(returned, "wait(-1) waited")
+    assert.is_false(notified:is_set())
+  end)
+
+  it("wakes a waiting thread on notify; its wait returns true once it has the lock", function()
+    local l = threading.Lock()
+    local cond = threading.Condition(l)
+    local woke, held, done, ts = start_waiters(cond, 1, l)
+    cond:notify()
+    -- the waiter must take the lock back before wait returns: main holds it
+    assert.is_false(woke[1]:wait(0.05), "wait returned while the lock was held elsewhere")
+    cond:release()
+    assert.is_true(woke[1]:wait(WAIT), "the notified waiter's wait did not return true")
+    join_all(done, ts)
+    assert.is_true(held[1]:is_set(), "the lock was not held after wait returned")
+    assert.is_false(l:locked())
+  end)
+
+  it("wakes exactly n of the waiting threads on notify(n)", function()
+    local cond = threading.Condition()
+    local woke, _, done, ts = start_waiters(cond, 3)
+    cond:notify(2)
+    cond:release()
+    assert.are.equal(2, wait_count(woke, 2))
+    assert.are.equal(2, wait_count(done, 2))
+    time.sleep(0.1)
+    assert.are.equal(2, count_set(woke), "a third waiter got past notify(2)")
+    -- notify() wakes one: the last
+    cond:acquire()
+    cond:notify()
+    cond:release()
+    assert.are.equal(3, wait_count(woke, 3))
+    join_all(done, ts)
+  end)
+
+  it("wakes only as many as are waiting on notify(n) with n larger, and none later", function()
+    local cond = threading.Condition(threading.Lock())
+    -- nobody waiting: notify is a no-op and is not remembered
+    cond:acquire()
+    cond:notify(5)
+    cond:notify_all()
+    assert.is_false(cond:wait(0.01))
+    cond:release()
+    local woke, _, done, ts = start_waiters(cond, 3)
+    cond:notify(5)
+    cond:release()
+    assert.are.equal(3, wait_count(woke, 3))
+    join_all(done, ts)
+    cond:acquire()
+    assert.is_false(cond:wait(0.01), "a notify for absent waiters was kept")
+    cond:release()
+  end)
+
+  it("wakes every waiting thread on notify_all", function()
+    local l = threading.Lock()
+    local cond = threading.Condition(l)
+    local woke, held, done, ts = start_waiters(cond, 3, l)
+    cond:notify_all()
+    cond:release()
+    assert.are.equal(3, wait_count(woke, 3))
+    join_all(done, ts)
+    assert.are.equal(3, count_set(held))
+    assert.is_false(l:locked())
+  end)
+
+  it("has notifyAll as an alias of notify_all", function()
+    local cond = threading.Condition()
+    local woke, _, done, ts = start_waiters(cond, 2)
+    cond:notifyAll()
+    cond:release()
+    assert.are.equal(2, wait_count(woke, 2))
+    join_all(done, ts)
+  end)
+
+  it("releases an RLock fully in wait and restores its recursion level", function()
+    local r = threading.RLock()
+    local cond = threading.Condition(r)
+    assert.is_true(cond:acquire())
+    assert.is_true(cond:acquire())
+    assert.is_false(cond:wait(0.01))
+    cond:release()
+    assert.is_true(taken_elsewhere(r), "wait lost a level of the recursion")
+    cond:release()
+    assert.is_false(taken_elsewhere(r))
+    raises(errors.RuntimeError, cond.release, cond)
+    -- in another thread: held twice, wait lets the main state take the lock
+    local about, woke, released, raised, done = threading.Event(), threading.Event(),
+      threading.Event(), threading.Event(), threading.Event()
+    local t = threading.Thread{target = function(c, a, w, rl, rs, d)
+      c:acquire()
+      c:acquire()
+      a:set()
+      if c:wait(20) then w:set() end
+      if pcall(c.release, c) and pcall(c.release, c) then rl:set() end
+      local ok, err = pcall(c.release, c)
+      if not ok and require("conc").isinstance(err, require("conc.errors").RuntimeError) then
+        rs:set()
+      end
+      d:set()
+    end, args = {cond, about, woke, released, raised, done}}
+    t:start()
+    assert.is_true(about:wait(WAIT))
+    assert.is_true(cond:acquire(true, WAIT), "wait did not release a recursive hold fully")
+    cond:notify()
+    cond:release()
+    assert.is_true(done:wait(WAIT))
+    t:join(WAIT)
+    assert.is_true(woke:is_set())
+    assert.is_true(released:is_set(), "two releases after wait did not both succeed")
+    assert.is_true(raised:is_set(), "a third release after wait did not raise RuntimeError")
+    assert.is_false(taken_elsewhere(r))
+  end)
+
+  it("returns the predicate's result from wait_for without waiting when it holds", function()
+    local l = threading.Lock()
+    local cond = threading.Condition(l)
+    cond:acquire()
+    local t0 = time.monotonic()
+    assert.are.equal(42, cond:wait_for(function() return 42 end, WAIT))
+    assert.are.equal("yes", cond:wait_for(function() return "yes" end))
+    assert.is_true(time.monotonic() - t0 < 1, "wait_for waited on a true predicate")
+    assert.is_true(l:locked())
+    cond:release()
+  end)
+
+  it("returns the predicate's false value from wait_for after the timeout", function()
+    local l = threading.Lock()
+    local cond = threading.Condition(l)
+    cond:acquire()
+    local calls = 0
+    local t0 = time.monotonic()
+    local r = cond:wait_for(function() calls = calls + 1 return false end, 0.05)
+    local elapsed = time.monotonic() - t0
+    assert.are.equal(false, r)
+    assert.is_true(elapsed >= 0.045, "gave up after " .. elapsed .. " s")
+    assert.is_true(calls >= 2, "the predicate was not checked again after the timeout")
+    assert.is_true(l:locked())
+    t0 = time.monotonic()
+    assert.is_nil(cond:wait_for(function() return nil end, 0.02))
+    assert.is_true(time.monotonic() - t0 >= 0.015)
+    assert.is_true(l:locked())
+    cond:release()
+    assert.is_false(l:locked())
+  end)
+
+  it("returns from wait_for once another thread makes the predicate true", function()
+    local cond = threading.Condition()
+    local flag = threading.Event()
+    local started, done = threading.Event(), threading.Event()
+    local t = threading.Thread{target = function(c, f, s, d)
+      s:set()
+      c:acquire()  -- only once main is inside wait_for's wait
+      c:notify()   -- predicate still false: main must wait again
+      c:release()
+      c:acquire()
+      f:set()
+      c:notify()
+      c:release()
+      d:set()
+    end, args = {cond, flag, started, done}}
+    cond:acquire()
+    t:start()
+    assert.is_true(started:wait(WAIT))
+    local r = cond:wait_for(function() return flag:is_set() and "ready" end, WAIT)
+    assert.are.equal("ready", r)
+    assert.is_true(taken_elsewhere(cond))
+    cond:release()
+    assert.is_true(done:wait(WAIT))
+    t:join(WAIT)
+  end)
+
+  it("runs wait_for's predicate in the waiting thread, woken by notifies", function()
+    local cond = threading.Condition(threading.Lock())
+    local items = threading.Semaphore(0)
+    local about, got, done = threading.Event(), threading.Event(), threading.Event()
+    local t = threading.Thread{target = function(c, sem, a, g, d)
+      c:acquire()
+      a:set()
+      -- the predicate is made here: it runs in this thread's state
+      if c:wait_for(function() return sem:acquire(false) end, 20) == true then g:set() end
+      c:release()
+      d:set()
+    end, args = {cond, items, about, got, done}}
+    t:start()
+    assert.is_true(about:wait(WAIT))
+    assert.is_true(cond:acquire(true, WAIT))  -- the thread is in wait_for's wait
+    cond:notify()  -- nothing available yet: the predicate stays false
+    cond:release()
+    assert.is_false(got:wait(0.05), "wait_for returned on a false predicate")
+    cond:acquire()
+    items:release()
+    cond:notify()
+    cond:release()
+    assert.is_true(got:wait(WAIT), "wait_for did not return the predicate's true")
+    assert.is_true(done:wait(WAIT))
+    t:join(WAIT)
+    assert.is_false(items:acquire(false), "the thread's predicate did not take the item")
+  end)
+
+  it("translates `with` as enter() and <close>, releasing on errors too", function()
+    local l = threading.Lock()
+    local cond = threading.Condition(l)
+    do
+      local _ <close> = cond:enter()
+      assert.is_true(l:locked())
+      cond:notify()
+      assert.is_false(cond:wait(0.01))
+      assert.is_true(l:locked())
+    end
+    assert.is_false(l:locked())
+    local ok = pcall(function()
+      local _ <close> = cond:enter()
+      error("inside")
+    end)
+    assert.is_false(ok)
+    assert.is_false(l:locked())
+    -- nested with the default RLock
+    local rc = threading.Condition()
+    do
+      local _ <close> = rc:enter()
+      do
+        local _ <close> = rc:enter()
+        assert.is_true(taken_elsewhere(rc))
+      end
+      assert.is_true(taken_elsewhere(rc), "inner <close> freed the outer hold")
+    end
+    assert.is_false(taken_elsewhere(rc))
+  end)
+end)

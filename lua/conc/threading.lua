@@ -207,6 +207,7 @@ end
 
 M.Lock = core.Lock
 M.RLock = core.RLock
+M.Condition = core.Condition
 M.Semaphore = core.Semaphore
 M.BoundedSemaphore = core.BoundedSemaphore
 M.Event = core.Event
