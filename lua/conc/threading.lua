@@ -85,20 +85,24 @@ function Thread:__init(opts)
   instances[h] = self
 end
 
+-- Calls f with args (a sequence, or table.pack's result) and, when given,
+-- the kwargs table after them, as Python's f(*args, **kwargs).
+local function call(f, args, kwargs)
+  local n = args.n or #args
+  if kwargs ~= nil then
+    -- kwargs after all of args: f(table.unpack(args), kw) would keep
+    -- only the first of args
+    args = table.move(args, 1, n, 1, {})
+    n = n + 1
+    args[n] = kwargs
+  end
+  return f(table.unpack(args, 1, n))
+end
+
 function Thread:run()
   local target = rawget(self, "_target")
   if target ~= nil then
-    local args = rawget(self, "_args")
-    local kwargs = rawget(self, "_kwargs")
-    local n = args.n or #args
-    if kwargs ~= nil then
-      -- kwargs after all of args: f(table.unpack(args), kw) would keep
-      -- only the first of args
-      args = table.move(args, 1, n, 1, {})
-      n = n + 1
-      args[n] = kwargs
-    end
-    target(table.unpack(args, 1, n))
+    call(target, rawget(self, "_args"), rawget(self, "_kwargs"))
   end
 end
 
@@ -274,6 +278,35 @@ function M._bootstrap(target, args, self, hook)
         errors.tostring(herr), "\n")
     end
   end
+end
+
+-- Timer(interval, function, args, kwargs): a Thread that waits, then calls
+-- function unless cancel() came first. As Python's: the wait is on an
+-- Event (`finished`), so cancel() ends it at once. The fields are Python's
+-- names; `function` is a Lua keyword, so it reads timer["function"].
+local Timer = Thread:extend("Timer")
+M.Timer = Timer
+
+function Timer:__init(interval, fn, args, kwargs)
+  Thread.__init(self)
+  rawset(self, "interval", interval)
+  rawset(self, "function", fn)
+  rawset(self, "args", args or {})
+  rawset(self, "kwargs", kwargs)
+  rawset(self, "finished", core.Event())
+end
+
+function Timer:cancel()
+  rawget(self, "finished"):set()
+end
+
+function Timer:run()
+  local finished = rawget(self, "finished")
+  finished:wait(rawget(self, "interval"))
+  if not finished:is_set() then
+    call(rawget(self, "function"), rawget(self, "args"), rawget(self, "kwargs"))
+  end
+  finished:set()
 end
 
 M.TIMEOUT_MAX = 2 ^ 31
