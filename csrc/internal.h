@@ -169,6 +169,27 @@ int conc__sem_acquire(conc_Semaphore *s, int blocking, double deadline);
 int conc__sem_release(conc_Semaphore *s, unsigned n);
 unsigned conc__sem_value(conc_Semaphore *s);
 
+typedef struct conc_Barrier conc_Barrier;
+extern conc_ObjType conc__barrier_type;
+#define CONC_BARRIER_BROKEN 1
+#define CONC_BARRIER_LAST 2
+/* action: the binding's own (a message); free_action frees it with b */
+conc_Barrier *conc__barrier_new(unsigned parties, double timeout, void *action,
+                                void (*free_action)(void *));
+/* Arrives: CONC_OK (wait next), CONC_BARRIER_LAST (run the action, then
+** release) or CONC_BARRIER_BROKEN; index and cycle are set on the first two. */
+int conc__barrier_arrive(conc_Barrier *b, unsigned *index, unsigned *cycle);
+void conc__barrier_release(conc_Barrier *b, int action_failed);
+/* CONC_OK (released), CONC_BARRIER_BROKEN, or CONC_EINTR (and broken). */
+int conc__barrier_wait(conc_Barrier *b, unsigned cycle, double deadline);
+void conc__barrier_reset(conc_Barrier *b);
+void conc__barrier_abort(conc_Barrier *b);
+unsigned conc__barrier_parties(conc_Barrier *b);
+unsigned conc__barrier_n_waiting(conc_Barrier *b);
+int conc__barrier_broken(conc_Barrier *b);
+double conc__barrier_timeout(conc_Barrier *b);
+void *conc__barrier_action(conc_Barrier *b);
+
 typedef struct conc_Event conc_Event;
 extern conc_ObjType conc__event_type;
 conc_Event *conc__event_new(void);

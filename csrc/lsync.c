@@ -1,11 +1,12 @@
 /*
-** lsync.c -- threading.Lock, RLock, Condition, Semaphore, BoundedSemaphore
-** and Event, seen from Lua.
+** lsync.c -- threading.Lock, RLock, Condition, Semaphore, BoundedSemaphore,
+** Barrier and Event, seen from Lua.
 **
 ** `with lock:` translates to `do local _ <close> = lock:enter() ... end`:
 ** enter acquires and returns the lock, __close releases it, on errors too.
 */
 #include <limits.h>
+#include <string.h>
 
 #include "lconc.h"
 
@@ -304,6 +305,111 @@ static int cond_notify_all(lua_State *L) {
   return 0;
 }
 
+/* ---- Barrier ---------------------------------------------------------------- */
+
+static conc_Barrier *check_barrier(lua_State *L) {
+  return (conc_Barrier *)conc__checkobj(L, 1, &conc__barrier_type);
+}
+
+static void free_msg(void *m) {
+  conc__msg_free(m);
+}
+
+/* Barrier(parties, action=nil, timeout=nil): the action crosses like a
+** thread's target, and is run in the state of the last thread to arrive */
+static int l_barrier_new(lua_State *L) {
+  static const char *const names[] = {"action"};
+  lua_Integer parties = luaL_checkinteger(L, 1);
+  double timeout = conc__opttimeout(L, 3);
+  conc_Msg *action = NULL;
+  conc_Barrier *b;
+  if (parties < 1 || parties > INT_MAX)
+    return conc__raise(L, "ValueError", "parties must be > 0");
+  if (!lua_isnoneornil(L, 2)) {
+    luaL_checktype(L, 2, LUA_TFUNCTION);
+    action = conc__encode(L, 2, 1, names);
+  }
+  b = conc__barrier_new((unsigned)parties, timeout, action, free_msg);
+  if (b == NULL) {
+    conc__msg_free(action);
+    return luaL_error(L, "not enough memory");
+  }
+  conc__pushobj(L, (conc_Obj *)b);
+  conc__obj_decref((conc_Obj *)b);
+  return 1;
+}
+
+static int broken_error(lua_State *L) {
+  return conc__raise(L, "BrokenBarrierError", NULL);
+}
+
+static int run_action_p(lua_State *L) {
+  conc_Msg *m = lua_touserdata(L, 1);
+  lua_settop(L, 0);
+  conc__decode(L, m);
+  lua_call(L, 0, 0);
+  return 0;
+}
+
+/* b:wait(timeout=nil) -> this thread's index in its cycle */
+static int barrier_wait(lua_State *L) {
+  conc_Barrier *b = check_barrier(L);
+  double timeout = lua_isnoneornil(L, 2) ? conc__barrier_timeout(b)
+                                         : luaL_checknumber(L, 2);
+  unsigned index, cycle;
+  int rc = conc__barrier_arrive(b, &index, &cycle);
+  if (rc == CONC_BARRIER_BROKEN) return broken_error(L);
+  if (rc == CONC_BARRIER_LAST) {
+    conc_Msg *action = conc__barrier_action(b);
+    if (action) {
+      lua_pushcfunction(L, run_action_p);
+      lua_pushlightuserdata(L, action);
+      if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+        conc__barrier_release(b, 1);  /* the others see it broken */
+        return lua_error(L);
+      }
+    }
+    conc__barrier_release(b, 0);
+  } else {
+    if (timeout < 0 && !lua_isnoneornil(L, 2)) timeout = 0;
+    rc = conc__barrier_wait(b, cycle, conc__deadline(timeout));
+    if (rc == CONC_EINTR) return conc__raise_interrupt(L);
+    if (rc == CONC_BARRIER_BROKEN) return broken_error(L);
+  }
+  lua_pushinteger(L, index);
+  return 1;
+}
+
+static int barrier_reset(lua_State *L) {
+  conc__barrier_reset(check_barrier(L));
+  return 0;
+}
+
+static int barrier_abort(lua_State *L) {
+  conc__barrier_abort(check_barrier(L));
+  return 0;
+}
+
+/* b.parties, b.n_waiting, b.broken, then the methods */
+static int barrier_index(lua_State *L) {
+  conc_Barrier *b = check_barrier(L);
+  const char *k = lua_tostring(L, 2);
+  if (k && strcmp(k, "parties") == 0) {
+    lua_pushinteger(L, conc__barrier_parties(b));
+  } else if (k && strcmp(k, "n_waiting") == 0) {
+    lua_pushinteger(L, conc__barrier_n_waiting(b));
+  } else if (k && strcmp(k, "broken") == 0) {
+    lua_pushboolean(L, conc__barrier_broken(b));
+  } else if (k && k[0] != '_') {
+    lua_getmetatable(L, 1);
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
+  } else {
+    lua_pushnil(L);
+  }
+  return 1;
+}
+
 /* ---- Event ------------------------------------------------------------------ */
 
 static int l_event_new(lua_State *L) {
@@ -366,8 +472,12 @@ void conc__open_sync(lua_State *L) {
     {"enter", cond_enter}, {"wait", cond_wait}, {"wait_for", cond_wait_for},
     {"notify", cond_notify}, {"notify_all", cond_notify_all},
     {"notifyAll", cond_notify_all}, {NULL, NULL}};
+  static const luaL_Reg barrier_meta[] = {
+    {"__index", barrier_index}, {"wait", barrier_wait},
+    {"reset", barrier_reset}, {"abort", barrier_abort}, {NULL, NULL}};
   static const luaL_Reg fns[] = {
     {"Lock", l_lock_new}, {"RLock", l_rlock_new}, {"Condition", l_cond_new},
+    {"Barrier", l_barrier_new},
     {"Semaphore", l_sem_new},
     {"BoundedSemaphore", l_bsem_new}, {"Event", l_event_new}, {NULL, NULL}};
   conc__newmeta(L, &conc__lock_type, lock_methods);
@@ -376,6 +486,7 @@ void conc__open_sync(lua_State *L) {
   set_close(L, conc__rlock_type.name, rlock_release);
   conc__newmeta(L, &conc__sem_type, sem_methods);
   set_close(L, conc__sem_type.name, sem_close);
+  conc__newmeta(L, &conc__barrier_type, barrier_meta);
   conc__newmeta(L, &conc__cond_type, cond_methods);
   set_close(L, conc__cond_type.name, cond_close);
   conc__newmeta(L, &conc__event_type, event_methods);

@@ -616,6 +616,7 @@ static int l_live_objects(lua_State *L) {
   push_live(L, &conc__rlock_type);
   push_live(L, &conc__sem_type);
   push_live(L, &conc__cond_type);
+  push_live(L, &conc__barrier_type);
   push_live(L, &conc__event_type);
   return 1;
 }

@@ -58,6 +58,7 @@ M.declare("AttributeError", "Exception")
 M.declare("OSError", "Exception")
 M.declare("TimeoutError", "OSError")
 M.declare("NotImplementedError", "RuntimeError")
+M.declare("BrokenBarrierError", "RuntimeError")
 
 setmetatable(M, {
   __index = function(t, name)

@@ -212,6 +212,7 @@ end
 M.Lock = core.Lock
 M.RLock = core.RLock
 M.Condition = core.Condition
+M.Barrier = core.Barrier
 M.Semaphore = core.Semaphore
 M.BoundedSemaphore = core.BoundedSemaphore
 M.Event = core.Event
@@ -248,6 +249,7 @@ excepthook = M.__excepthook__
 setmetatable(M, {
   __index = function(_, k)
     if k == "excepthook" then return excepthook end
+    if k == "BrokenBarrierError" then return errors.BrokenBarrierError end
   end,
   __newindex = function(t, k, v)
     if k == "excepthook" then excepthook = v
