@@ -2164,3 +2164,359 @@ describe("threading.Timer", function()
     t:join(WAIT)
   end)
 end)
+
+-- Barrier: Python's semantics. Threads arrive in a known order by polling
+-- n_waiting (bounded) before they wait; each waiter writes what its waits
+-- gave to a file the main state reads after join.
+describe("threading.Barrier", function()
+  -- Waits (bounded) until n threads wait on b; returns b.n_waiting.
+  local function wait_waiting(b, n)
+    local deadline = time.monotonic() + WAIT
+    while b.n_waiting ~= n and time.monotonic() < deadline do
+      time.sleep(0.005)
+    end
+    return b.n_waiting
+  end
+
+  -- Starts a thread that waits on b opts.cycles times (default 1), with
+  -- timeout opts.timeout (default WAIT; opts.default: no timeout argument),
+  -- once at least opts.after threads wait there. After the k-th wait returns
+  -- it checks that opts.acted[k] is set and opts.acted[k + 1] is not.
+  -- Returns a function that joins it and returns its outcomes, one a wait:
+  -- "index 0", "broken" (BrokenBarrierError), "error: ..." (anything else).
+  local function start_waiter(b, opts)
+    opts = opts or {}
+    local out, done = tmpname(), threading.Event()
+    local t = threading.Thread{target = function(bar, o, path, d)
+      local tm = require "conc.time"
+      local errs = require "conc.errors"
+      local is = require("conc").isinstance
+      if o.after then
+        local deadline = tm.monotonic() + 20
+        while bar.n_waiting < o.after and tm.monotonic() < deadline do
+          tm.sleep(0.005)
+        end
+      end
+      local res = {}
+      for k = 1, o.cycles or 1 do
+        local ok, r
+        if o.default then
+          ok, r = pcall(bar.wait, bar)
+        else
+          ok, r = pcall(bar.wait, bar, o.timeout or 20)
+        end
+        local s
+        if ok then
+          s = math.type(r) == "integer" and ("index " .. r) or ("returned " .. tostring(r))
+          if o.acted then
+            if not o.acted[k]:is_set() then
+              s = s .. ", released before the action ran"
+            elseif o.acted[k + 1] and o.acted[k + 1]:is_set() then
+              s = s .. ", the action ran twice in one cycle"
+            end
+          end
+        elseif is(r, errs.BrokenBarrierError) then
+          s = "broken"
+        else
+          s = "error: " .. errs.tostring(r)
+        end
+        res[#res + 1] = s
+        if not ok then break end
+      end
+      local h = io.open(path, "wb")
+      h:write(table.concat(res, "\n"))
+      h:close()
+      d:set()
+    end, args = {b, opts, out, done}}
+    t:start()
+    return function()
+      assert.is_true(done:wait(WAIT), "a waiter did not finish")
+      t:join(WAIT)
+      assert.is_false(t:is_alive(), "waiter still running after " .. WAIT .. " s")
+      local res = {}
+      for line in (slurp(out) or ""):gmatch("[^\n]+") do res[#res + 1] = line end
+      return res
+    end
+  end
+
+  -- The k-th outcome of each waiter, sorted.
+  local function column(all, k)
+    local c = {}
+    for i, res in ipairs(all) do c[i] = res[k] or "(no outcome)" end
+    table.sort(c)
+    return c
+  end
+
+  it("has BrokenBarrierError in threading and conc.errors, a RuntimeError", function()
+    assert.is_not_nil(errors.BrokenBarrierError)
+    assert.is_true(rawequal(threading.BrokenBarrierError, errors.BrokenBarrierError))
+    local b = threading.Barrier(1)
+    b:abort()
+    local err = raises(errors.BrokenBarrierError, b.wait, b, WAIT)
+    assert.is_true(isinstance(err, errors.RuntimeError), "not a RuntimeError")
+    assert.matches("^BrokenBarrierError", tostring(err))
+  end)
+
+  it("raises ValueError for parties below 1", function()
+    raises(errors.ValueError, threading.Barrier, 0)
+    raises(errors.ValueError, threading.Barrier, -1)
+    raises(errors.ValueError, threading.Barrier, 0, function() end, 1)
+  end)
+
+  it("has parties, n_waiting and broken fields", function()
+    local b = threading.Barrier(3)
+    assert.are.equal(3, b.parties)
+    assert.are.equal(0, b.n_waiting)
+    assert.is_false(b.broken)
+    local w1 = start_waiter(b)
+    assert.are.equal(1, wait_waiting(b, 1))
+    local w2 = start_waiter(b)
+    assert.are.equal(2, wait_waiting(b, 2))
+    assert.are.equal(3, b.parties)
+    assert.is_false(b.broken)
+    assert.are.equal(2, b:wait(WAIT))
+    assert.are.same({"index 0"}, w1())
+    assert.are.same({"index 1"}, w2())
+    assert.are.equal(0, b.n_waiting)
+    assert.is_false(b.broken)
+    assert.are.equal(3, b.parties)
+  end)
+
+  it("releases three threads together, each with a distinct index in 0..2", function()
+    local b = threading.Barrier(3)
+    local ws = {}
+    for i = 1, 3 do ws[i] = start_waiter(b) end
+    local all = {}
+    for i = 1, 3 do all[i] = ws[i]() end
+    assert.are.same({"index 0", "index 1", "index 2"}, column(all, 1))
+    assert.are.equal(0, b.n_waiting)
+    assert.is_false(b.broken)
+  end)
+
+  it("reports indices back through Events: main and two threads, 0..2 each once", function()
+    local b = threading.Barrier(3)
+    local got = {threading.Event(), threading.Event(), threading.Event()}
+    local bad, done = threading.Event(), {threading.Event(), threading.Event()}
+    local ts = {}
+    for i = 1, 2 do
+      ts[i] = threading.Thread{target = function(bar, g, x, d)
+        local ok, r = pcall(bar.wait, bar, 20)
+        if ok and math.type(r) == "integer" and g[r + 1] then g[r + 1]:set() else x:set() end
+        d:set()
+      end, args = {b, got, bad, done[i]}}
+      ts[i]:start()
+    end
+    local mine = b:wait(WAIT)
+    assert.is_true(math.type(mine) == "integer" and mine >= 0 and mine <= 2,
+                   "main got index " .. tostring(mine))
+    got[mine + 1]:set()
+    assert.are.equal(2, wait_count(done, 2))
+    for i = 1, 2 do ts[i]:join(WAIT) end
+    assert.is_false(bad:is_set(), "a thread's wait failed or gave a bad index")
+    assert.are.equal(3, count_set(got))
+  end)
+
+  it("gives indices in arrival order: the last to arrive gets parties - 1", function()
+    local b = threading.Barrier(3)
+    local first = start_waiter(b)
+    assert.are.equal(1, wait_waiting(b, 1))
+    local second = start_waiter(b)
+    assert.are.equal(2, wait_waiting(b, 2))
+    assert.are.equal(2, b:wait(WAIT))
+    assert.are.same({"index 0"}, first())
+    assert.are.same({"index 1"}, second())
+  end)
+
+  it("is reusable: the same three threads pass it three times", function()
+    local b = threading.Barrier(3)
+    local ws = {}
+    for i = 1, 3 do ws[i] = start_waiter(b, {cycles = 3}) end
+    local all = {}
+    for i = 1, 3 do all[i] = ws[i]() end
+    for k = 1, 3 do
+      assert.are.same({"index 0", "index 1", "index 2"}, column(all, k))
+    end
+    assert.are.equal(0, b.n_waiting)
+    assert.is_false(b.broken)
+    -- and again, with main as one of the parties
+    local w1, w2 = start_waiter(b), start_waiter(b)
+    local mine = b:wait(WAIT)
+    local c = column({w1(), w2(), {"index " .. tostring(mine)}}, 1)
+    assert.are.same({"index 0", "index 1", "index 2"}, c)
+  end)
+
+  it("calls the action once per cycle, in the last thread to arrive, before any release", function()
+    local acted = {threading.Event(), threading.Event()}
+    local extra = threading.Event()
+    local b = threading.Barrier(3, function()
+      for _, e in ipairs(acted) do
+        if not e:is_set() then e:set() return end
+      end
+      extra:set()
+    end)
+    local ws = {}
+    for i = 1, 3 do ws[i] = start_waiter(b, {cycles = 2, acted = acted}) end
+    local all = {}
+    for i = 1, 3 do all[i] = ws[i]() end
+    for k = 1, 2 do
+      assert.are.same({"index 0", "index 1", "index 2"}, column(all, k))
+    end
+    assert.are.equal(2, count_set(acted))
+    assert.is_false(extra:is_set(), "the action ran more than once a cycle")
+  end)
+
+  it("calls the action in the main state when main arrives last, and with one party", function()
+    local ran, ran_in_thread = threading.Event(), threading.Event()
+    local b = threading.Barrier(2, function()
+      local th = require "conc.threading"
+      if th.current_thread() == th.main_thread() then ran:set() else ran_in_thread:set() end
+    end)
+    local w = start_waiter(b)
+    assert.are.equal(1, wait_waiting(b, 1))
+    assert.are.equal(1, b:wait(WAIT))
+    assert.are.same({"index 0"}, w())
+    assert.is_true(ran:is_set(), "the action did not run in the last arrival's thread")
+    assert.is_false(ran_in_thread:is_set())
+    -- one party: every wait is the last arrival
+    local calls = threading.Semaphore(0)
+    local one = threading.Barrier(1, function() calls:release() end)
+    assert.are.equal(1, one.parties)
+    assert.are.equal(0, one:wait(WAIT))
+    assert.are.equal(0, one:wait())
+    assert.is_true(calls:acquire(false))
+    assert.is_true(calls:acquire(false))
+    assert.is_false(calls:acquire(false), "the action ran more than once a wait")
+    assert.is_false(one.broken)
+  end)
+
+  it("breaks when a wait times out: that waiter and every other raise BrokenBarrierError", function()
+    local b = threading.Barrier(3)
+    local w = start_waiter(b)
+    assert.are.equal(1, wait_waiting(b, 1))
+    local t0 = time.monotonic()
+    local err = raises(errors.BrokenBarrierError, b.wait, b, 0.05)
+    local elapsed = time.monotonic() - t0
+    assert.is_true(elapsed >= 0.045, "gave up after " .. elapsed .. " s")
+    assert.matches("^BrokenBarrierError", tostring(err))
+    assert.are.same({"broken"}, w())
+    assert.is_true(b.broken)
+    assert.are.equal(0, b.n_waiting)
+    -- later waits raise at once, until reset
+    t0 = time.monotonic()
+    raises(errors.BrokenBarrierError, b.wait, b, WAIT)
+    raises(errors.BrokenBarrierError, b.wait, b)
+    assert.is_true(time.monotonic() - t0 < WAIT / 4, "a wait on a broken barrier waited")
+    assert.is_true(b.broken)
+    b:reset()
+    assert.is_false(b.broken)
+    assert.are.equal(0, b.n_waiting)
+    -- fresh: it works again
+    local w1 = start_waiter(b)
+    assert.are.equal(1, wait_waiting(b, 1))
+    local w2 = start_waiter(b)
+    assert.are.equal(2, wait_waiting(b, 2))
+    assert.are.equal(2, b:wait(WAIT))
+    assert.are.same({"index 0"}, w1())
+    assert.are.same({"index 1"}, w2())
+  end)
+
+  it("breaks when main waits alone on a two-party barrier with wait(0.05)", function()
+    local b = threading.Barrier(2)
+    local t0 = time.monotonic()
+    raises(errors.BrokenBarrierError, b.wait, b, 0.05)
+    assert.is_true(time.monotonic() - t0 >= 0.045)
+    assert.is_true(b.broken)
+    b:reset()
+    assert.is_false(b.broken)
+  end)
+
+  it("uses its default timeout when wait is given none, and the call's when given", function()
+    local b = threading.Barrier(2, nil, 0.05)
+    local t0 = time.monotonic()
+    raises(errors.BrokenBarrierError, b.wait, b)
+    local elapsed = time.monotonic() - t0
+    assert.is_true(elapsed >= 0.045, "gave up after " .. elapsed .. " s")
+    assert.is_true(elapsed < WAIT / 2, "the default timeout was not used")
+    assert.is_true(b.broken)
+    b:reset()
+    assert.is_false(b.broken)
+    -- a waiter with a longer timeout of its own outlasts the default
+    local w = start_waiter(b, {timeout = 20})
+    assert.are.equal(1, wait_waiting(b, 1))
+    time.sleep(0.2)
+    assert.is_false(b.broken, "the default timeout overrode the call's")
+    assert.are.equal(1, b.n_waiting)
+    assert.are.equal(1, b:wait())  -- the last arrival: released at once
+    assert.are.same({"index 0"}, w())
+    -- a waiter without a timeout argument gets the default in its thread too
+    local lone = start_waiter(b, {default = true})
+    assert.are.same({"broken"}, lone())
+    assert.is_true(b.broken)
+  end)
+
+  it("breaks on abort: the waiting thread and later waits raise until reset", function()
+    local b = threading.Barrier(2)
+    local w = start_waiter(b)
+    assert.are.equal(1, wait_waiting(b, 1))
+    b:abort()
+    assert.are.same({"broken"}, w())
+    assert.is_true(b.broken)
+    raises(errors.BrokenBarrierError, b.wait, b, WAIT)
+    assert.are.same({"broken"}, start_waiter(b)())
+    assert.is_true(b.broken)
+    b:reset()
+    assert.is_false(b.broken)
+    local w2 = start_waiter(b)
+    assert.are.equal(1, wait_waiting(b, 1))
+    assert.are.equal(1, b:wait(WAIT))
+    assert.are.same({"index 0"}, w2())
+    -- abort with nobody waiting breaks it too
+    b:abort()
+    assert.is_true(b.broken)
+    raises(errors.BrokenBarrierError, b.wait, b, WAIT)
+    b:reset()
+    assert.is_false(b.broken)
+  end)
+
+  it("releases a waiting thread with BrokenBarrierError on reset, and is then fresh", function()
+    local b = threading.Barrier(2)
+    b:reset()  -- nobody waiting, not broken: no effect
+    assert.is_false(b.broken)
+    local w = start_waiter(b)
+    assert.are.equal(1, wait_waiting(b, 1))
+    b:reset()
+    assert.are.same({"broken"}, w())
+    assert.is_false(b.broken)
+    assert.are.equal(0, b.n_waiting)
+    local w2 = start_waiter(b)
+    assert.are.equal(1, wait_waiting(b, 1))
+    assert.are.equal(1, b:wait(WAIT))
+    assert.are.same({"index 0"}, w2())
+    assert.is_false(b.broken)
+  end)
+
+  it("breaks when the action raises: its caller gets the error, the others BrokenBarrierError", function()
+    local b = threading.Barrier(2, function()
+      error(require("conc.errors").ValueError("from the action"))
+    end)
+    -- main arrives last: the action runs and raises here
+    local w = start_waiter(b)
+    assert.are.equal(1, wait_waiting(b, 1))
+    local err = raises(errors.ValueError, b.wait, b, WAIT)
+    assert.matches("from the action", tostring(err), 1, true)
+    assert.are.same({"broken"}, w())
+    assert.is_true(b.broken)
+    raises(errors.BrokenBarrierError, b.wait, b, WAIT)
+    b:reset()
+    assert.is_false(b.broken)
+    -- a thread arrives last: the action raises there, main gets BrokenBarrierError
+    local last = start_waiter(b, {after = 1})
+    raises(errors.BrokenBarrierError, b.wait, b, WAIT)
+    local res = last()
+    assert.are.equal(1, #res)
+    assert.matches("^error: ValueError: from the action", res[1])
+    assert.is_true(b.broken)
+    b:reset()
+    assert.is_false(b.broken)
+  end)
+end)
