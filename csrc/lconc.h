@@ -57,6 +57,9 @@ void conc__weak_registry(lua_State *L, const void *key, const char *mode);
 void conc__pushobj(lua_State *L, conc_Obj *o);
 conc_Obj *conc__toobj(lua_State *L, int idx);
 conc_Obj *conc__checkobj(lua_State *L, int idx, conc_ObjType *type);
+/* Registers `open`, which makes the metatable of a kind of object, to run
+** the first time this state pushes such an object. */
+void conc__lazymeta(lua_State *L, conc_ObjType *type, lua_CFunction open);
 /* Creates the metatable for a kind of object: __name, __gc, the methods in
 ** `methods` reachable through __index unless `methods` sets __index itself. */
 void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods);

@@ -454,41 +454,73 @@ static void set_close(lua_State *L, const char *meta, lua_CFunction f) {
   lua_pop(L, 1);
 }
 
-void conc__open_sync(lua_State *L) {
-  static const luaL_Reg lock_methods[] = {
+/* The metatables, each made the first time a state meets the kind (see
+** conc__lazymeta): a thread's state that never sees a Barrier does not
+** build its metatable. */
+static int meta_lock(lua_State *L) {
+  static const luaL_Reg methods[] = {
     {"acquire", lock_acquire}, {"release", lock_release},
     {"locked", lock_locked}, {"enter", lock_enter}, {NULL, NULL}};
-  static const luaL_Reg event_methods[] = {
-    {"set", event_set}, {"clear", event_clear}, {"is_set", event_is_set},
-    {"isSet", event_is_set}, {"wait", event_wait}, {NULL, NULL}};
-  static const luaL_Reg rlock_methods[] = {
+  conc__newmeta(L, &conc__lock_type, methods);
+  set_close(L, conc__lock_type.name, lock_close);
+  return 0;
+}
+
+static int meta_rlock(lua_State *L) {
+  static const luaL_Reg methods[] = {
     {"acquire", rlock_acquire}, {"release", rlock_release},
     {"enter", rlock_enter}, {NULL, NULL}};
-  static const luaL_Reg sem_methods[] = {
+  conc__newmeta(L, &conc__rlock_type, methods);
+  set_close(L, conc__rlock_type.name, rlock_release);
+  return 0;
+}
+
+static int meta_sem(lua_State *L) {
+  static const luaL_Reg methods[] = {
     {"acquire", sem_acquire}, {"release", sem_release},
     {"enter", sem_enter}, {NULL, NULL}};
-  static const luaL_Reg cond_methods[] = {
+  conc__newmeta(L, &conc__sem_type, methods);
+  set_close(L, conc__sem_type.name, sem_close);
+  return 0;
+}
+
+static int meta_cond(lua_State *L) {
+  static const luaL_Reg methods[] = {
     {"acquire", cond_acquire}, {"release", cond_release},
     {"enter", cond_enter}, {"wait", cond_wait}, {"wait_for", cond_wait_for},
     {"notify", cond_notify}, {"notify_all", cond_notify_all},
     {"notifyAll", cond_notify_all}, {NULL, NULL}};
-  static const luaL_Reg barrier_meta[] = {
+  conc__newmeta(L, &conc__cond_type, methods);
+  set_close(L, conc__cond_type.name, cond_close);
+  return 0;
+}
+
+static int meta_barrier(lua_State *L) {
+  static const luaL_Reg meta[] = {
     {"__index", barrier_index}, {"wait", barrier_wait},
     {"reset", barrier_reset}, {"abort", barrier_abort}, {NULL, NULL}};
+  conc__newmeta(L, &conc__barrier_type, meta);
+  return 0;
+}
+
+static int meta_event(lua_State *L) {
+  static const luaL_Reg methods[] = {
+    {"set", event_set}, {"clear", event_clear}, {"is_set", event_is_set},
+    {"isSet", event_is_set}, {"wait", event_wait}, {NULL, NULL}};
+  conc__newmeta(L, &conc__event_type, methods);
+  return 0;
+}
+
+void conc__open_sync(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"Lock", l_lock_new}, {"RLock", l_rlock_new}, {"Condition", l_cond_new},
-    {"Barrier", l_barrier_new},
-    {"Semaphore", l_sem_new},
+    {"Barrier", l_barrier_new}, {"Semaphore", l_sem_new},
     {"BoundedSemaphore", l_bsem_new}, {"Event", l_event_new}, {NULL, NULL}};
-  conc__newmeta(L, &conc__lock_type, lock_methods);
-  set_close(L, conc__lock_type.name, lock_close);
-  conc__newmeta(L, &conc__rlock_type, rlock_methods);
-  set_close(L, conc__rlock_type.name, rlock_release);
-  conc__newmeta(L, &conc__sem_type, sem_methods);
-  set_close(L, conc__sem_type.name, sem_close);
-  conc__newmeta(L, &conc__barrier_type, barrier_meta);
-  conc__newmeta(L, &conc__cond_type, cond_methods);
-  set_close(L, conc__cond_type.name, cond_close);
-  conc__newmeta(L, &conc__event_type, event_methods);
+  conc__lazymeta(L, &conc__lock_type, meta_lock);
+  conc__lazymeta(L, &conc__rlock_type, meta_rlock);
+  conc__lazymeta(L, &conc__sem_type, meta_sem);
+  conc__lazymeta(L, &conc__cond_type, meta_cond);
+  conc__lazymeta(L, &conc__barrier_type, meta_barrier);
+  conc__lazymeta(L, &conc__event_type, meta_event);
   luaL_setfuncs(L, fns, 0);
 }

@@ -43,6 +43,8 @@ static void push_proxies(lua_State *L) {
   conc__weak_registry(L, &PROXIES_KEY, "v");
 }
 
+static void push_meta(lua_State *L, conc_ObjType *type);
+
 void conc__pushobj(lua_State *L, conc_Obj *o) {
   conc_Obj **box;
   push_proxies(L);
@@ -54,18 +56,33 @@ void conc__pushobj(lua_State *L, conc_Obj *o) {
   box = lua_newuserdatauv(L, sizeof *box, 0);
   *box = o;
   conc__obj_incref(o);
-  if (luaL_getmetatable(L, o->type->name) != LUA_TTABLE) {
-    /* a fresh state that has not opened conc.core yet: its metatables are
-    ** made there */
-    lua_pop(L, 1);
-    luaL_requiref(L, "conc.core", luaopen_conc_core, 0);
-    lua_pop(L, 1);
-    luaL_getmetatable(L, o->type->name);
-  }
+  push_meta(L, o->type);
   lua_setmetatable(L, -2);
   lua_pushvalue(L, -1);
   lua_rawsetp(L, -3, o);
   lua_remove(L, -2);
+}
+
+void conc__lazymeta(lua_State *L, conc_ObjType *type, lua_CFunction open) {
+  lua_pushcfunction(L, open);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &type->live);
+}
+
+/* Pushes the metatable of a kind of object, making it if this state has
+** not yet: by its registered maker, else by opening conc.core (a fresh
+** state that meets an object in a message may not have opened it). */
+static void push_meta(lua_State *L, conc_ObjType *type) {
+  if (luaL_getmetatable(L, type->name) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &type->live) != LUA_TFUNCTION) {
+    lua_pop(L, 1);
+    luaL_requiref(L, "conc.core", luaopen_conc_core, 0);
+    lua_pop(L, 1);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &type->live);
+  }
+  if (lua_isfunction(L, -1)) lua_call(L, 0, 0);
+  else lua_pop(L, 1);
+  luaL_getmetatable(L, type->name);
 }
 
 /* A userdata is a proxy when the cache maps the object it names back to it:

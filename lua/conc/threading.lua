@@ -99,6 +99,8 @@ local function call(f, args, kwargs)
   return f(table.unpack(args, 1, n))
 end
 
+M._call = call
+
 function Thread:run()
   local target = rawget(self, "_target")
   if target ~= nil then
@@ -250,6 +252,9 @@ setmetatable(M, {
   __index = function(_, k)
     if k == "excepthook" then return excepthook end
     if k == "BrokenBarrierError" then return errors.BrokenBarrierError end
+    -- Timer lives in conc.timer, loaded on first use: every thread's state
+    -- loads this module, and few of them make timers
+    if k == "Timer" then return require "conc.timer" end
   end,
   __newindex = function(t, k, v)
     if k == "excepthook" then excepthook = v
@@ -280,35 +285,6 @@ function M._bootstrap(target, args, self, hook)
         errors.tostring(herr), "\n")
     end
   end
-end
-
--- Timer(interval, function, args, kwargs): a Thread that waits, then calls
--- function unless cancel() came first. As Python's: the wait is on an
--- Event (`finished`), so cancel() ends it at once. The fields are Python's
--- names; `function` is a Lua keyword, so it reads timer["function"].
-local Timer = Thread:extend("Timer")
-M.Timer = Timer
-
-function Timer:__init(interval, fn, args, kwargs)
-  Thread.__init(self)
-  rawset(self, "interval", interval)
-  rawset(self, "function", fn)
-  rawset(self, "args", args or {})
-  rawset(self, "kwargs", kwargs)
-  rawset(self, "finished", core.Event())
-end
-
-function Timer:cancel()
-  rawget(self, "finished"):set()
-end
-
-function Timer:run()
-  local finished = rawget(self, "finished")
-  finished:wait(rawget(self, "interval"))
-  if not finished:is_set() then
-    call(rawget(self, "function"), rawget(self, "args"), rawget(self, "kwargs"))
-  end
-  finished:set()
 end
 
 M.TIMEOUT_MAX = 2 ^ 31
