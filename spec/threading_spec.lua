@@ -1389,6 +1389,43 @@ describe("threading.RLock", function()
   end)
 end)
 
+-- n threads each acquire(true, 20) on sem and set their got[i] when they
+-- get it; returns once all n are about to acquire.
+local function start_acquirers(sem, n)
+  local ready, got, ts = {}, {}, {}
+  for i = 1, n do
+    ready[i], got[i] = threading.Event(), threading.Event()
+    ts[i] = threading.Thread{target = function(sm, r, g)
+      r:set()
+      if sm:acquire(true, 20) then g:set() end
+    end, args = {sem, ready[i], got[i]}}
+    ts[i]:start()
+  end
+  for i = 1, n do assert.is_true(ready[i]:wait(WAIT)) end
+  return got, ts
+end
+
+-- A thread blocks in sem:enter() (the count is 0) until main releases; its
+-- <close> then gives the count back.
+local function enter_waits_for_release(sem)
+  local ready, entered, done = threading.Event(), threading.Event(), threading.Event()
+  local t = threading.Thread{target = function(sm, r, e, d)
+    r:set()
+    do
+      local _ <close> = sm:enter()
+      e:set()
+    end
+    d:set()
+  end, args = {sem, ready, entered, done}}
+  t:start()
+  assert.is_true(ready:wait(WAIT))
+  assert.is_false(entered:wait(0.05))
+  sem:release()
+  assert.is_true(entered:wait(WAIT))
+  assert.is_true(done:wait(WAIT))
+  t:join(WAIT)
+end
+
 describe("threading.Semaphore", function()
   it("defaults to a value of 1", function()
     local s = threading.Semaphore()
@@ -1539,16 +1576,7 @@ describe("threading.Semaphore", function()
 
   it("wakes n waiters on release(n)", function()
     local s = threading.Semaphore(0)
-    local ready, got, ts = {}, {}, {}
-    for i = 1, 3 do
-      ready[i], got[i] = threading.Event(), threading.Event()
-      ts[i] = threading.Thread{target = function(sem, r, g)
-        r:set()
-        if sem:acquire(true, 20) then g:set() end
-      end, args = {s, ready[i], got[i]}}
-      ts[i]:start()
-    end
-    for i = 1, 3 do assert.is_true(ready[i]:wait(WAIT)) end
+    local got, ts = start_acquirers(s, 3)
     s:release(3)
     for i = 1, 3 do
       assert.is_true(got[i]:wait(WAIT), "waiter " .. i .. " not woken")
@@ -1560,16 +1588,7 @@ describe("threading.Semaphore", function()
 
   it("wakes no more than n waiters on release(n)", function()
     local s = threading.Semaphore(0)
-    local ready, got, ts = {}, {}, {}
-    for i = 1, 3 do
-      ready[i], got[i] = threading.Event(), threading.Event()
-      ts[i] = threading.Thread{target = function(sem, r, g)
-        r:set()
-        if sem:acquire(true, 20) then g:set() end
-      end, args = {s, ready[i], got[i]}}
-      ts[i]:start()
-    end
-    for i = 1, 3 do assert.is_true(ready[i]:wait(WAIT)) end
+    local got, ts = start_acquirers(s, 3)
     s:release(2)
     assert.are.equal(2, wait_count(got, 2))
     time.sleep(0.1)
@@ -1602,22 +1621,7 @@ describe("threading.Semaphore", function()
 
   it("blocks in enter() until another thread releases", function()
     local s = threading.Semaphore(0)
-    local ready, entered, done = threading.Event(), threading.Event(), threading.Event()
-    local t = threading.Thread{target = function(sem, r, e, d)
-      r:set()
-      do
-        local _ <close> = sem:enter()
-        e:set()
-      end
-      d:set()
-    end, args = {s, ready, entered, done}}
-    t:start()
-    assert.is_true(ready:wait(WAIT))
-    assert.is_false(entered:wait(0.05))
-    s:release()
-    assert.is_true(entered:wait(WAIT))
-    assert.is_true(done:wait(WAIT))
-    t:join(WAIT)
+    enter_waits_for_release(s)
     -- the thread's <close> gave it back
     assert.is_true(s:acquire(false))
     assert.is_false(s:acquire(false))
@@ -1701,22 +1705,7 @@ describe("threading.BoundedSemaphore", function()
   it("wakes a blocked thread on release, and enter() works as for Semaphore", function()
     local b = threading.BoundedSemaphore(1)
     b:acquire()
-    local ready, entered, done = threading.Event(), threading.Event(), threading.Event()
-    local t = threading.Thread{target = function(sem, r, e, d)
-      r:set()
-      do
-        local _ <close> = sem:enter()
-        e:set()
-      end
-      d:set()
-    end, args = {b, ready, entered, done}}
-    t:start()
-    assert.is_true(ready:wait(WAIT))
-    assert.is_false(entered:wait(0.05))
-    b:release()
-    assert.is_true(entered:wait(WAIT))
-    assert.is_true(done:wait(WAIT))
-    t:join(WAIT)
+    enter_waits_for_release(b)
     -- the thread's <close> released within the bound, back to 1
     raises(errors.ValueError, b.release, b)
     assert.is_true(b:acquire(false))
