@@ -18,11 +18,7 @@ struct conc_Event {
   atomic_uint waiters;   /* sleeping in wait: set() skips the wake if 0 */
 };
 
-static void event_destroy(conc_Obj *o) {
-  free(o);
-}
-
-conc_ObjType conc__event_type = {"conc.Event", event_destroy, 0};
+conc_ObjType conc__event_type = {"conc.Event", conc__obj_free, 0};
 
 conc_Event *conc__event_new(void) {
   conc_Event *e = malloc(sizeof *e);

@@ -40,6 +40,7 @@ struct conc_Obj {
 void conc__obj_init(conc_Obj *o, conc_ObjType *type);
 void conc__obj_incref(conc_Obj *o);
 void conc__obj_decref(conc_Obj *o);
+void conc__obj_free(conc_Obj *o);  /* a destroy for plain blocks */
 
 /* ======================================================================
 ** Time and waiting (sync.c)

@@ -56,6 +56,9 @@ void conc__weak_registry(lua_State *L, const void *key, const char *mode);
 ** reference for the proxy; toobj returns NULL for anything not a proxy. */
 void conc__pushobj(lua_State *L, conc_Obj *o);
 conc_Obj *conc__toobj(lua_State *L, int idx);
+/* Pushes a proxy for a just-made object, handing it the creator's reference
+** (raises "not enough memory" for NULL); returns 1. */
+int conc__pushnew(lua_State *L, conc_Obj *o);
 conc_Obj *conc__checkobj(lua_State *L, int idx, conc_ObjType *type);
 /* Registers `open`, which makes the metatable of a kind of object, to run
 ** the first time this state pushes such an object. */

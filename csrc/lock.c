@@ -17,11 +17,7 @@ struct conc_Lock {
   atomic_uint state;
 };
 
-static void lock_destroy(conc_Obj *o) {
-  free(o);
-}
-
-conc_ObjType conc__lock_type = {"conc.Lock", lock_destroy, 0};
+conc_ObjType conc__lock_type = {"conc.Lock", conc__obj_free, 0};
 
 conc_Lock *conc__lock_new(void) {
   conc_Lock *l = malloc(sizeof *l);

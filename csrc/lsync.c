@@ -19,11 +19,7 @@ static conc_Event *check_event(lua_State *L) {
 }
 
 static int l_lock_new(lua_State *L) {
-  conc_Lock *l = conc__lock_new();
-  if (l == NULL) return luaL_error(L, "not enough memory");
-  conc__pushobj(L, (conc_Obj *)l);
-  conc__obj_decref((conc_Obj *)l);
-  return 1;
+  return conc__pushnew(L, (conc_Obj *)conc__lock_new());
 }
 
 /* The arguments of Lock's and RLock's acquire(blocking=true, timeout=-1),
@@ -96,11 +92,7 @@ static conc_RLock *check_rlock(lua_State *L) {
 }
 
 static int l_rlock_new(lua_State *L) {
-  conc_RLock *r = conc__rlock_new();
-  if (r == NULL) return luaL_error(L, "not enough memory");
-  conc__pushobj(L, (conc_Obj *)r);
-  conc__obj_decref((conc_Obj *)r);
-  return 1;
+  return conc__pushnew(L, (conc_Obj *)conc__rlock_new());
 }
 
 static int acquire_rlock(lua_State *L, conc_RLock *r) {
@@ -139,16 +131,11 @@ static conc_Semaphore *check_sem(lua_State *L) {
 
 static int sem_new(lua_State *L, int bounded) {
   lua_Integer value = luaL_optinteger(L, 1, 1);
-  conc_Semaphore *s;
   if (value < 0)
     return conc__raise(L, "ValueError", "semaphore initial value must be >= 0");
   if (value > (lua_Integer)UINT_MAX / 2)
     return conc__raise(L, "ValueError", "semaphore initial value too large");
-  s = conc__sem_new((unsigned)value, bounded);
-  if (s == NULL) return luaL_error(L, "not enough memory");
-  conc__pushobj(L, (conc_Obj *)s);
-  conc__obj_decref((conc_Obj *)s);
-  return 1;
+  return conc__pushnew(L, (conc_Obj *)conc__sem_new((unsigned)value, bounded));
 }
 
 static int l_sem_new(lua_State *L) {
@@ -218,10 +205,7 @@ static int l_cond_new(lua_State *L) {
   }
   c = conc__cond_new(lock);
   conc__obj_decref(lock);  /* the condition holds its own reference */
-  if (c == NULL) return luaL_error(L, "not enough memory");
-  conc__pushobj(L, (conc_Obj *)c);
-  conc__obj_decref((conc_Obj *)c);
-  return 1;
+  return conc__pushnew(L, (conc_Obj *)c);
 }
 
 static int cond_acquire(lua_State *L) {
@@ -330,13 +314,8 @@ static int l_barrier_new(lua_State *L) {
     action = conc__encode(L, 2, 1, names);
   }
   b = conc__barrier_new((unsigned)parties, timeout, action, free_msg);
-  if (b == NULL) {
-    conc__msg_free(action);
-    return luaL_error(L, "not enough memory");
-  }
-  conc__pushobj(L, (conc_Obj *)b);
-  conc__obj_decref((conc_Obj *)b);
-  return 1;
+  if (b == NULL) conc__msg_free(action);
+  return conc__pushnew(L, (conc_Obj *)b);
 }
 
 static int broken_error(lua_State *L) {
@@ -413,11 +392,7 @@ static int barrier_index(lua_State *L) {
 /* ---- Event ------------------------------------------------------------------ */
 
 static int l_event_new(lua_State *L) {
-  conc_Event *e = conc__event_new();
-  if (e == NULL) return luaL_error(L, "not enough memory");
-  conc__pushobj(L, (conc_Obj *)e);
-  conc__obj_decref((conc_Obj *)e);
-  return 1;
+  return conc__pushnew(L, (conc_Obj *)conc__event_new());
 }
 
 static int event_set(lua_State *L) {

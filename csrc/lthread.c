@@ -210,11 +210,7 @@ static int thread_eq(lua_State *L) {
 
 static int l_thread_new(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
-  conc_Thread *t = conc__thread_new(name, lua_toboolean(L, 2));
-  if (t == NULL) return luaL_error(L, "not enough memory");
-  conc__pushobj(L, (conc_Obj *)t);
-  conc__obj_decref((conc_Obj *)t);  /* the proxy holds it now */
-  return 1;
+  return conc__pushnew(L, (conc_Obj *)conc__thread_new(name, lua_toboolean(L, 2)));
 }
 
 /* Threads conc did not start (an embedder's own) are Python's dummies: a
@@ -228,10 +224,7 @@ static int l_current_thread(lua_State *L) {
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &DUMMY_KEY) != LUA_TNIL) return 1;
   lua_pop(L, 1);
   lua_pushfstring(L, "Dummy-%d", (int)conc__thread_next_number());
-  t = conc__thread_new(lua_tostring(L, -1), 1);
-  if (t == NULL) return luaL_error(L, "not enough memory");
-  conc__pushobj(L, (conc_Obj *)t);
-  conc__obj_decref((conc_Obj *)t);
+  conc__pushnew(L, (conc_Obj *)conc__thread_new(lua_tostring(L, -1), 1));
   lua_pushvalue(L, -1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &DUMMY_KEY);
   return 1;
@@ -328,11 +321,7 @@ static int l_next_number(lua_State *L) {
 ** is "per thread".
 ** ====================================================================== */
 
-static void local_destroy(conc_Obj *o) {
-  free(o);
-}
-
-static conc_ObjType local_type = {"conc.local", local_destroy, 0};
+static conc_ObjType local_type = {"conc.local", conc__obj_free, 0};
 
 static void push_local_table(lua_State *L, int idx) {
   conc__checkobj(L, idx, &local_type);
@@ -365,11 +354,8 @@ static int local_newindex(lua_State *L) {
 
 static int l_local_new(lua_State *L) {
   conc_Obj *o = malloc(sizeof *o);
-  if (o == NULL) return luaL_error(L, "not enough memory");
-  conc__obj_init(o, &local_type);
-  conc__pushobj(L, o);
-  conc__obj_decref(o);
-  return 1;
+  if (o) conc__obj_init(o, &local_type);
+  return conc__pushnew(L, o);
 }
 
 void conc__open_thread(lua_State *L) {

@@ -1,6 +1,8 @@
 /*
 ** obj.c -- the refcounted header every shared conc object starts with.
 */
+#include <stdlib.h>
+
 #include "internal.h"
 
 void conc__obj_init(conc_Obj *o, conc_ObjType *type) {
@@ -22,4 +24,9 @@ void conc__obj_decref(conc_Obj *o) {
     type->destroy(o);
     atomic_fetch_sub_explicit(&type->live, 1, memory_order_relaxed);
   }
+}
+
+/* The destroy of every kind that owns nothing beyond its own block. */
+void conc__obj_free(conc_Obj *o) {
+  free(o);
 }

@@ -14,11 +14,7 @@ struct conc_RLock {
   unsigned long count;    /* recursion depth; only the owner touches it */
 };
 
-static void rlock_destroy(conc_Obj *o) {
-  free(o);
-}
-
-conc_ObjType conc__rlock_type = {"conc.RLock", rlock_destroy, 0};
+conc_ObjType conc__rlock_type = {"conc.RLock", conc__obj_free, 0};
 
 conc_RLock *conc__rlock_new(void) {
   conc_RLock *r = malloc(sizeof *r);

@@ -18,11 +18,7 @@ struct conc_Semaphore {
   unsigned bound;
 };
 
-static void sem_destroy(conc_Obj *o) {
-  free(o);
-}
-
-conc_ObjType conc__sem_type = {"conc.Semaphore", sem_destroy, 0};
+conc_ObjType conc__sem_type = {"conc.Semaphore", conc__obj_free, 0};
 
 conc_Semaphore *conc__sem_new(unsigned value, int bounded) {
   conc_Semaphore *s = malloc(sizeof *s);

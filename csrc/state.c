@@ -85,6 +85,15 @@ static void push_meta(lua_State *L, conc_ObjType *type) {
   luaL_getmetatable(L, type->name);
 }
 
+/* The end of every constructor: the new object (its creator's reference)
+** passes to its proxy. NULL means the allocation failed. */
+int conc__pushnew(lua_State *L, conc_Obj *o) {
+  if (o == NULL) return luaL_error(L, "not enough memory");
+  conc__pushobj(L, o);
+  conc__obj_decref(o);
+  return 1;
+}
+
 /* A userdata is a proxy when the cache maps the object it names back to it:
 ** that also rejects foreign userdata whose first bytes look like a pointer. */
 conc_Obj *conc__toobj(lua_State *L, int idx) {
