@@ -19,6 +19,11 @@
 ** that cannot cross, raises a Lua error in L and allocates nothing.
 */
 conc_Msg *conc__encode(lua_State *L, int first, int n, const char *const *names);
+/* The same, except that a message of at most *len bytes naming no conc
+** object is written to buf instead (*len set to its length, NULL returned):
+** what a queue's put uses to allocate nothing for a small item. */
+conc_Msg *conc__encode_buf(lua_State *L, int first, int n,
+                           const char *const *names, char *buf, size_t *len);
 
 /*
 ** Pushes the values a message holds and returns how many. Raises a Lua error
@@ -67,6 +72,10 @@ void conc__lazymeta(lua_State *L, conc_ObjType *type, lua_CFunction open);
 ** `methods` reachable through __index unless `methods` sets __index itself. */
 void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods);
 
+/* In an __index function given to conc__newmeta: pushes the method the key
+** at 2 names and returns 1, or returns 0 having pushed nothing. */
+int conc__getmethod(lua_State *L);
+
 /* Pushes package.loaded[name], requiring it if need be. */
 void conc__require(lua_State *L, const char *name);
 /* Pushes an instance of the error class `cls` (a name in conc.errors) with
@@ -96,5 +105,6 @@ void conc__open_thread(lua_State *L);
 void conc__open_time(lua_State *L);
 void conc__open_transfer(lua_State *L);
 void conc__open_sync(lua_State *L);
+void conc__open_queue(lua_State *L);
 
 #endif

@@ -4,6 +4,9 @@
 ** a message for a different one.
 **
 ** A message is:  'C' version count value*
+** or, when it has no REF, UPVAL or FUNC, 'c' version count value*: the
+** decoder then keeps no table of ids (most items in a queue are like this,
+** and that table was a third of decoding one).
 ** and a value is one tag byte and its payload:
 **
 **   NIL FALSE TRUE GLOBALS       no payload (GLOBALS: the receiver's _G)
@@ -71,9 +74,11 @@ enum {
 
 /* Registry keys (their addresses). */
 static const char NAMES_KEY = 'n';   /* value -> "module\0field" */
-static const char NAMES_LOADED = 'l';  /* package.loaded as NAMES_KEY saw it */
+static const char NAMES_LOADED = 'l';  /* true: watched; else package.loaded
+                                          as NAMES_KEY saw it */
 static const char NAMES_COUNT = 'c';   /* and how many entries it had */
 static const char DUMPS_KEY = 'd';     /* weak: function -> bytecode..hash */
+static const char NAMES_WATCH = 'w';   /* the metatable watching package.loaded */
 
 static uint64_t hash_bytes(const char *p, size_t n) {
   uint64_t h = 14695981039346656037ULL;  /* FNV-1a */
@@ -103,6 +108,7 @@ typedef struct Enc {
   conc_Obj **objs;
   unsigned nobjs, capobjs;
   int nseen;     /* ids given so far */
+  int backrefs;  /* a REF, UPVAL or FUNC was written: the header says 'C' */
   int names;     /* stack index of the named-value index, 0 until needed */
   int depth;
   const char *root;
@@ -126,7 +132,7 @@ static void enc_init(Enc *e, lua_State *L) {
   e->cap = sizeof e->inl;
   e->objs = NULL;
   e->nobjs = e->capobjs = 0;
-  e->nseen = e->names = e->depth = 0;
+  e->nseen = e->names = e->depth = e->backrefs = 0;
   e->root = "value";
   e->mapcap = e->mapn = 0;
   e->mapkeys = NULL;
@@ -369,18 +375,57 @@ static int snapshot_loaded(lua_State *L, int loaded) {
   return n;
 }
 
-/* Does package.loaded still hold what it did when the index was built? A
-** module replaced under the same name (a reload) must not keep its old
-** values' names. O(#package.loaded), once per message with a named value. */
+/* package.loaded's __newindex: a module is loaded (or a key set again
+** after being cleared, as a reload does); the index is stale. */
+static int loaded_newindex(lua_State *L) {
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
+  lua_settop(L, 3);
+  lua_rawset(L, 1);
+  return 0;
+}
+
+/* Is the watch on the table at idx (package.loaded)? Installs it when the
+** table has no metatable: finding the index fresh then costs two lookups
+** per message, not a walk over every module. (Called when the index is
+** built: a metatable set on package.loaded later goes unnoticed, and the
+** index then follows new modules only as name_holds finds it stale.) */
+static int watched(lua_State *L, int idx) {
+  int ok;
+  if (!lua_getmetatable(L, idx)) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_WATCH) != LUA_TTABLE) {
+      lua_pop(L, 1);
+      lua_createtable(L, 0, 1);
+      lua_pushcfunction(L, loaded_newindex);
+      lua_setfield(L, -2, "__newindex");
+      lua_pushvalue(L, -1);
+      lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_WATCH);
+    }
+    lua_setmetatable(L, idx);
+    return 1;
+  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_WATCH);
+  ok = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return ok;
+}
+
+/* Does package.loaded still hold what it did when the index was built?
+** With the watch on it (NAMES_LOADED is true), a new key would have dropped
+** the index, so yes; a module replaced in place (package.loaded.m = other,
+** no nil between) is found out when a value it named no longer holds
+** (name_holds). Without the watch (package.loaded had a metatable of
+** someone else's), compare it whole: O(#package.loaded) per message. */
 static int loaded_unchanged(lua_State *L) {
   int loaded, snap, n = 0, same = 1;
-  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
-  loaded = lua_gettop(L);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_LOADED) != LUA_TTABLE) {
-    lua_pop(L, 2);
-    return 0;
+  int t = lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_LOADED);
+  if (t != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return t == LUA_TBOOLEAN;
   }
   snap = lua_gettop(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  loaded = lua_gettop(L);
   lua_pushnil(L);
   while (same && lua_next(L, loaded)) {
     lua_pushvalue(L, -2);
@@ -487,8 +532,12 @@ static void build_names(lua_State *L) {
   lua_pop(L, 1);  /* mods */
   lua_pushvalue(L, index);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
-  lua_pushinteger(L, snapshot_loaded(L, loaded));
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_COUNT);
+  if (watched(L, loaded)) {
+    lua_pushboolean(L, 1);
+  } else {
+    lua_pushinteger(L, snapshot_loaded(L, loaded));
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_COUNT);
+  }
   lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_LOADED);
   lua_remove(L, loaded);  /* leaves the index on top */
 }
@@ -497,12 +546,13 @@ static void build_names(lua_State *L) {
 static void enc_names(Enc *e, int rebuild) {
   lua_State *L = e->L;
   if (e->names && !rebuild) return;
-  if (!rebuild) rebuild = !loaded_unchanged(L);
-  if (rebuild) {
-    build_names(L);
-  } else {
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
+  if (!rebuild &&
+      (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_KEY) != LUA_TTABLE ||
+       !loaded_unchanged(L))) {
+    lua_pop(L, 1);
+    rebuild = 1;
   }
+  if (rebuild) build_names(L);
   if (e->names) lua_replace(L, e->names);
   else e->names = lua_gettop(L);
 }
@@ -581,6 +631,7 @@ static void enc_key(Enc *e, int idx) {
   if (n <= KEY_MAXLEN) {
     uint64_t id;
     if (map_get(e, s, &id)) {
+      e->backrefs = 1;
       put_byte(e, T_REF);
       put_varint(e, id);
       return;
@@ -659,6 +710,7 @@ static void enc_function(Enc *e, int idx, int id) {
     enc_error(e, "C function (only those in a loaded module can cross)");
   }
   luaL_checkstack(L, 4, "value nested too deep");
+  e->backrefs = 1;  /* its upvalues may be UPVALs */
   put_byte(e, T_FUNC);
   /* A function sent again (a thread target, a task) reuses its dump: the
   ** bytecode and its hash, kept while the function lives. */
@@ -773,6 +825,7 @@ static void enc_value(Enc *e, int idx) {
     lua_pop(L, 1);
     id = enc_seen(e, idx);
     if (id >= 0) {
+      e->backrefs = 1;
       put_byte(e, T_REF);
       put_varint(e, (uint64_t)id);
       return;
@@ -827,33 +880,57 @@ static conc_Msg *enc_finish(Enc *e) {
   return m;
 }
 
+/* Writes the message into e; on an error, releases e and raises. */
+static void encode_run(Enc *e, lua_State *L, int first, int n,
+                       const char *const *names) {
+  first = lua_absindex(L, first);
+  enc_init(e, L);
+  put_byte(e, 'C');
+  put_byte(e, VERSION);
+  put_varint(e, (uint64_t)n);
+  if (is_plain(L, first, n)) {
+    /* nothing here can raise: no pcall, no allocation for small messages */
+    for (int i = 0; i < n; i++) enc_value(e, first + i);
+    e->buf[0] = 'c';
+    return;
+  }
+  luaL_checkstack(L, n + 4, "too many values");
+  lua_pushcfunction(L, encode_p);
+  lua_pushlightuserdata(L, e);
+  lua_pushlightuserdata(L, (void *)names);
+  for (int i = 0; i < n; i++) lua_pushvalue(L, first + i);
+  if (lua_pcall(L, n + 2, 0, 0) != LUA_OK) {
+    enc_release(e);
+    lua_error(L);
+  }
+  if (!e->backrefs) e->buf[0] = 'c';
+}
+
+static conc_Msg *encode_finish(Enc *e) {
+  conc_Msg *m = enc_finish(e);
+  enc_release(e);
+  if (m == NULL) luaL_error(e->L, "not enough memory");
+  return m;
+}
+
 conc_Msg *conc__encode(lua_State *L, int first, int n,
                        const char *const *names) {
   Enc e;
-  conc_Msg *m;
-  first = lua_absindex(L, first);
-  enc_init(&e, L);
-  put_byte(&e, 'C');
-  put_byte(&e, VERSION);
-  put_varint(&e, (uint64_t)n);
-  if (is_plain(L, first, n)) {
-    /* nothing here can raise: no pcall, no allocation for small messages */
-    for (int i = 0; i < n; i++) enc_value(&e, first + i);
-  } else {
-    luaL_checkstack(L, n + 4, "too many values");
-    lua_pushcfunction(L, encode_p);
-    lua_pushlightuserdata(L, &e);
-    lua_pushlightuserdata(L, (void *)names);
-    for (int i = 0; i < n; i++) lua_pushvalue(L, first + i);
-    if (lua_pcall(L, n + 2, 0, 0) != LUA_OK) {
-      enc_release(&e);
-      lua_error(L);
-    }
+  encode_run(&e, L, first, n, names);
+  return encode_finish(&e);
+}
+
+conc_Msg *conc__encode_buf(lua_State *L, int first, int n,
+                           const char *const *names, char *buf, size_t *len) {
+  Enc e;
+  encode_run(&e, L, first, n, names);
+  if (e.nobjs == 0 && e.len <= *len) {
+    memcpy(buf, e.buf, e.len);
+    *len = e.len;
+    enc_release(&e);
+    return NULL;
   }
-  m = enc_finish(&e);
-  enc_release(&e);
-  if (m == NULL) luaL_error(L, "not enough memory");
-  return m;
+  return encode_finish(&e);
 }
 
 void conc__msg_free(conc_Msg *m) {
@@ -877,6 +954,7 @@ typedef struct Dec {
   int depth;
   size_t arr_left;   /* array slots the rest of the message may still hold */
   size_t hash_left;  /* hash slots we may still preallocate */
+  int norefs;        /* a 'c' message: ids are counted, not kept */
 } Dec;
 
 static int corrupt(Dec *d, const char *why) {
@@ -910,6 +988,7 @@ static const char *get_bytes(Dec *d, size_t n) {
 /* Records the value on top as the next id. */
 static void dec_seen(Dec *d) {
   lua_State *L = d->L;
+  if (d->norefs) return;
   if (d->seen == 0) {
     lua_newtable(L);
     lua_insert(L, -2);
@@ -1098,14 +1177,18 @@ static void dec_value(Dec *d) {
     }
     case T_KSTR: {
       uint64_t n = get_varint(d);
-      if (n > KEY_MAXLEN || n > (uint64_t)(d->end - d->p) || d->seen == 0)
+      if (n > KEY_MAXLEN || n > (uint64_t)(d->end - d->p) ||
+          (d->seen == 0 && !d->norefs))
         corrupt(d, "bad key");
       lua_pushlstring(L, get_bytes(d, (size_t)n), (size_t)n);
       dec_seen(d);
       break;
     }
     case T_TABLE: dec_table(d); break;
-    case T_FUNC: dec_function(d); break;
+    case T_FUNC:
+      if (d->norefs) corrupt(d, "function in a message marked 'c'");
+      dec_function(d);
+      break;
     case T_NAMED: dec_named(d); dec_seen(d); break;
     case T_REF: {
       uint64_t id = get_varint(d);
@@ -1137,7 +1220,9 @@ int conc__decode_bytes(lua_State *L, const char *data, size_t len,
   d.seen = d.nseen = d.depth = 0;
   d.arr_left = len;
   d.hash_left = len / 2;
-  if (get_byte(&d) != 'C' || get_byte(&d) != VERSION) corrupt(&d, "bad header");
+  d.norefs = get_byte(&d) == 'c';
+  if ((!d.norefs && d.p[-1] != 'C') || get_byte(&d) != VERSION)
+    corrupt(&d, "bad header");
   n = get_varint(&d);
   /* each value is at least its tag byte */
   if (n > (uint64_t)(d.end - d.p) || n > INT_MAX - 8) corrupt(&d, "value count");
@@ -1199,7 +1284,7 @@ static int l_copy(lua_State *L) {
 ** on first use); the next message rebuilds the index of module values. */
 static int l_forget_names(lua_State *L) {
   lua_pushnil(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_LOADED);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
   return 0;
 }
 

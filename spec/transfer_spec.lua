@@ -486,7 +486,12 @@ describe("transfer", function()
 
     it("encode the same bytes every time", function()
       assert.equal(core.dumps(1, "a", 2.5, true), core.dumps(1, "a", 2.5, true))
-      assert.equal("C\1", core.dumps():sub(1, 2))
+      -- 'c': no back-references, the receiver keeps no table of ids
+      assert.equal("c\1", core.dumps():sub(1, 2))
+      assert.equal("c\1", core.dumps({a = {1}}, {b = 2}):sub(1, 2))
+      local t = {}
+      assert.equal("C\1", core.dumps(t, t):sub(1, 2))
+      assert.equal("C\1", core.dumps(function() end):sub(1, 2))
     end)
   end)
 
@@ -638,11 +643,24 @@ describe("transfer", function()
       package.loaded[name] = a
       finally(function() package.loaded[name] = nil end)
       assert.equal(a.f, core.copy(a.f))
+      package.loaded[name] = nil -- as a reload does
       package.loaded[name] = b -- as many modules as before
       assert.equal(b.f, core.copy(b.f))
       local old = core.copy(a.f) -- in no module now: copied
       assert.is_false(rawequal(old, a.f) or rawequal(old, b.f))
       assert.same({"a"}, old)
+    end)
+
+    it("follow a module replaced in place once its old values are sent", function()
+      local name = "transfer_spec_module"
+      local a, b = {f = {"a"}}, {f = {"b"}}
+      package.loaded[name] = a
+      finally(function() package.loaded[name] = nil end)
+      assert.equal(a.f, core.copy(a.f))
+      package.loaded[name] = b -- no new key: the index does not know yet
+      local old = core.copy(a.f) -- no longer holds: the index is rebuilt
+      assert.is_false(rawequal(old, a.f))
+      assert.equal(b.f, core.copy(b.f))
     end)
 
     it("follow a module field reassigned", function()
