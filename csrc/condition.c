@@ -33,7 +33,7 @@ static void cond_destroy(conc_Obj *o) {
   free(c);
 }
 
-conc_ObjType conc__cond_type = {"conc.Condition", cond_destroy, 0};
+conc_ObjType conc__cond_type = {.name = "conc.Condition", .destroy = cond_destroy};
 
 conc_Condition *conc__cond_new(conc_Obj *lock) {
   conc_Condition *c = malloc(sizeof *c);

@@ -16,9 +16,20 @@ struct conc_Event {
   conc_Obj hdr;
   atomic_uint word;      /* set count << 1 | flag */
   atomic_uint waiters;   /* sleeping in wait: set() skips the wake if 0 */
+  conc_WaitList watchers;  /* conc.select: ready while set */
 };
 
-conc_ObjType conc__event_type = {"conc.Event", conc__obj_free, 0};
+static int event_ready(conc_Obj *o) {
+  return conc__event_is_set((conc_Event *)o);
+}
+
+static conc_WaitList *event_waitlist(conc_Obj *o) {
+  return &((conc_Event *)o)->watchers;
+}
+
+conc_ObjType conc__event_type = {
+  .name = "conc.Event", .destroy = conc__obj_free, .ready = event_ready,
+  .waitlist = event_waitlist};
 
 conc_Event *conc__event_new(void) {
   conc_Event *e = malloc(sizeof *e);
@@ -26,6 +37,7 @@ conc_Event *conc__event_new(void) {
   conc__obj_init(&e->hdr, &conc__event_type);
   atomic_init(&e->word, 0);
   atomic_init(&e->waiters, 0);
+  conc__waitlist_init(&e->watchers);
   return e;
 }
 
@@ -39,6 +51,7 @@ void conc__event_set(conc_Event *e) {
   ** word: either it sees our word, or we see it waiting and wake it */
   if (atomic_load_explicit(&e->waiters, memory_order_seq_cst) > 0)
     conc__futex_wake(&e->word, INT_MAX);
+  conc__waitlist_notify(&e->watchers);
 }
 
 void conc__event_clear(conc_Event *e) {
@@ -46,7 +59,7 @@ void conc__event_clear(conc_Event *e) {
 }
 
 int conc__event_is_set(conc_Event *e) {
-  return atomic_load_explicit(&e->word, memory_order_acquire) & 1;
+  return atomic_load_explicit(&e->word, memory_order_seq_cst) & 1;
 }
 
 int conc__event_wait(conc_Event *e, double deadline) {

@@ -25,11 +25,17 @@
 ** ====================================================================== */
 
 typedef struct conc_Obj conc_Obj;
+typedef struct conc_WaitList conc_WaitList;
+typedef struct conc_Msg conc_Msg;
 
 typedef struct conc_ObjType {
   const char *name;             /* metatable name, e.g. "conc.Thread" */
   void (*destroy)(conc_Obj *o); /* frees the object; called once, at refs 0 */
   atomic_long live;             /* objects of this kind alive, for tests */
+  /* Kinds conc.select can wait on set both (waiter.c): would a wait end
+  ** now, and the list of waiters to wake when that may have changed. */
+  int (*ready)(conc_Obj *o);
+  conc_WaitList *(*waitlist)(conc_Obj *o);
 } conc_ObjType;
 
 struct conc_Obj {
@@ -55,6 +61,7 @@ double conc__walltime(void);
 #define CONC_OK 0
 #define CONC_ETIMEDOUT (-110)
 #define CONC_EINTR (-4)
+#define CONC_ENOMEM (-12)
 
 /*
 ** Blocks while *word == expected, until woken, until `deadline`
@@ -201,6 +208,99 @@ int conc__event_is_set(conc_Event *e);
 int conc__event_wait(conc_Event *e, double deadline);
 
 /* ======================================================================
+** Waiting on several objects (waiter.c)
+** ====================================================================== */
+
+typedef struct conc_Waiter conc_Waiter;
+struct conc_Waiter {
+  atomic_uint word;                 /* bumped by every wake */
+  void (*wake)(conc_Waiter *w);     /* NULL: a futex wake of word */
+};
+
+typedef struct conc_WaitLink {
+  struct conc_WaitLink *next, *prev;
+  conc_Waiter *waiter;
+} conc_WaitLink;
+
+struct conc_WaitList {
+  atomic_uint mu;        /* a conc mutex word guarding head */
+  atomic_uint n;         /* links in the list: notify skips the lock at 0 */
+  conc_WaitLink *head;
+};
+
+void conc__waitlist_init(conc_WaitList *wl);
+void conc__waitlist_add(conc_WaitList *wl, conc_WaitLink *link,
+                        conc_Waiter *w);
+void conc__waitlist_remove(conc_WaitList *wl, conc_WaitLink *link);
+void conc__waitlist_wake_all(conc_WaitList *wl);
+void conc__waiter_wake(conc_Waiter *w);
+/* Wakes every waiter linked to wl; call after the change it should see
+** (seq_cst), with no lock held that a waiter's wake function could need. */
+static inline void conc__waitlist_notify(conc_WaitList *wl) {
+  if (atomic_load_explicit(&wl->n, memory_order_seq_cst) > 0)
+    conc__waitlist_wake_all(wl);
+}
+/* Waits for the first ready one of n objects (each of a kind with `ready`
+** and `waitlist`), using links[n] as scratch: CONC_OK with *index set,
+** CONC_ETIMEDOUT or CONC_EINTR. */
+int conc__select(conc_Obj *const *objs, conc_WaitLink *links, int n,
+                 double deadline, int *index);
+
+/* One step of a busy wait: a pause instruction where there is one. */
+void conc__spin_pause(void);
+
+/* ======================================================================
+** Queues (queue.c)
+** ====================================================================== */
+
+/*
+** An item in a queue: a value in the wire format, inline when the message
+** is small and names no conc object (the common case allocates nothing),
+** else in its own conc_Msg. A PriorityQueue item also carries its sort key
+** (see queue.c), inline after the bytes when it fits, else in `key`.
+*/
+#define CONC_ITEM_INLINE 40
+
+typedef struct conc_Item {
+  conc_Msg *msg;          /* NULL: the message is inl[0 .. len) */
+  char *key;              /* NULL: the key is inline, after the message */
+  uint32_t len, keylen;
+  uint64_t seq;           /* PriorityQueue: arrival order, for ties */
+  char inl[CONC_ITEM_INLINE];
+} conc_Item;
+
+const char *conc__item_data(const conc_Item *it);
+const char *conc__item_key(const conc_Item *it);
+void conc__item_free(conc_Item *it);
+
+enum { CONC_FIFO, CONC_LIFO, CONC_PRIORITY };
+
+/* Results beyond CONC_OK, ETIMEDOUT and EINTR */
+#define CONC_QEMPTY (-1001)     /* get found nothing (also after a timeout) */
+#define CONC_QFULL (-1002)      /* put found no room */
+#define CONC_QSHUTDOWN (-1003)
+#define CONC_QUNORDERED (-1004) /* a PriorityQueue key did not compare */
+
+typedef struct conc_Queue conc_Queue;
+extern conc_ObjType conc__queue_type;
+/* maxsize 0: unbounded; simple: a SimpleQueue (no tasks, no shutdown) */
+conc_Queue *conc__queue_new(int kind, size_t maxsize, int simple);
+/* Takes the item on CONC_OK, else leaves it the caller's. On QUNORDERED,
+** *ta and *tb name the kinds that did not compare. */
+int conc__queue_put(conc_Queue *q, conc_Item *it, int block, double deadline,
+                    const char **ta, const char **tb);
+int conc__queue_get(conc_Queue *q, conc_Item *out, int block, double deadline);
+int conc__queue_task_done(conc_Queue *q);       /* -1: called too often */
+int conc__queue_join(conc_Queue *q);            /* CONC_OK or CONC_EINTR */
+void conc__queue_shutdown(conc_Queue *q, int immediate);
+size_t conc__queue_qsize(conc_Queue *q);
+size_t conc__queue_maxsize(conc_Queue *q);
+unsigned long conc__queue_unfinished(conc_Queue *q);
+int conc__queue_kind(conc_Queue *q);
+int conc__queue_simple(conc_Queue *q);
+int conc__queue_is_shutdown(conc_Queue *q);
+
+/* ======================================================================
 ** Workers (worker.c): reusable OS threads.
 ** ====================================================================== */
 
@@ -226,12 +326,12 @@ void *conc__worker_take_warm(void);
 ** to by index into objs, never by a pointer in the bytes, so corrupt bytes
 ** can't name memory.
 */
-typedef struct conc_Msg {
+struct conc_Msg {
   size_t len;
   unsigned nobjs;
   conc_Obj **objs;   /* points into this same allocation */
   char *data;        /* likewise */
-} conc_Msg;
+};
 
 void conc__msg_free(conc_Msg *m);
 

@@ -369,20 +369,19 @@ static int barrier_abort(lua_State *L) {
   return 0;
 }
 
-/* b.parties, b.n_waiting, b.broken, then the methods */
+/* the methods, then b.parties, b.n_waiting, b.broken */
 static int barrier_index(lua_State *L) {
-  conc_Barrier *b = check_barrier(L);
-  const char *k = lua_tostring(L, 2);
+  conc_Barrier *b;
+  const char *k;
+  if (conc__getmethod(L)) return 1;
+  b = check_barrier(L);
+  k = lua_tostring(L, 2);
   if (k && strcmp(k, "parties") == 0) {
     lua_pushinteger(L, conc__barrier_parties(b));
   } else if (k && strcmp(k, "n_waiting") == 0) {
     lua_pushinteger(L, conc__barrier_n_waiting(b));
   } else if (k && strcmp(k, "broken") == 0) {
     lua_pushboolean(L, conc__barrier_broken(b));
-  } else if (k && k[0] != '_') {
-    lua_getmetatable(L, 1);
-    lua_pushvalue(L, 2);
-    lua_rawget(L, -2);
   } else {
     lua_pushnil(L);
   }

@@ -321,7 +321,7 @@ static int l_next_number(lua_State *L) {
 ** is "per thread".
 ** ====================================================================== */
 
-static conc_ObjType local_type = {"conc.local", conc__obj_free, 0};
+static conc_ObjType local_type = {.name = "conc.local", .destroy = conc__obj_free};
 
 static void push_local_table(lua_State *L, int idx) {
   conc__checkobj(L, idx, &local_type);

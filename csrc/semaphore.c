@@ -18,7 +18,7 @@ struct conc_Semaphore {
   unsigned bound;
 };
 
-conc_ObjType conc__sem_type = {"conc.Semaphore", conc__obj_free, 0};
+conc_ObjType conc__sem_type = {.name = "conc.Semaphore", .destroy = conc__obj_free};
 
 conc_Semaphore *conc__sem_new(unsigned value, int bounded) {
   conc_Semaphore *s = malloc(sizeof *s);

@@ -173,6 +173,21 @@ void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods) {
   lua_pop(L, 1);
 }
 
+/* The first step of an __index function made by conc__newmeta (its upvalue
+** 1 is the metatable, which holds the methods): pushes the method the key
+** at 2 names and returns 1, else returns 0 having pushed nothing. A method
+** call (q:get()) then costs one table lookup, before any field name is
+** compared. */
+int conc__getmethod(lua_State *L) {
+  lua_pushvalue(L, 2);
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) {
+    const char *k = lua_tostring(L, 2);
+    if (k && k[0] != '_') return 1;  /* not __gc, __name, ... */
+  }
+  lua_pop(L, 1);
+  return 0;
+}
+
 /* ======================================================================
 ** Errors
 ** ====================================================================== */
@@ -655,6 +670,7 @@ int luaopen_conc_core(lua_State *L) {
   conc__open_thread(L);
   conc__open_time(L);
   conc__open_sync(L);
+  conc__open_queue(L);
   install_sentinel(L);
   return 1;
 }

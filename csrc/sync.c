@@ -128,6 +128,14 @@ int conc__futex_wait_intr(atomic_uint *word, unsigned expected,
   }
 }
 
+void conc__spin_pause(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 void conc__futex_wake(atomic_uint *word, int nwaiters) {
   syscall(SYS_futex, (unsigned *)word, FUTEX_WAKE_PRIVATE, nwaiters, NULL,
           NULL, 0);

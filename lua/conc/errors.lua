@@ -59,6 +59,9 @@ M.declare("OSError", "Exception")
 M.declare("TimeoutError", "OSError")
 M.declare("NotImplementedError", "RuntimeError")
 M.declare("BrokenBarrierError", "RuntimeError")
+M.declare("Empty", "Exception", "queue.Empty")
+M.declare("Full", "Exception", "queue.Full")
+M.declare("ShutDown", "Exception", "queue.ShutDown")
 
 setmetatable(M, {
   __index = function(t, name)

@@ -4,9 +4,14 @@ local errors = require "conc.errors"
 local M = {
   isinstance = errors.isinstance,
   errors = errors,
+  -- conc.select(objs, timeout): the first of several queues and events to
+  -- be ready, and its index (see docs/queues.md)
+  select = require("conc.core").select,
 }
 
-local submodules = {threading = true, time = true, class = true, core = true}
+local submodules = {
+  threading = true, time = true, class = true, core = true, queue = true,
+}
 
 return setmetatable(M, {
   __index = function(t, k)
