@@ -12,6 +12,8 @@
 
 #include "internal.h"
 
+#define EVENT_SPINS 300  /* pause steps (~3 µs) before sleeping in wait */
+
 struct conc_Event {
   conc_Obj hdr;
   atomic_uint word;      /* set count << 1 | flag */
@@ -66,6 +68,15 @@ int conc__event_wait(conc_Event *e, double deadline) {
   unsigned w = atomic_load_explicit(&e->word, memory_order_acquire);
   int rc = CONC_OK;
   if (w & 1) return CONC_OK;
+  /* a set() from a thread on another core often comes within microseconds;
+  ** waking from a futex takes longer than that here (tens of µs in a VM) */
+  if (conc__can_spin()) {
+    for (int i = 0; i < EVENT_SPINS; i++) {
+      if (atomic_load_explicit(&e->word, memory_order_acquire) != w)
+        return CONC_OK;  /* the count moved: a set() came */
+      conc__spin_pause();
+    }
+  }
   atomic_fetch_add_explicit(&e->waiters, 1, memory_order_seq_cst);
   /* the count in the word, not the flag, says whether a set() came */
   while (atomic_load_explicit(&e->word, memory_order_seq_cst) == w) {

@@ -133,20 +133,40 @@ long conc__thread_next_number(void);  /* Thread-N numbering */
 ** Lock (lock.c) and Event (event.c)
 ** ====================================================================== */
 
-typedef struct conc_Lock conc_Lock;
+/* The mutex word under Lock, RLock and every internal lock: 0 free, 1 held,
+** 2 held + waiters. Taking a free one and giving back one nobody waits for
+** are inline here: an uncontended Lock pair is two atomic instructions and
+** no call beyond the binding's. */
+static inline int conc__mutex_try(atomic_uint *m) {
+  unsigned c = 0;
+  return atomic_compare_exchange_strong_explicit(
+      m, &c, 1, memory_order_acquire, memory_order_relaxed);
+}
+int conc__mutex_acquire(atomic_uint *m, double deadline);
+void conc__mutex_acquire_nointr(atomic_uint *m);     /* waits for good */
+/* -1 if it was not held (then it still is not: 0 was written over 0) */
+static inline int conc__mutex_release(atomic_uint *m) {
+  unsigned c = atomic_exchange_explicit(m, 0, memory_order_release);
+  if (c == 0) return -1;
+  if (c == 2) conc__futex_wake(m, 1);
+  return 0;
+}
+
+typedef struct conc_Lock {
+  conc_Obj hdr;
+  atomic_uint state;
+} conc_Lock;
 extern conc_ObjType conc__lock_type;
 conc_Lock *conc__lock_new(void);
-int conc__lock_try(conc_Lock *l);                     /* 1 if taken */
+static inline int conc__lock_try(conc_Lock *l) {      /* 1 if taken */
+  return conc__mutex_try(&l->state);
+}
 int conc__lock_acquire(conc_Lock *l, double deadline); /* CONC_OK/ETIMEDOUT/EINTR */
-int conc__lock_release(conc_Lock *l);                 /* -1 if it was not held */
+static inline int conc__lock_release(conc_Lock *l) {  /* -1 if it was not held */
+  return conc__mutex_release(&l->state);
+}
 int conc__lock_locked(conc_Lock *l);
 atomic_uint *conc__lock_word(conc_Lock *l);  /* its mutex word (condition.c) */
-
-/* The mutex word under Lock and RLock: 0 free, 1 held, 2 held + waiters. */
-int conc__mutex_try(atomic_uint *m);
-int conc__mutex_acquire(atomic_uint *m, double deadline);
-int conc__mutex_release(atomic_uint *m);            /* -1 if it was not held */
-void conc__mutex_acquire_nointr(atomic_uint *m);     /* waits for good */
 
 typedef struct conc_RLock conc_RLock;
 extern conc_ObjType conc__rlock_type;
@@ -248,6 +268,8 @@ int conc__select(conc_Obj *const *objs, conc_WaitLink *links, int n,
 
 /* One step of a busy wait: a pause instruction where there is one. */
 void conc__spin_pause(void);
+/* May a waiter spin before sleeping? Not when this process runs on one CPU. */
+int conc__can_spin(void);
 
 /* ======================================================================
 ** Queues (queue.c)

@@ -64,7 +64,21 @@ conc_Obj *conc__toobj(lua_State *L, int idx);
 /* Pushes a proxy for a just-made object, handing it the creator's reference
 ** (raises "not enough memory" for NULL); returns 1. */
 int conc__pushnew(lua_State *L, conc_Obj *o);
-conc_Obj *conc__checkobj(lua_State *L, int idx, conc_ObjType *type);
+conc_Obj *conc__checkobj_slow(lua_State *L, int idx, conc_ObjType *type);
+/* The object of the proxy at idx, of the given kind, else a Lua error. A
+** method made by conc__newmeta has the metatable as upvalue 1: comparing
+** with it is the test a method call on a lock pays (for any other caller
+** that index is not valid, rawequal says 0, and the slow path decides). */
+static inline conc_Obj *conc__checkobj(lua_State *L, int idx,
+                                       conc_ObjType *type) {
+  conc_Obj **box = lua_touserdata(L, idx);
+  if (box != NULL && lua_getmetatable(L, idx)) {
+    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+    lua_pop(L, 1);
+    if (ok && *box != NULL) return *box;
+  }
+  return conc__checkobj_slow(L, idx, type);
+}
 /* Registers `open`, which makes the metatable of a kind of object, to run
 ** the first time this state pushes such an object. */
 void conc__lazymeta(lua_State *L, conc_ObjType *type, lua_CFunction open);

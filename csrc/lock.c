@@ -4,18 +4,13 @@
 **
 ** The word is 0 (free), 1 (held) or 2 (held, and someone may be waiting),
 ** as in Drepper's "Futexes Are Tricky" (mutex 2). Taking a free lock is one
-** compare-and-swap; releasing it with nobody waiting is another: neither
+** compare-and-swap; releasing it with nobody waiting is one exchange: neither
 ** makes a system call. Ordering: acquire on taking, release on giving back,
 ** so what one holder wrote is seen by the next (and TSan sees it too).
 */
 #include <stdlib.h>
 
 #include "internal.h"
-
-struct conc_Lock {
-  conc_Obj hdr;
-  atomic_uint state;
-};
 
 conc_ObjType conc__lock_type = {.name = "conc.Lock", .destroy = conc__obj_free};
 
@@ -27,19 +22,13 @@ conc_Lock *conc__lock_new(void) {
   return l;
 }
 
-/* The mutex word itself, shared with RLock (rlock.c). */
-int conc__mutex_try(atomic_uint *m) {
-  unsigned c = 0;
-  return atomic_compare_exchange_strong_explicit(
-      m, &c, 1, memory_order_acquire, memory_order_relaxed);
-}
-
 /* A holder usually lets go within a few hundred nanoseconds (a queue's
 ** mutex is held for a copy of one item): trying again for a moment before
 ** sleeping saves two system calls and a context switch each way. */
 #define MUTEX_SPINS 100
 
 static int spin_try(atomic_uint *m) {
+  if (!conc__can_spin()) return 0;
   for (int i = 0; i < MUTEX_SPINS; i++) {
     if (atomic_load_explicit(m, memory_order_relaxed) == 0 &&
         conc__mutex_try(m))
@@ -65,26 +54,8 @@ void conc__mutex_acquire_nointr(atomic_uint *m) {
     conc__futex_wait_intr(m, 2, CONC_FOREVER, 0);
 }
 
-int conc__mutex_release(atomic_uint *m) {
-  unsigned c = atomic_load_explicit(m, memory_order_relaxed);
-  do {
-    if (c == 0) return -1;  /* not held: the caller raises RuntimeError */
-  } while (!atomic_compare_exchange_weak_explicit(
-      m, &c, 0, memory_order_release, memory_order_relaxed));
-  if (c == 2) conc__futex_wake(m, 1);
-  return 0;
-}
-
-int conc__lock_try(conc_Lock *l) {
-  return conc__mutex_try(&l->state);
-}
-
 int conc__lock_acquire(conc_Lock *l, double deadline) {
   return conc__mutex_acquire(&l->state, deadline);
-}
-
-int conc__lock_release(conc_Lock *l) {
-  return conc__mutex_release(&l->state);
 }
 
 atomic_uint *conc__lock_word(conc_Lock *l) {

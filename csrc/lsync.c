@@ -39,7 +39,12 @@ static double lock_args(lua_State *L, int *blocking) {
 ** what Condition.acquire does on its Lock */
 static int acquire_lock(lua_State *L, conc_Lock *l) {
   int blocking;
-  double deadline = lock_args(L, &blocking);
+  double deadline;
+  if (lua_gettop(L) == 1 && conc__lock_try(l)) {  /* acquire(): the hot path */
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  deadline = lock_args(L, &blocking);
   if (conc__lock_try(l)) {
     lua_pushboolean(L, 1);
     return 1;
@@ -420,41 +425,31 @@ static int event_wait(lua_State *L) {
   return 1;
 }
 
-/* __close, Python's __exit__: a close with an error in flight releases too */
-static void set_close(lua_State *L, const char *meta, lua_CFunction f) {
-  luaL_getmetatable(L, meta);
-  lua_pushcfunction(L, f);
-  lua_setfield(L, -2, "__close");
-  lua_pop(L, 1);
-}
-
 /* The metatables, each made the first time a state meets the kind (see
 ** conc__lazymeta): a thread's state that never sees a Barrier does not
 ** build its metatable. */
 static int meta_lock(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"acquire", lock_acquire}, {"release", lock_release},
-    {"locked", lock_locked}, {"enter", lock_enter}, {NULL, NULL}};
+    {"locked", lock_locked}, {"enter", lock_enter}, {"__close", lock_close},
+    {NULL, NULL}};
   conc__newmeta(L, &conc__lock_type, methods);
-  set_close(L, conc__lock_type.name, lock_close);
   return 0;
 }
 
 static int meta_rlock(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"acquire", rlock_acquire}, {"release", rlock_release},
-    {"enter", rlock_enter}, {NULL, NULL}};
+    {"enter", rlock_enter}, {"__close", rlock_release}, {NULL, NULL}};
   conc__newmeta(L, &conc__rlock_type, methods);
-  set_close(L, conc__rlock_type.name, rlock_release);
   return 0;
 }
 
 static int meta_sem(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"acquire", sem_acquire}, {"release", sem_release},
-    {"enter", sem_enter}, {NULL, NULL}};
+    {"enter", sem_enter}, {"__close", sem_close}, {NULL, NULL}};
   conc__newmeta(L, &conc__sem_type, methods);
-  set_close(L, conc__sem_type.name, sem_close);
   return 0;
 }
 
@@ -463,9 +458,8 @@ static int meta_cond(lua_State *L) {
     {"acquire", cond_acquire}, {"release", cond_release},
     {"enter", cond_enter}, {"wait", cond_wait}, {"wait_for", cond_wait_for},
     {"notify", cond_notify}, {"notify_all", cond_notify_all},
-    {"notifyAll", cond_notify_all}, {NULL, NULL}};
+    {"notifyAll", cond_notify_all}, {"__close", cond_close}, {NULL, NULL}};
   conc__newmeta(L, &conc__cond_type, methods);
-  set_close(L, conc__cond_type.name, cond_close);
   return 0;
 }
 

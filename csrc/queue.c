@@ -323,6 +323,7 @@ static void unlock(conc_Queue *q) {
 
 /* Spins while the size is `bad`, a bounded number of steps. */
 static void spin_while_size(conc_Queue *q, size_t bad) {
+  if (!conc__can_spin()) return;
   for (int i = 0; i < SPINS; i++) {
     if (atomic_load_explicit(&q->size, memory_order_relaxed) != bad) return;
     conc__spin_pause();

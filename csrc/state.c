@@ -114,19 +114,12 @@ conc_Obj *conc__toobj(lua_State *L, int idx) {
 ** every call; the registry also keeps it under the type's address, and
 ** that lookup is what a method call on a lock pays. The named path stays
 ** for the error message. */
-conc_Obj *conc__checkobj(lua_State *L, int idx, conc_ObjType *type) {
+conc_Obj *conc__checkobj_slow(lua_State *L, int idx, conc_ObjType *type) {
   conc_Obj **box = lua_touserdata(L, idx);
   if (box != NULL && lua_getmetatable(L, idx)) {
-    /* a method made by conc__newmeta has the metatable as upvalue 1 (for
-    ** any other caller that index is not valid, and rawequal says 0) */
-    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-    if (!ok) {
-      lua_rawgetp(L, LUA_REGISTRYINDEX, type);
-      ok = lua_rawequal(L, -1, -2);
-      lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    if (!ok) box = NULL;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, type);
+    if (!lua_rawequal(L, -1, -2)) box = NULL;
+    lua_pop(L, 2);
   } else {
     box = NULL;
   }
@@ -156,6 +149,16 @@ void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods) {
   lua_newtable(L);
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, methods, 1);  /* the metatable: conc__checkobj's fast test */
+  /* metamethods (__close, ...) given among the methods go to the metatable */
+  for (const luaL_Reg *r = methods; r->name; r++) {
+    if (r->name[0] != '_' || r->name[1] != '_' ||
+        strcmp(r->name, "__index") == 0)
+      continue;
+    lua_getfield(L, -1, r->name);
+    lua_setfield(L, -3, r->name);
+    lua_pushnil(L);
+    lua_setfield(L, -2, r->name);
+  }
   if (lua_getfield(L, -1, "__index") != LUA_TNIL) {
     /* the methods define their own __index: they are metamethods */
     lua_pop(L, 1);

@@ -15,6 +15,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -126,6 +127,23 @@ int conc__futex_wait_intr(atomic_uint *word, unsigned expected,
     if (rc == CONC_OK) return CONC_OK;
     /* a slice ran out, or a signal came: loop to look at flag and deadline */
   }
+}
+
+/* Spinning helps only when the thread we wait for can run meanwhile: with
+** one CPU to run on (a container's quota, taskset -c 0) it only delays it.
+** Read once; 0 until known, then 1 (one CPU) or 2 (more). */
+static atomic_int spin_cpus;
+
+int conc__can_spin(void) {
+  int n = atomic_load_explicit(&spin_cpus, memory_order_relaxed);
+  if (n == 0) {
+    cpu_set_t set;
+    n = 2;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) < 2)
+      n = 1;
+    atomic_store_explicit(&spin_cpus, n, memory_order_relaxed);
+  }
+  return n > 1;
 }
 
 void conc__spin_pause(void) {
