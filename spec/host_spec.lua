@@ -376,6 +376,31 @@ e:wait()
     assert.truthy(err:find("KeyboardInterrupt", 1, true))
   end)
 
+  -- each blocking call of conc.queue, and conc.select: caught, so that the
+  -- queue is shown to be usable after it
+  for _, case in ipairs{
+    {"get on an empty Queue", "q:get()"},
+    {"put on a full Queue", "q:put(1); q:put(2)"},
+    {"join with a task not done", "q:put(1); q:join()"},
+    {"conc.select", "conc.select({q, queue.Queue()})"},
+  } do
+    it("raises KeyboardInterrupt in " .. case[1], function()
+      local code, out = interrupt([[
+local conc = require "conc"
+local queue = require "conc.queue"
+local q = queue.Queue(1)
+]] .. mark .. [[
+local ok, err = pcall(function() ]] .. case[2] .. [[ end)
+print(ok, conc.isinstance(err, conc.errors.KeyboardInterrupt))
+while not q:empty() do q:get() end
+q:put_nowait("x")
+print(q:qsize())
+]])
+      assert.are.equal(0, code)
+      assert.are.equal("false\ttrue\n1\n", out)
+    end)
+  end
+
   it("lets the script catch it and go on", function()
     local code, out = interrupt([[
 local time = require "conc.time"
