@@ -59,6 +59,9 @@ M.declare("OSError", "Exception")
 M.declare("TimeoutError", "OSError")
 M.declare("NotImplementedError", "RuntimeError")
 M.declare("BrokenBarrierError", "RuntimeError")
+M.declare("LookupError", "Exception")
+M.declare("KeyError", "LookupError")
+M.declare("IndexError", "LookupError")
 
 setmetatable(M, {
   __index = function(t, name)

@@ -6,7 +6,8 @@ local M = {
   errors = errors,
 }
 
-local submodules = {threading = true, time = true, class = true, core = true}
+local submodules = {threading = true, time = true, class = true, core = true,
+  shared = true}
 
 return setmetatable(M, {
   __index = function(t, k)
