@@ -169,7 +169,7 @@ static conc_ShVal *batch_alloc(lua_State *L, Batch *b, lua_Integer n) {
 }
 
 static void no_nil(lua_State *L, int idx) {
-  if (lua_isnil(L, idx))
+  if (lua_isnoneornil(L, idx))
     conc__raise(L, "ValueError",
                 "a shared.list cannot hold nil (remove items with pop)");
 }

@@ -4,6 +4,7 @@
 local core = require "conc.core"
 local threading = require "conc.threading"
 local time = require "conc.time"
+local shared = require "conc.shared"
 
 local junk = {nil, true, false, 0, -1, 1.5, 0 / 0, math.huge, -math.huge,
   "", "x", "1", {}, {1, 2}, print, function() end,
@@ -13,7 +14,9 @@ local NJUNK = 20  -- #junk is unreliable with the leading nil
 
 local function callables()
   local list = {}
-  local function add(name, f) list[#list + 1] = {name = name, f = f} end
+  local function add(name, f, self)
+    list[#list + 1] = {name = name, f = f, self = self}
+  end
   for k, v in pairs(core) do
     if type(v) == "function" and not k:match("sleep") then add("core." .. k, v) end
   end
@@ -27,6 +30,15 @@ local function callables()
   local h = core.thread_new("junk", true)
   for k, v in pairs(getmetatable(h).__index) do
     if k ~= "start" then add("handle:" .. k, v) end
+  end
+  -- shared containers: their methods and metamethods on a real one
+  for name, c in pairs{list = shared.list{1, "x"}, dict = shared.dict{a = 1}} do
+    add("shared." .. name, shared[name])
+    for k, v in pairs(getmetatable(c)) do
+      if type(v) == "function" and k ~= "__gc" then
+        add(name .. ":" .. k, v, c)
+      end
+    end
   end
   return list, h
 end
@@ -42,7 +54,7 @@ describe("conc.core", function()
           if c.name == "handle:join" then b = 0 end  -- never wait
           local ok, err = pcall(c.f, a, b)
           assert(ok or err ~= nil, c.name)
-          ok, err = pcall(c.f, h, a, b)
+          ok, err = pcall(c.f, c.self or h, a, b)
           assert(ok or err ~= nil, c.name)
           calls = calls + 2
         end
