@@ -356,5 +356,89 @@ struct conc_Msg {
 };
 
 void conc__msg_free(conc_Msg *m);
+/* A copy with its own references to the objects; NULL when out of memory. */
+conc_Msg *conc__msg_dup(const conc_Msg *m);
+
+/* ======================================================================
+** Shared containers (shared.c): conc.shared.list and conc.shared.dict.
+** Each holds its items as one-value messages of the wire format, each call
+** atomic under the container's mutex word. A call that takes values takes
+** them all on success and none on failure; what a call replaces or removes
+** is freed after the lock is released (the last reference to another conc
+** object may go with it).
+** ====================================================================== */
+
+#define CONC_ENOENT (-2)    /* no such key, or no item equal to the value */
+#define CONC_ENOMEM (-12)
+#define CONC_ERANGE (-34)   /* index out of range */
+
+/* A value: a one-value message, its bytes inline when they fit (small
+** scalars: reading and writing them allocates nothing), else a conc_Msg
+** the value owns. The empty value (msg NULL, len 0) owns nothing. */
+#define CONC_SHVAL_INLINE 36
+typedef struct conc_ShVal {
+  conc_Msg *msg;    /* NULL: the bytes are inline */
+  uint32_t len;     /* of the inline bytes */
+  char bytes[CONC_SHVAL_INLINE];
+} conc_ShVal;
+
+const char *conc__shval_data(const conc_ShVal *v, size_t *len);
+void conc__shval_free(conc_ShVal *v);  /* leaves it empty */
+void conc__shvals_free(conc_ShVal *v, size_t n);  /* each, then the array */
+
+/* Lists: indices are 1-based, a negative one counts from the end (-1 is
+** the last item), as conc.shared.list's are. */
+typedef struct conc_ShList conc_ShList;
+extern conc_ObjType conc__shlist_type;
+conc_ShList *conc__shlist_new(void);
+size_t conc__shlist_len(conc_ShList *l);
+/* A copy of item i into out, which the caller frees: 0, ERANGE, ENOMEM. */
+int conc__shlist_get(conc_ShList *l, int64_t i, conc_ShVal *out);
+/* Replaces item i, or appends at len + 1: 0, ERANGE, ENOMEM. */
+int conc__shlist_set(conc_ShList *l, int64_t i, conc_ShVal *v);
+/* Inserts the n values before item i, clamped as Python's insert clamps
+** (INT64_MAX appends): 0 or ENOMEM. */
+int conc__shlist_insert(conc_ShList *l, int64_t i, conc_ShVal *v, size_t n);
+/* Removes item i into out: 0, ERANGE, or ENOENT when the list is empty. */
+int conc__shlist_pop(conc_ShList *l, int64_t i, conc_ShVal *out);
+/* Items equal to any of the nneedle values (the same bytes and objects):
+** the first one's position (0 for none), how many, or removing the first
+** (0 or ENOENT). */
+int64_t conc__shlist_index(conc_ShList *l, const conc_ShVal *needle,
+                           int nneedle);
+size_t conc__shlist_count(conc_ShList *l, const conc_ShVal *needle,
+                          int nneedle);
+int conc__shlist_remove(conc_ShList *l, const conc_ShVal *needle, int nneedle);
+void conc__shlist_clear(conc_ShList *l);
+/* Copies of all items into a new array (*out, *n; free it with
+** conc__shvals_free): 0 or ENOMEM. */
+int conc__shlist_snapshot(conc_ShList *l, conc_ShVal **out, size_t *n);
+
+/* Dicts: keys are messages of plain values (no objects), equal when their
+** bytes are; insertion order is kept, as Python's dict keeps it. */
+typedef struct conc_ShDict conc_ShDict;
+extern conc_ObjType conc__shdict_type;
+conc_ShDict *conc__shdict_new(void);
+size_t conc__shdict_len(conc_ShDict *d);
+/* A copy of the value under key into out: 0, ENOENT, ENOMEM. */
+int conc__shdict_get(conc_ShDict *d, const conc_ShVal *key, conc_ShVal *out);
+/* Sets key to v, taking both: 0 or ENOMEM. */
+int conc__shdict_set(conc_ShDict *d, conc_ShVal *key, conc_ShVal *v);
+/* Removes key, its value into out: 0 or ENOENT. */
+int conc__shdict_pop(conc_ShDict *d, const conc_ShVal *key, conc_ShVal *out);
+/* A copy of the value under key into out, after setting it to v (taken)
+** when absent: 0 or ENOMEM. */
+int conc__shdict_setdefault(conc_ShDict *d, conc_ShVal *key, conc_ShVal *v,
+                            conc_ShVal *out);
+/* Sets n keys from kv (key, value, key, value, ...), taking them all:
+** 0 or ENOMEM. */
+int conc__shdict_update(conc_ShDict *d, conc_ShVal *kv, size_t n);
+void conc__shdict_clear(conc_ShDict *d);
+/* Copies of the keys (CONC_SH_KEYS), values (CONC_SH_VALUES) or both,
+** alternating, in insertion order: *n items in the new array *out. */
+#define CONC_SH_KEYS 1
+#define CONC_SH_VALUES 2
+int conc__shdict_snapshot(conc_ShDict *d, int which, conc_ShVal **out,
+                          size_t *n);
 
 #endif

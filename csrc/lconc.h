@@ -26,6 +26,16 @@ conc_Msg *conc__encode_buf(lua_State *L, int first, int n,
                            const char *const *names, char *buf, size_t *len);
 
 /*
+** Writes the one-value message of the value at idx into buf, for callers
+** that keep small values inline (shared.c's containers), and returns its
+** length; the bytes are what conc__encode would make. Returns 0, having
+** written nothing, when the value is not plain (nil, boolean, number,
+** string) or its message needs more than size bytes (size at most 240):
+** encode it with conc__encode then. Never raises, never allocates.
+*/
+size_t conc__encode_small(lua_State *L, int idx, char *buf, size_t size);
+
+/*
 ** Pushes the values a message holds and returns how many. Raises a Lua error
 ** on corrupt or truncated input, having read nothing outside the message.
 ** The message stays the caller's.
@@ -120,5 +130,6 @@ void conc__open_time(lua_State *L);
 void conc__open_transfer(lua_State *L);
 void conc__open_sync(lua_State *L);
 void conc__open_queue(lua_State *L);
+void conc__open_shared(lua_State *L);
 
 #endif

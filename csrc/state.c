@@ -662,6 +662,8 @@ static int l_live_objects(lua_State *L) {
   push_live(L, &conc__cond_type);
   push_live(L, &conc__barrier_type);
   push_live(L, &conc__event_type);
+  push_live(L, &conc__shlist_type);
+  push_live(L, &conc__shdict_type);
   return 1;
 }
 
@@ -674,6 +676,7 @@ int luaopen_conc_core(lua_State *L) {
   conc__open_time(L);
   conc__open_sync(L);
   conc__open_queue(L);
+  conc__open_shared(L);
   install_sentinel(L);
   return 1;
 }

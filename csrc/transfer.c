@@ -864,34 +864,67 @@ static int is_plain(lua_State *L, int first, int n) {
   return 1;
 }
 
-static conc_Msg *enc_finish(Enc *e) {
-  size_t objsz = e->nobjs * sizeof(conc_Obj *);
-  conc_Msg *m = malloc(sizeof *m + objsz + e->len);
+/* A new message holding a copy of the bytes and a reference to each object. */
+static conc_Msg *msg_new(const char *data, size_t len, conc_Obj *const *objs,
+                         unsigned nobjs) {
+  size_t objsz = nobjs * sizeof(conc_Obj *);
+  conc_Msg *m = malloc(sizeof *m + objsz + len);
   if (m == NULL) return NULL;
-  m->len = e->len;
-  m->nobjs = e->nobjs;
+  m->len = len;
+  m->nobjs = nobjs;
   m->objs = (conc_Obj **)(m + 1);
   m->data = (char *)(m + 1) + objsz;
-  for (unsigned i = 0; i < e->nobjs; i++) {
-    m->objs[i] = e->objs[i];
-    conc__obj_incref(e->objs[i]);
+  for (unsigned i = 0; i < nobjs; i++) {
+    m->objs[i] = objs[i];
+    conc__obj_incref(objs[i]);
   }
-  memcpy(m->data, e->buf, e->len);
+  memcpy(m->data, data, len);
   return m;
+}
+
+static conc_Msg *enc_finish(Enc *e) {
+  return msg_new(e->buf, e->len, e->objs, e->nobjs);
+}
+
+conc_Msg *conc__msg_dup(const conc_Msg *m) {
+  return msg_new(m->data, m->len, m->objs, m->nobjs);
+}
+
+/* A message of plain values only is always 'c': it has nothing to refer
+** back to. */
+static void enc_header(Enc *e, int n, int plain) {
+  put_byte(e, plain ? 'c' : 'C');
+  put_byte(e, VERSION);
+  put_varint(e, (uint64_t)n);
+}
+
+/* The fast path of shared.c's containers: see lconc.h. A string longer than
+** size is refused before encoding, so with size <= 240 the message stays in
+** the Enc's inline buffer: nothing is allocated, nothing can raise. */
+size_t conc__encode_small(lua_State *L, int idx, char *buf, size_t size) {
+  Enc e;
+  idx = lua_absindex(L, idx);
+  if (!is_plain(L, idx, 1) || size > 240) return 0;
+  if (lua_type(L, idx) == LUA_TSTRING && lua_rawlen(L, idx) > size) return 0;
+  enc_init(&e, L);
+  enc_header(&e, 1, 1);
+  enc_value(&e, idx);
+  if (e.len > size) return 0;
+  memcpy(buf, e.buf, e.len);
+  return e.len;
 }
 
 /* Writes the message into e; on an error, releases e and raises. */
 static void encode_run(Enc *e, lua_State *L, int first, int n,
                        const char *const *names) {
+  int plain;
   first = lua_absindex(L, first);
+  plain = is_plain(L, first, n);
   enc_init(e, L);
-  put_byte(e, 'C');
-  put_byte(e, VERSION);
-  put_varint(e, (uint64_t)n);
-  if (is_plain(L, first, n)) {
+  enc_header(e, n, plain);
+  if (plain) {
     /* nothing here can raise: no pcall, no allocation for small messages */
     for (int i = 0; i < n; i++) enc_value(e, first + i);
-    e->buf[0] = 'c';
     return;
   }
   luaL_checkstack(L, n + 4, "too many values");

@@ -62,6 +62,9 @@ M.declare("BrokenBarrierError", "RuntimeError")
 M.declare("Empty", "Exception", "queue.Empty")
 M.declare("Full", "Exception", "queue.Full")
 M.declare("ShutDown", "Exception", "queue.ShutDown")
+M.declare("LookupError", "Exception")
+M.declare("KeyError", "LookupError")
+M.declare("IndexError", "LookupError")
 
 setmetatable(M, {
   __index = function(t, name)

@@ -11,6 +11,7 @@ local M = {
 
 local submodules = {
   threading = true, time = true, class = true, core = true, queue = true,
+  shared = true,
 }
 
 return setmetatable(M, {

@@ -1,0 +1,668 @@
+/*
+** lshared.c -- conc.shared.list and conc.shared.dict seen from Lua
+** (docs/shared.md is the user's reference).
+**
+** Values go in as one-value messages and come out decoded afresh. A value
+** that fits inline is encoded into a conc_ShVal on the C stack and decoded
+** from one: a read or write of a small scalar allocates nothing. Anything
+** that owns memory while Lua code might raise (a message being decoded, a
+** batch being encoded) is handled under lua_pcall, so an error frees it
+** before it propagates.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "lconc.h"
+
+static conc_ShList *check_list(lua_State *L) {
+  return (conc_ShList *)conc__checkobj(L, 1, &conc__shlist_type);
+}
+
+static conc_ShDict *check_dict(lua_State *L) {
+  return (conc_ShDict *)conc__checkobj(L, 1, &conc__shdict_type);
+}
+
+/* The core's result codes that every call may give. */
+static int check_rc(lua_State *L, int rc) {
+  if (rc == CONC_ENOMEM) return luaL_error(L, "not enough memory");
+  return rc;
+}
+
+/* ======================================================================
+** Values in and out
+** ====================================================================== */
+
+static int encode_p(lua_State *L) {
+  conc_ShVal *v = lua_touserdata(L, 1);
+  v->msg = conc__encode(L, 2, 1, NULL);
+  return 0;
+}
+
+/* Encodes the value at idx into v: inline when small, else as a message.
+** held, a value made before (or NULL), is freed if this raises. */
+static void encode(lua_State *L, int idx, conc_ShVal *v, conc_ShVal *held) {
+  size_t n = conc__encode_small(L, idx, v->bytes, sizeof v->bytes);
+  v->msg = NULL;
+  v->len = (uint32_t)n;
+  if (n > 0) return;
+  if (held == NULL) {
+    v->msg = conc__encode(L, idx, 1, NULL);
+    return;
+  }
+  idx = lua_absindex(L, idx);
+  if (!lua_checkstack(L, 3)) {
+    conc__shval_free(held);
+    luaL_error(L, "stack overflow");
+  }
+  lua_pushcfunction(L, encode_p);
+  lua_pushlightuserdata(L, v);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+    conc__shval_free(held);
+    lua_error(L);
+  }
+}
+
+/* Pushes a copy of the value v holds; v stays the caller's. */
+static void decode(lua_State *L, const conc_ShVal *v) {
+  size_t len;
+  const char *p = conc__shval_data(v, &len);
+  if (v->msg) conc__decode_bytes(L, p, len, v->msg->objs, v->msg->nobjs);
+  else conc__decode_bytes(L, p, len, NULL, 0);
+}
+
+static int decode_p(lua_State *L) {
+  const conc_ShVal *v = lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  decode(L, v);
+  return 1;
+}
+
+/* Pushes the value v holds and frees v. */
+static int push_value(lua_State *L, conc_ShVal *v) {
+  int rc;
+  if (v->msg == NULL) {  /* nothing to free: no pcall on the fast path */
+    decode(L, v);
+    return 1;
+  }
+  lua_pushcfunction(L, decode_p);
+  lua_pushlightuserdata(L, v);
+  rc = lua_pcall(L, 1, 1, 0);
+  conc__shval_free(v);
+  if (rc != LUA_OK) lua_error(L);
+  return 1;
+}
+
+/* What a snapshot becomes: a sequence of the values, a sequence of
+** {key, value} pairs, or a table key -> value. */
+enum { AS_SEQ, AS_ITEMS, AS_MAP };
+
+typedef struct Batch {
+  conc_ShVal *v;
+  size_t n;
+  int shape;
+} Batch;
+
+static int snapshot_p(lua_State *L) {
+  Batch *b = lua_touserdata(L, 1);
+  size_t per = b->shape == AS_SEQ ? 1 : 2, n = b->n / per;
+  lua_createtable(L, b->shape == AS_MAP ? 0 : (int)n,
+                  b->shape == AS_MAP ? (int)n : 0);
+  for (size_t i = 0; i < n; i++) {
+    if (b->shape == AS_SEQ) {
+      decode(L, &b->v[i]);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+      continue;
+    }
+    if (b->shape == AS_ITEMS) lua_createtable(L, 2, 0);
+    decode(L, &b->v[2 * i]);
+    decode(L, &b->v[2 * i + 1]);
+    if (b->shape == AS_MAP) {
+      lua_rawset(L, -3);
+    } else {
+      lua_rawseti(L, -3, 2);
+      lua_rawseti(L, -2, 1);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+  }
+  return 1;
+}
+
+/* Pushes a snapshot (n values from the core, freed here) as a table. */
+static int push_snapshot(lua_State *L, int rc, conc_ShVal *v, size_t n,
+                         int shape) {
+  Batch b = {v, n, shape};
+  check_rc(L, rc);
+  lua_pushcfunction(L, snapshot_p);
+  lua_pushlightuserdata(L, &b);
+  rc = lua_pcall(L, 1, 1, 0);
+  conc__shvals_free(v, n);
+  if (rc != LUA_OK) lua_error(L);
+  return 1;
+}
+
+/* Pushes a list's or dict's snapshot as a table of the given shape. */
+static int list_snapshot(lua_State *L, conc_ShList *l) {
+  conc_ShVal *v = NULL;
+  size_t n = 0;
+  int rc = conc__shlist_snapshot(l, &v, &n);
+  return push_snapshot(L, rc, v, n, AS_SEQ);
+}
+
+static int dict_snapshot(lua_State *L, conc_ShDict *d, int which, int shape) {
+  conc_ShVal *v = NULL;
+  size_t n = 0;
+  int rc = conc__shdict_snapshot(d, which, &v, &n);
+  return push_snapshot(L, rc, v, n, shape);
+}
+
+/* ======================================================================
+** Batches: many values encoded before one atomic call takes them all
+** ====================================================================== */
+
+static conc_ShVal *batch_alloc(lua_State *L, Batch *b, lua_Integer n) {
+  if (n < 0 || (lua_Unsigned)n > SIZE_MAX / sizeof *b->v / 2 - 1)
+    luaL_error(L, "not enough memory");
+  b->v = malloc(((size_t)n + 1) * sizeof *b->v);
+  if (b->v == NULL) luaL_error(L, "not enough memory");
+  return b->v;
+}
+
+static void no_nil(lua_State *L, int idx) {
+  if (lua_isnoneornil(L, idx))
+    conc__raise(L, "ValueError",
+                "a shared.list cannot hold nil (remove items with pop)");
+}
+
+/* Under pcall: the items 1..#t of the table at 2 into the batch at 1. */
+static int seq_p(lua_State *L) {
+  Batch *b = lua_touserdata(L, 1);
+  lua_Integer n = luaL_len(L, 2);
+  batch_alloc(L, b, n);
+  for (lua_Integer i = 1; i <= n; i++) {
+    lua_geti(L, 2, i);
+    no_nil(L, -1);
+    encode(L, -1, &b->v[b->n], NULL);
+    b->n++;
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static int check_key(lua_State *L, int idx);
+
+/* Under pcall: the pairs of the table at 2, key then value, into the batch
+** at 1 (raw: a table's own contents, as Python's dict(mapping) reads). */
+static int map_p(lua_State *L) {
+  Batch *b = lua_touserdata(L, 1);
+  lua_Integer n = 0;
+  int top;
+  lua_pushnil(L);
+  while (lua_next(L, 2)) {
+    lua_pop(L, 1);
+    n++;
+  }
+  batch_alloc(L, b, 2 * n);
+  lua_pushnil(L);
+  top = lua_gettop(L);
+  while (lua_next(L, 2)) {
+    int k = check_key(L, top);
+    encode(L, k, &b->v[b->n], NULL);
+    b->n++;
+    encode(L, top + 1, &b->v[b->n], NULL);
+    b->n++;
+    lua_settop(L, top);
+  }
+  return 0;
+}
+
+/* Encodes the values a list or dict is made from (the table or shared
+** container at idx) into b. Returns 0 when idx holds none (nil), 1 when b
+** holds the values; raises for anything else. */
+static int gather(lua_State *L, int idx, Batch *b, int dict) {
+  conc_Obj *o = conc__toobj(L, idx);
+  int rc;
+  b->v = NULL;
+  b->n = 0;
+  if (lua_isnoneornil(L, idx)) return 0;
+  if (o && !dict && o->type == &conc__shlist_type) {
+    check_rc(L, conc__shlist_snapshot((conc_ShList *)o, &b->v, &b->n));
+    return 1;
+  }
+  if (o && dict && o->type == &conc__shdict_type) {
+    check_rc(L, conc__shdict_snapshot((conc_ShDict *)o,
+                                      CONC_SH_KEYS | CONC_SH_VALUES, &b->v,
+                                      &b->n));
+    return 1;
+  }
+  if (!lua_istable(L, idx))
+    return conc__raise(L, "TypeError", "expected a table or a shared.%s, got %s",
+                       dict ? "dict" : "list", luaL_typename(L, idx));
+  lua_pushcfunction(L, dict ? map_p : seq_p);
+  lua_pushlightuserdata(L, b);
+  lua_pushvalue(L, idx);
+  rc = lua_pcall(L, 2, 0, 0);
+  if (rc != LUA_OK) {
+    conc__shvals_free(b->v, b->n);
+    lua_error(L);
+  }
+  return 1;
+}
+
+/* Hands a batch to the core (rc its result), then frees what is left. */
+static void batch_done(lua_State *L, Batch *b, int rc) {
+  conc__shvals_free(b->v, b->n);
+  check_rc(L, rc);
+}
+
+/* ======================================================================
+** list
+** ====================================================================== */
+
+static int l_list_new(lua_State *L) {
+  Batch b;
+  conc_ShList *l;
+  int rc;
+  gather(L, 1, &b, 0);
+  l = conc__shlist_new();
+  rc = l ? conc__shlist_insert(l, INT64_MAX, b.v, b.n) : CONC_ENOMEM;
+  if (rc != 0 && l) conc__obj_decref((conc_Obj *)l);
+  batch_done(L, &b, rc);
+  return conc__pushnew(L, (conc_Obj *)l);
+}
+
+/* The index at idx: an integer, or a float with an integral value. */
+static lua_Integer check_index(lua_State *L, int idx) {
+  int isnum = 0;
+  lua_Integer i = 0;
+  if (lua_type(L, idx) == LUA_TNUMBER) i = lua_tointegerx(L, idx, &isnum);
+  if (!isnum)
+    conc__raise(L, "TypeError", "list indices must be integers, not %s",
+                lua_type(L, idx) == LUA_TNUMBER ? "float" : luaL_typename(L, idx));
+  return i;
+}
+
+static int list_index_mm(lua_State *L) {
+  conc_ShList *l = check_list(L);
+  conc_ShVal v;
+  int rc;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    if (!conc__getmethod(L)) lua_pushnil(L);  /* l.append */
+    return 1;
+  }
+  rc = check_rc(L, conc__shlist_get(l, check_index(L, 2), &v));
+  if (rc == CONC_ERANGE) {
+    lua_pushnil(L);
+    return 1;
+  }
+  return push_value(L, &v);
+}
+
+static int list_newindex(lua_State *L) {
+  conc_ShList *l = check_list(L);
+  lua_Integer i = check_index(L, 2);
+  conc_ShVal v;
+  int rc;
+  no_nil(L, 3);
+  encode(L, 3, &v, NULL);
+  rc = conc__shlist_set(l, i, &v);
+  conc__shval_free(&v);
+  if (check_rc(L, rc) == CONC_ERANGE)
+    return conc__raise(L, "IndexError", "list assignment index out of range");
+  return 0;
+}
+
+static int list_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)conc__shlist_len(check_list(L)));
+  return 1;
+}
+
+/* Inserts the value at idx before item i (INT64_MAX: at the end). */
+static int insert_value(lua_State *L, conc_ShList *l, lua_Integer i, int idx) {
+  conc_ShVal v;
+  int rc;
+  no_nil(L, idx);
+  encode(L, idx, &v, NULL);
+  rc = conc__shlist_insert(l, i, &v, 1);
+  conc__shval_free(&v);
+  check_rc(L, rc);
+  return 0;
+}
+
+static int list_append(lua_State *L) {
+  return insert_value(L, check_list(L), INT64_MAX, 2);
+}
+
+static int list_insert(lua_State *L) {
+  conc_ShList *l = check_list(L);
+  return insert_value(L, l, luaL_checkinteger(L, 2), 3);
+}
+
+static int list_extend(lua_State *L) {
+  conc_ShList *l = check_list(L);
+  Batch b;
+  if (!gather(L, 2, &b, 0))
+    return conc__raise(L, "TypeError", "expected a table or a shared.list, "
+                       "got %s", luaL_typename(L, 2));
+  batch_done(L, &b, conc__shlist_insert(l, INT64_MAX, b.v, b.n));
+  return 0;
+}
+
+static int list_pop(lua_State *L) {
+  conc_ShList *l = check_list(L);
+  conc_ShVal v;
+  int rc = conc__shlist_pop(l, luaL_optinteger(L, 2, -1), &v);
+  if (rc == CONC_ENOENT)
+    return conc__raise(L, "IndexError", "pop from empty list");
+  if (rc == CONC_ERANGE)
+    return conc__raise(L, "IndexError", "pop index out of range");
+  return push_value(L, &v);
+}
+
+/*
+** The value at 2 as what to look for: its message, and for a number with
+** an integral value also the other of its integer and float forms, so that
+** 1 finds 1.0 as Lua's == does. Returns how many (the caller frees them).
+*/
+static int needles(lua_State *L, conc_ShVal *needle) {
+  int isnum = 0, n = 1;
+  luaL_checkany(L, 2);
+  encode(L, 2, &needle[0], NULL);
+  if (lua_type(L, 2) != LUA_TNUMBER) return 1;
+  if (lua_isinteger(L, 2)) {
+    lua_Integer i = lua_tointeger(L, 2);
+    lua_Number x = (lua_Number)i;
+    if (x >= -(lua_Number)LUA_MININTEGER || (lua_Integer)x != i) return 1;
+    lua_pushnumber(L, x);
+  } else {
+    lua_Integer i = lua_tointegerx(L, 2, &isnum);
+    if (!isnum) return 1;
+    lua_pushinteger(L, i);
+  }
+  encode(L, -1, &needle[n++], NULL);  /* a number: small, cannot raise */
+  lua_pop(L, 1);
+  return n;
+}
+
+static void free_needles(conc_ShVal *needle, int n) {
+  for (int i = 0; i < n; i++) conc__shval_free(&needle[i]);
+}
+
+static int not_in_list(lua_State *L, const char *what) {
+  return conc__raise(L, "ValueError", what, luaL_tolstring(L, 2, NULL));
+}
+
+static int list_index(lua_State *L) {
+  conc_ShList *l = check_list(L);
+  conc_ShVal needle[2];
+  int n = needles(L, needle);
+  int64_t at = conc__shlist_index(l, needle, n);
+  free_needles(needle, n);
+  if (at == 0) return not_in_list(L, "%s is not in list");
+  lua_pushinteger(L, at);
+  return 1;
+}
+
+static int list_count(lua_State *L) {
+  conc_ShList *l = check_list(L);
+  conc_ShVal needle[2];
+  int n = needles(L, needle);
+  size_t count = conc__shlist_count(l, needle, n);
+  free_needles(needle, n);
+  lua_pushinteger(L, (lua_Integer)count);
+  return 1;
+}
+
+static int list_remove(lua_State *L) {
+  conc_ShList *l = check_list(L);
+  conc_ShVal needle[2];
+  int n = needles(L, needle);
+  int rc = conc__shlist_remove(l, needle, n);
+  free_needles(needle, n);
+  if (rc == CONC_ENOENT) return not_in_list(L, "list.remove(x): %s not in list");
+  return 0;
+}
+
+static int list_clear(lua_State *L) {
+  conc__shlist_clear(check_list(L));
+  return 0;
+}
+
+static int list_copy(lua_State *L) {
+  return list_snapshot(L, check_list(L));
+}
+
+/* for i, v in pairs(l): over a snapshot taken when the loop starts */
+static int seq_next(lua_State *L) {
+  lua_Integer i = luaL_checkinteger(L, 2) + 1;
+  if (lua_rawgeti(L, 1, i) == LUA_TNIL) return 0;
+  lua_pushinteger(L, i);
+  lua_insert(L, -2);
+  return 2;
+}
+
+static int list_pairs(lua_State *L) {
+  conc_ShList *l = check_list(L);
+  lua_pushcfunction(L, seq_next);
+  list_snapshot(L, l);
+  lua_pushinteger(L, 0);
+  return 3;
+}
+
+/* ======================================================================
+** dict
+** ====================================================================== */
+
+/* The key at idx, checked, as the dict stores it: a float with an integral
+** value becomes that integer, as a Lua table's key does (pushed, and its
+** index returned). Strings, numbers and booleans only. */
+static int check_key(lua_State *L, int idx) {
+  int t = lua_type(L, idx), isint = 0;
+  lua_Integer i;
+  if (t == LUA_TSTRING || t == LUA_TBOOLEAN) return idx;
+  if (t != LUA_TNUMBER)
+    return conc__raise(L, "TypeError", "unhashable type: '%s'",
+                       luaL_typename(L, idx));
+  if (lua_isinteger(L, idx)) return idx;
+  if (lua_tonumber(L, idx) != lua_tonumber(L, idx))
+    return conc__raise(L, "ValueError", "a shared.dict key cannot be NaN");
+  i = lua_tointegerx(L, idx, &isint);
+  if (!isint) return idx;
+  lua_pushinteger(L, i);
+  return lua_gettop(L);
+}
+
+/* Keys are plain values: they always encode inline or without raising. */
+static void encode_key(lua_State *L, int idx, conc_ShVal *key) {
+  encode(L, check_key(L, idx), key, NULL);
+}
+
+static int key_error(lua_State *L, int idx) {
+  if (lua_type(L, idx) == LUA_TSTRING)
+    return conc__raise(L, "KeyError", "'%s'", lua_tostring(L, idx));
+  return conc__raise(L, "KeyError", "%s", luaL_tolstring(L, idx, NULL));
+}
+
+static int l_dict_new(lua_State *L) {
+  Batch b;
+  conc_ShDict *d;
+  int rc;
+  gather(L, 1, &b, 1);
+  d = conc__shdict_new();
+  rc = d ? conc__shdict_update(d, b.v, b.n / 2) : CONC_ENOMEM;
+  if (rc != 0 && d) conc__obj_decref((conc_Obj *)d);
+  batch_done(L, &b, rc);
+  return conc__pushnew(L, (conc_Obj *)d);
+}
+
+/* Pushes d[key at 2], or the value at dflt (0: nil) when absent. */
+static int get_or(lua_State *L, conc_ShDict *d, int dflt) {
+  conc_ShVal key, v;
+  int rc;
+  encode_key(L, 2, &key);
+  rc = conc__shdict_get(d, &key, &v);
+  conc__shval_free(&key);
+  if (check_rc(L, rc) == 0) return push_value(L, &v);
+  if (dflt) lua_pushvalue(L, dflt);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int dict_index_mm(lua_State *L) {
+  conc_ShDict *d = check_dict(L);
+  /* method names win over keys: d.keys (d:get("keys") reads the key) */
+  if (lua_type(L, 2) == LUA_TSTRING && conc__getmethod(L)) return 1;
+  return get_or(L, d, 0);
+}
+
+/* d[k] = v; nil removes k */
+static int dict_newindex(lua_State *L) {
+  conc_ShDict *d = check_dict(L);
+  conc_ShVal key, v;
+  int rc;
+  encode_key(L, 2, &key);
+  if (lua_isnil(L, 3)) {
+    rc = conc__shdict_pop(d, &key, &v);
+    conc__shval_free(&key);
+    if (rc == 0) conc__shval_free(&v);
+    return 0;
+  }
+  encode(L, 3, &v, &key);
+  rc = conc__shdict_set(d, &key, &v);
+  conc__shval_free(&key);  /* empty unless the call failed */
+  conc__shval_free(&v);
+  check_rc(L, rc);
+  return 0;
+}
+
+static int dict_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)conc__shdict_len(check_dict(L)));
+  return 1;
+}
+
+static int dict_get(lua_State *L) {
+  conc_ShDict *d = check_dict(L);
+  luaL_checkany(L, 2);
+  return get_or(L, d, lua_gettop(L) >= 3 ? 3 : 0);
+}
+
+/* d:setdefault(k, default): d[k], set to default first when absent (a nil
+** default sets nothing: a dict cannot hold nil) */
+static int dict_setdefault(lua_State *L) {
+  conc_ShDict *d = check_dict(L);
+  conc_ShVal key, v, out;
+  int rc;
+  luaL_checkany(L, 2);
+  if (lua_isnoneornil(L, 3)) return get_or(L, d, 0);
+  encode_key(L, 2, &key);
+  encode(L, 3, &v, &key);
+  rc = conc__shdict_setdefault(d, &key, &v, &out);
+  if (rc != 0) {
+    conc__shval_free(&key);
+    conc__shval_free(&v);
+    check_rc(L, rc);
+  }
+  return push_value(L, &out);
+}
+
+static int dict_update(lua_State *L) {
+  conc_ShDict *d = check_dict(L);
+  Batch b;
+  if (gather(L, 2, &b, 1))
+    batch_done(L, &b, conc__shdict_update(d, b.v, b.n / 2));
+  return 0;
+}
+
+/* d:pop(k[, default]): removes and returns d[k]; KeyError when absent and
+** no default was given (an explicit nil is a default) */
+static int dict_pop(lua_State *L) {
+  conc_ShDict *d = check_dict(L);
+  conc_ShVal key, v;
+  int rc, has_default = lua_gettop(L) >= 3;
+  luaL_checkany(L, 2);
+  encode_key(L, 2, &key);
+  rc = conc__shdict_pop(d, &key, &v);
+  conc__shval_free(&key);
+  if (rc == 0) return push_value(L, &v);
+  if (!has_default) return key_error(L, 2);
+  lua_pushvalue(L, 3);
+  return 1;
+}
+
+static int dict_keys(lua_State *L) {
+  return dict_snapshot(L, check_dict(L), CONC_SH_KEYS, AS_SEQ);
+}
+
+static int dict_values(lua_State *L) {
+  return dict_snapshot(L, check_dict(L), CONC_SH_VALUES, AS_SEQ);
+}
+
+static int dict_items(lua_State *L) {
+  return dict_snapshot(L, check_dict(L), CONC_SH_KEYS | CONC_SH_VALUES,
+                       AS_ITEMS);
+}
+
+static int dict_clear(lua_State *L) {
+  conc__shdict_clear(check_dict(L));
+  return 0;
+}
+
+static int dict_copy(lua_State *L) {
+  return dict_snapshot(L, check_dict(L), CONC_SH_KEYS | CONC_SH_VALUES,
+                       AS_MAP);
+}
+
+/* The iterator of pairs(d): upvalue 1 holds the snapshot as a sequence
+** k1, v1, k2, v2, ... (insertion order), upvalue 2 the position. */
+static int flat_next(lua_State *L) {
+  lua_Integer i = lua_tointeger(L, lua_upvalueindex(2));
+  if (lua_rawgeti(L, lua_upvalueindex(1), i + 1) == LUA_TNIL) return 0;
+  lua_rawgeti(L, lua_upvalueindex(1), i + 2);
+  lua_pushinteger(L, i + 2);
+  lua_replace(L, lua_upvalueindex(2));
+  return 2;
+}
+
+static int dict_pairs(lua_State *L) {
+  conc_ShDict *d = check_dict(L);
+  dict_snapshot(L, d, CONC_SH_KEYS | CONC_SH_VALUES, AS_SEQ);
+  lua_pushinteger(L, 0);
+  lua_pushcclosure(L, flat_next, 2);
+  return 1;
+}
+
+/* ======================================================================
+** Registration
+** ====================================================================== */
+
+static int meta_list(lua_State *L) {
+  static const luaL_Reg meta[] = {
+    {"__index", list_index_mm}, {"__newindex", list_newindex},
+    {"__len", list_len}, {"__pairs", list_pairs},
+    {"append", list_append}, {"extend", list_extend},
+    {"insert", list_insert}, {"pop", list_pop}, {"remove", list_remove},
+    {"index", list_index}, {"count", list_count}, {"clear", list_clear},
+    {"copy", list_copy}, {NULL, NULL}};
+  conc__newmeta(L, &conc__shlist_type, meta);
+  return 0;
+}
+
+static int meta_dict(lua_State *L) {
+  static const luaL_Reg meta[] = {
+    {"__index", dict_index_mm}, {"__newindex", dict_newindex},
+    {"__len", dict_len}, {"__pairs", dict_pairs},
+    {"get", dict_get}, {"setdefault", dict_setdefault},
+    {"update", dict_update}, {"pop", dict_pop}, {"keys", dict_keys},
+    {"values", dict_values}, {"items", dict_items}, {"clear", dict_clear},
+    {"copy", dict_copy}, {NULL, NULL}};
+  conc__newmeta(L, &conc__shdict_type, meta);
+  return 0;
+}
+
+void conc__open_shared(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"shared_list", l_list_new}, {"shared_dict", l_dict_new}, {NULL, NULL}};
+  conc__lazymeta(L, &conc__shlist_type, meta_list);
+  conc__lazymeta(L, &conc__shdict_type, meta_dict);
+  luaL_setfuncs(L, fns, 0);
+}
