@@ -12,7 +12,7 @@
 
 #include "internal.h"
 
-#define EVENT_SPINS 300  /* pause steps (~3 µs) before sleeping in wait */
+#define EVENT_SPINS 1000  /* pause steps (~10 µs here) before sleeping */
 
 struct conc_Event {
   conc_Obj hdr;
@@ -69,8 +69,10 @@ int conc__event_wait(conc_Event *e, double deadline) {
   int rc = CONC_OK;
   if (w & 1) return CONC_OK;
   /* a set() from a thread on another core often comes within microseconds;
-  ** waking from a futex takes longer than that here (tens of µs in a VM) */
-  if (conc__can_spin()) {
+  ** waking from a futex takes longer than that here (tens of µs in a VM).
+  ** A poll (timeout 0) does not spin. */
+  if (conc__can_spin() &&
+      (deadline == CONC_FOREVER || deadline > conc__monotonic())) {
     for (int i = 0; i < EVENT_SPINS; i++) {
       if (atomic_load_explicit(&e->word, memory_order_acquire) != w)
         return CONC_OK;  /* the count moved: a set() came */

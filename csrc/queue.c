@@ -321,17 +321,23 @@ static void unlock(conc_Queue *q) {
   conc__mutex_release(&q->mu);
 }
 
-/* Spins while the size is `bad`, a bounded number of steps. */
-static void spin_while_size(conc_Queue *q, size_t bad) {
-  if (!conc__can_spin()) return;
-  for (int i = 0; i < SPINS; i++) {
+/* Spins while the size is `bad`, for about SPINS pause steps. The gaps
+** between looks grow: a look pulls the size's cache line over from the
+** producer, who must then win it back to write the next item. */
+static void spin_while_size(conc_Queue *q, size_t bad, double deadline) {
+  if (!conc__can_spin() ||
+      (deadline != CONC_FOREVER && deadline <= conc__monotonic()))
+    return;  /* a poll (timeout 0) does not spin */
+  for (int i = 0, gap = 1; i < SPINS; i += gap) {
     if (atomic_load_explicit(&q->size, memory_order_relaxed) != bad) return;
-    conc__spin_pause();
+    for (int k = 0; k < gap; k++) conc__spin_pause();
+    if (gap < 16) gap *= 2;
   }
 }
 
 /* Sleeps on word (its value read under the mutex as `seen`), the mutex
-** dropped meanwhile; *sleepers counts us. Returns the futex wait's result. */
+** dropped meanwhile; *sleepers counts us until a waker pays us off (see
+** wake_one). Returns the futex wait's result. */
 static int sleep_on(conc_Queue *q, atomic_uint *word, unsigned *sleepers,
                     double deadline) {
   unsigned seen = atomic_load_explicit(word, memory_order_relaxed);
@@ -340,13 +346,28 @@ static int sleep_on(conc_Queue *q, atomic_uint *word, unsigned *sleepers,
   unlock(q);
   rc = conc__futex_wait(word, seen, deadline);
   lock(q);
-  (*sleepers)--;
+  /* the word moved: a waker took one off the count on someone's behalf
+  ** (maybe ours; counts are anonymous, and one too many only costs a wake
+  ** later); unmoved: we are still counted, and take ourselves off */
+  if (atomic_load_explicit(word, memory_order_relaxed) == seen) (*sleepers)--;
   return rc;
 }
 
-/* Bumps word for its sleepers (under the mutex); 1 if a wake is due. */
-static int bump(atomic_uint *word, unsigned sleepers) {
-  if (sleepers == 0) return 0;
+/* Under the mutex: 1 if a sleeper on word must be woken (after unlocking).
+** The woken one leaves the count now, not when it next runs: a producer
+** whose consumer was woken but has not run yet makes no more wake calls
+** (before, it made one per put, each a system call). */
+static int wake_one(atomic_uint *word, unsigned *sleepers) {
+  if (*sleepers == 0) return 0;
+  (*sleepers)--;
+  atomic_fetch_add_explicit(word, 1, memory_order_relaxed);
+  return 1;
+}
+
+/* The same for waking every sleeper. */
+static int wake_all(atomic_uint *word, unsigned *sleepers) {
+  if (*sleepers == 0) return 0;
+  *sleepers = 0;
   atomic_fetch_add_explicit(word, 1, memory_order_relaxed);
   return 1;
 }
@@ -356,7 +377,7 @@ int conc__queue_put(conc_Queue *q, conc_Item *it, int block, double deadline,
   int rc = CONC_OK, wake;
   if (block && q->maxsize > 0 &&
       atomic_load_explicit(&q->size, memory_order_relaxed) >= q->maxsize)
-    spin_while_size(q, q->maxsize);
+    spin_while_size(q, q->maxsize, deadline);
   lock(q);
   for (;;) {
     if (atomic_load_explicit(&q->shutdown, memory_order_relaxed)) {
@@ -377,7 +398,7 @@ int conc__queue_put(conc_Queue *q, conc_Item *it, int block, double deadline,
   }
   if (rc == CONC_OK) {
     q->unfinished++;
-    wake = bump(&q->not_empty, q->getters);
+    wake = wake_one(&q->not_empty, &q->getters);
   } else {
     wake = 0;
   }
@@ -391,12 +412,12 @@ int conc__queue_get(conc_Queue *q, conc_Item *out, int block,
                     double deadline) {
   int rc, wake = 0;
   if (block && atomic_load_explicit(&q->size, memory_order_relaxed) == 0)
-    spin_while_size(q, 0);
+    spin_while_size(q, 0, deadline);
   lock(q);
   for (;;) {
     if (q->count > 0) {
       take(q, out);
-      wake = bump(&q->not_full, q->putters);
+      wake = wake_one(&q->not_full, &q->putters);
       rc = CONC_OK;
       break;
     }
@@ -423,7 +444,7 @@ int conc__queue_task_done(conc_Queue *q) {
   if (q->unfinished == 0) {
     rc = -1;
   } else if (--q->unfinished == 0) {
-    wake = bump(&q->all_done, q->joiners);
+    wake = wake_all(&q->all_done, &q->joiners);
   }
   unlock(q);
   if (wake) conc__futex_wake(&q->all_done, INT32_MAX);
@@ -452,9 +473,10 @@ void conc__queue_shutdown(conc_Queue *q, int immediate) {
       conc__item_free(&it);  /* frees no memory a waiter could touch */
       if (q->unfinished > 0) q->unfinished--;
     }
-    wake_done = bump(&q->all_done, q->joiners);
+    wake_done = wake_all(&q->all_done, &q->joiners);
   }
   /* every sleeper looks again and finds the queue shut down */
+  q->getters = q->putters = 0;
   atomic_fetch_add_explicit(&q->not_empty, 1, memory_order_relaxed);
   atomic_fetch_add_explicit(&q->not_full, 1, memory_order_relaxed);
   unlock(q);
