@@ -19,6 +19,10 @@ local time = require "conc.time"
 local isinstance = conc.isinstance
 
 local WAIT = 20    -- seconds: the bound on every wait for another thread
+-- A blocking call given WAIT as its timeout that returns sooner than this was
+-- ended by a wake, not by the timeout. (A timed get that misses its wake
+-- still finds the item on its last look, so the time is what tells.)
+local WOKEN = WAIT / 2
 
 -- busted runs this file with an _ENV of its own whose metamethods reach all
 -- of busted: a function defined here that names a global carries it as its
@@ -190,6 +194,22 @@ local function result(results)
           took = r[6]}
 end
 
+-- That a thread's call (see report()) was ended by a wake.
+local function woken(r)
+  assert.is_true(r.took < WOKEN, string.format(
+    "released after %.1f s: by its timeout, not by a wake", r.took))
+end
+
+-- conc.select(objs, WAIT), checked to be ended by a wake.
+local function select_woken(objs)
+  local t0 = time.monotonic()
+  local obj, i = conc.select(objs, WAIT)
+  local took = time.monotonic() - t0
+  assert.is_true(took < WOKEN, string.format(
+    "select returned after %.1f s: by its timeout, not by a wake", took))
+  return obj, i
+end
+
 -- A moment for a thread that said it is about to block to reach the sleep.
 local function settle()
   time.sleep(0.05)
@@ -357,6 +377,7 @@ describe("conc.queue bounds and timeouts", function()
     assert.is_true(isinstance(err, queue.Full), errors.tostring(err))
     assert.is_true(took < 1, "put(x, false) waited " .. took .. " s")
     assert.are.equal("queue.Full", tostring(err))
+    assert.is_true(isinstance(err, errors.Exception))
     assert.are.equal(1, q:qsize())
     assert.are.equal(1, q.unfinished_tasks)
   end)
@@ -394,6 +415,8 @@ describe("conc.queue bounds and timeouts", function()
     local q = queue.Queue()
     local err = raises(queue.Empty, q.get_nowait, q)
     assert.are.equal("queue.Empty", tostring(err))
+    assert.is_true(isinstance(err, errors.Exception))  -- as in Python
+    assert.is_false(isinstance(err, queue.Full))
     local took = timed(function() raises(queue.Empty, q.get, q, false, 5) end)
     assert.is_true(took < 1, "get(false) waited " .. took .. " s")
     raises(queue.Empty, queue.LifoQueue().get_nowait, queue.LifoQueue())
@@ -447,7 +470,7 @@ describe("conc.queue bounds and timeouts", function()
     raises(queue.ShutDown, q.put, q, 1, true, -1)
   end)
 
-  it("nil block means true, as None would not: nil is Python's default", function()
+  it("block nil means true: nil stands for the default", function()
     local q = queue.Queue()
     q:put(1, nil, nil)
     assert.are.equal(1, q:get(nil, 1))
@@ -470,10 +493,10 @@ describe("conc.queue blocking", function()
     settle()
     q:put({msg = "hello"})
     local r = result(results)
+    woken(r)
     joined(t)
     assert.is_true(r.ok, tostring(r.value))
     assert.are.same({msg = "hello"}, r.value)
-    assert.is_true(r.took < WAIT)
     assert.is_true(q:empty())
   end)
 
@@ -485,6 +508,7 @@ describe("conc.queue blocking", function()
     settle()
     assert.are.equal("first", q:get(true, WAIT))
     local r = result(results)
+    woken(r)
     joined(t)
     assert.is_true(r.ok, tostring(r.value))
     assert.are.equal("second", q:get(true, WAIT))
@@ -504,6 +528,7 @@ describe("conc.queue blocking", function()
     local seen = {}
     for _ = 1, 4 do
       local r = result(results)
+      woken(r)
       assert.is_true(r.ok, tostring(r.value))
       assert.is_nil(seen[r.value])
       seen[r.value] = true
@@ -617,6 +642,7 @@ describe("conc.queue shutdown", function()
     assert.is_true(q.is_shutdown)
     local err = raises(queue.ShutDown, q.put, q, 4)
     assert.are.equal("queue.ShutDown", tostring(err))
+    assert.is_true(isinstance(err, errors.Exception))
     raises(queue.ShutDown, q.put_nowait, q, 4)
     raises(queue.ShutDown, q.put, q, 4, false)
     assert.are.equal(3, q:qsize())
@@ -663,10 +689,10 @@ describe("conc.queue shutdown", function()
     settle()
     q:shutdown()
     local r = result(results)
+    woken(r)
     joined(t)
     assert.is_false(r.ok)
     assert.is_true(r.shutdown, r.value)
-    assert.is_true(r.took < WAIT)
   end)
 
   it("shutdown releases a blocked putter with ShutDown", function()
@@ -677,6 +703,7 @@ describe("conc.queue shutdown", function()
     settle()
     q:shutdown()
     local r = result(results)
+    woken(r)
     joined(t)
     assert.is_false(r.ok)
     assert.is_true(r.shutdown, r.value)
@@ -699,6 +726,7 @@ describe("conc.queue shutdown", function()
     putq:shutdown()
     for _ = 1, 6 do
       local r = result(results)
+      woken(r)
       assert.is_true(r.shutdown, tostring(r.value))
     end
     for _, t in ipairs(ts) do joined(t) end
@@ -932,6 +960,7 @@ describe("conc.queue.SimpleQueue", function()
     settle()
     s:put("woken")
     local r = result(results)
+    woken(r)
     joined(t)
     assert.is_true(r.ok, tostring(r.value))
     assert.are.equal("woken", r.value)
@@ -1013,7 +1042,7 @@ describe("conc.select", function()
     local a, b, go = queue.Queue(), queue.Queue(), threading.Event()
     local t = spawn(W.put_after, go, b, "late", WAIT)
     go:set()
-    local obj, i = conc.select({a, b}, WAIT)
+    local obj, i = select_woken({a, b})
     joined(t)
     assert.is_true(rawequal(b, obj))
     assert.are.equal(2, i)
@@ -1024,7 +1053,7 @@ describe("conc.select", function()
     local q, ev, go = queue.Queue(), threading.Event(), threading.Event()
     local t = spawn(W.set_after, go, ev, WAIT)
     go:set()
-    local obj, i = conc.select({q, ev}, WAIT)
+    local obj, i = select_woken({q, ev})
     joined(t)
     assert.is_true(rawequal(ev, obj))
     assert.are.equal(2, i)
@@ -1043,7 +1072,7 @@ describe("conc.select", function()
     local q, go = queue.Queue(), threading.Event()
     local t = spawn(W.shutdown_after, go, q, WAIT)
     go:set()
-    local obj = conc.select({q}, WAIT)
+    local obj = select_woken({q})
     joined(t)
     assert.is_true(rawequal(q, obj))
   end)
@@ -1053,7 +1082,7 @@ describe("conc.select", function()
     assert.is_nil((conc.select({q, q}, 0.01)))
     local t = spawn(W.put_after, go, q, 1, WAIT)
     go:set()
-    local obj, i = conc.select({q, q}, WAIT)
+    local obj, i = select_woken({q, q})
     joined(t)
     assert.is_true(rawequal(q, obj))
     assert.are.equal(1, i)
