@@ -206,17 +206,23 @@ static void push_item(lua_State *L, conc_Item *it) {
 /* ---- put and get ------------------------------------------------------------ */
 
 /* The deadline of (block, timeout) at idx, idx + 1, checked as Python
-** checks them: timeout nil waits for good, a negative one is an error. */
-static double wait_args(lua_State *L, int idx, int *block) {
+** checks them: timeout nil waits for good, a negative one is an error --
+** but only where the call could wait. Python ignores the timeout when block
+** is false, a put on an unbounded queue (SimpleQueue's put: always) never
+** looks at it, and a shut-down queue raises ShutDown first (for a get, once
+** it is empty). Each of those states is final, so the call cannot block. */
+static double wait_args(lua_State *L, conc_Queue *q, int idx, int *block,
+                        int put) {
   double timeout;
   *block = lua_isnoneornil(L, idx) || lua_toboolean(L, idx);
-  if (!*block || lua_isnoneornil(L, idx + 1)) {
-    if (!lua_isnoneornil(L, idx + 1)) luaL_checknumber(L, idx + 1);
-    return CONC_FOREVER;
-  }
+  if (!*block || lua_isnoneornil(L, idx + 1)) return CONC_FOREVER;
+  if (put && conc__queue_maxsize(q) == 0) return CONC_FOREVER;
   timeout = luaL_checknumber(L, idx + 1);
-  if (!(timeout >= 0))
+  if (!(timeout >= 0)) {
+    if (conc__queue_is_shutdown(q) && (put || conc__queue_qsize(q) == 0))
+      return CONC_FOREVER;
     conc__raise(L, "ValueError", "'timeout' must be a non-negative number");
+  }
   return conc__monotonic() + timeout;
 }
 
@@ -256,7 +262,7 @@ static int do_get(lua_State *L, conc_Queue *q, int block, double deadline) {
 static int queue_put(lua_State *L) {
   conc_Queue *q = check_queue(L);
   int block;
-  double deadline = wait_args(L, 3, &block);
+  double deadline = wait_args(L, q, 3, &block, 1);
   return do_put(L, q, block, deadline);
 }
 
@@ -268,7 +274,7 @@ static int queue_put_nowait(lua_State *L) {
 static int queue_get(lua_State *L) {
   conc_Queue *q = check_queue(L);
   int block;
-  double deadline = wait_args(L, 2, &block);
+  double deadline = wait_args(L, q, 2, &block, 0);
   return do_get(L, q, block, deadline);
 }
 
