@@ -305,8 +305,8 @@ enum { CONC_FIFO, CONC_LIFO, CONC_PRIORITY };
 
 typedef struct conc_Queue conc_Queue;
 extern conc_ObjType conc__queue_type;
-/* maxsize 0: unbounded; simple: a SimpleQueue (no tasks, no shutdown) */
-conc_Queue *conc__queue_new(int kind, size_t maxsize, int simple);
+/* maxsize <= 0: unbounded; simple: a SimpleQueue (no tasks, no shutdown) */
+conc_Queue *conc__queue_new(int kind, double maxsize, int simple);
 /* Takes the item on CONC_OK, else leaves it the caller's. On QUNORDERED,
 ** *ta and *tb name the kinds that did not compare. */
 int conc__queue_put(conc_Queue *q, conc_Item *it, int block, double deadline,
@@ -316,7 +316,8 @@ int conc__queue_task_done(conc_Queue *q);       /* -1: called too often */
 int conc__queue_join(conc_Queue *q);            /* CONC_OK or CONC_EINTR */
 void conc__queue_shutdown(conc_Queue *q, int immediate);
 size_t conc__queue_qsize(conc_Queue *q);
-size_t conc__queue_maxsize(conc_Queue *q);
+size_t conc__queue_maxsize(conc_Queue *q);        /* the bound; 0: none */
+double conc__queue_maxsize_arg(conc_Queue *q);    /* as given */
 unsigned long conc__queue_unfinished(conc_Queue *q);
 int conc__queue_kind(conc_Queue *q);
 int conc__queue_simple(conc_Queue *q);

@@ -7,6 +7,7 @@
 ** objects inside them go by reference. A PriorityQueue item also gets a sort
 ** key, made here from the Lua value (see queue.c for its form).
 */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,9 +19,8 @@ static conc_Queue *check_queue(lua_State *L) {
 
 /* Queue(maxsize=0): maxsize <= 0 is unbounded, as in Python */
 static int queue_new(lua_State *L, int kind) {
-  lua_Integer maxsize = luaL_optinteger(L, 1, 0);
-  if (maxsize < 0) maxsize = 0;
-  return conc__pushnew(L, (conc_Obj *)conc__queue_new(kind, (size_t)maxsize, 0));
+  double maxsize = (double)luaL_optnumber(L, 1, 0);
+  return conc__pushnew(L, (conc_Obj *)conc__queue_new(kind, maxsize, 0));
 }
 
 static int l_queue_new(lua_State *L) {
@@ -335,7 +335,10 @@ static int queue_index(lua_State *L) {
   } else if (conc__getmethod(L)) {
     return 1;
   } else if (k && strcmp(k, "maxsize") == 0) {
-    lua_pushinteger(L, (lua_Integer)conc__queue_maxsize(q));
+    lua_Number m = (lua_Number)conc__queue_maxsize_arg(q);
+    lua_Integer i;
+    if (m == floor(m) && lua_numbertointeger(m, &i)) lua_pushinteger(L, i);
+    else lua_pushnumber(L, m);
   } else if (k && strcmp(k, "unfinished_tasks") == 0) {
     lua_pushinteger(L, (lua_Integer)conc__queue_unfinished(q));
   } else if (k && strcmp(k, "is_shutdown") == 0) {

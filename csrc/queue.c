@@ -19,6 +19,7 @@
 ** is empty; shutdown(immediate) also drops the items, counting each as a
 ** task done so that join returns.
 */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,6 +35,7 @@ struct conc_Queue {
   conc_Obj hdr;
   int kind, simple;           /* fixed at birth, like maxsize */
   size_t maxsize;             /* 0: unbounded */
+  double maxsize_arg;         /* as given: Queue(-3).maxsize is -3 */
   conc_WaitList watchers;     /* conc.select: ready when an item is there */
   _Alignas(64) atomic_uint mu;
   conc_Item *items;
@@ -297,14 +299,18 @@ conc_ObjType conc__queue_type = {
   .name = "conc.Queue", .destroy = queue_destroy, .ready = queue_ready,
   .waitlist = queue_waitlist};
 
-conc_Queue *conc__queue_new(int kind, size_t maxsize, int simple) {
+conc_Queue *conc__queue_new(int kind, double maxsize, int simple) {
   conc_Queue *q = aligned_alloc(64, sizeof *q);
   if (q == NULL) return NULL;
   memset(q, 0, sizeof *q);
   conc__obj_init(&q->hdr, &conc__queue_type);
   q->kind = kind;
   q->simple = simple;
-  q->maxsize = maxsize;
+  q->maxsize_arg = maxsize;
+  /* Python compares qsize() >= maxsize: a bound of 1.5 is full at 2 */
+  if (maxsize > 0)
+    q->maxsize = maxsize >= (double)(SIZE_MAX / 2) ? SIZE_MAX / 2
+                                                   : (size_t)ceil(maxsize);
   conc__waitlist_init(&q->watchers);
   if (grow(q) != 0) {
     free(q);
@@ -492,6 +498,10 @@ size_t conc__queue_qsize(conc_Queue *q) {
 
 size_t conc__queue_maxsize(conc_Queue *q) {
   return q->maxsize;
+}
+
+double conc__queue_maxsize_arg(conc_Queue *q) {
+  return q->maxsize_arg;
 }
 
 unsigned long conc__queue_unfinished(conc_Queue *q) {
