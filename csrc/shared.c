@@ -373,6 +373,7 @@ static uint64_t hash_key(const conc_ShVal *key) {
 static int64_t dict_find(const conc_ShDict *d, const conc_ShVal *key,
                          uint64_t h, size_t *slot) {
   size_t mask = d->nindex - 1, i, insert_at = SIZE_MAX;
+  *slot = 0;  /* no index yet: dict_add resizes, then finds the slot again */
   if (d->nindex == 0) return -1;
   for (i = h & mask;; i = (i + 1) & mask) {
     int32_t ix = d->index[i];
