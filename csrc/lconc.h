@@ -30,8 +30,8 @@ conc_Msg *conc__encode_buf(lua_State *L, int first, int n,
 ** that keep small values inline (shared.c's containers), and returns its
 ** length; the bytes are what conc__encode would make. Returns 0, having
 ** written nothing, when the value is not plain (nil, boolean, number,
-** string) or its message needs more than size bytes (size at most 240):
-** encode it with conc__encode then. Never raises, never allocates.
+** string) or its message needs more than size bytes: encode it with
+** conc__encode then. Never raises, never allocates.
 */
 size_t conc__encode_small(lua_State *L, int idx, char *buf, size_t size);
 
