@@ -909,33 +909,60 @@ static size_t varint_to(unsigned char *p, uint64_t v) {
   return n;
 }
 
+/* Copies n bytes; short runs (a dict key's) by two fixed-size moves that
+** may overlap, as memcpy itself would, without the call. */
+static void copy_short(char *dst, const char *src, size_t n) {
+  uint64_t a, b;
+  uint32_t c, d;
+  if (n >= 8 && n <= 16) {
+    memcpy(&a, src, 8);
+    memcpy(&b, src + n - 8, 8);
+    memcpy(dst, &a, 8);
+    memcpy(dst + n - 8, &b, 8);
+  } else if (n >= 4 && n < 8) {
+    memcpy(&c, src, 4);
+    memcpy(&d, src + n - 4, 4);
+    memcpy(dst, &c, 4);
+    memcpy(dst + n - 4, &d, 4);
+  } else if (n > 0 && n < 4) {
+    dst[0] = src[0];
+    dst[n / 2] = src[n / 2];
+    dst[n - 1] = src[n - 1];
+  } else if (n > 0) {
+    memcpy(dst, src, n);
+  }
+}
+
 /*
 ** The fast path of shared.c's containers: see lconc.h. A plain value is one
 ** scalar, so its message is written here byte by byte, the same bytes
 ** enc_header and enc_value write (the encoder's state is several kilobytes
 ** to set up, and a shared.dict read or write encodes a key and a value).
-** tmp holds the header, the tag and the longest payload that is not a
-** string's bytes; those go straight to buf.
+** The header, tag and payload go straight into buf when it has room for
+** the longest one that is not a string's bytes, else through tmp.
 */
+#define SMALL_HEAD (3 + 1 + 10)
+
 size_t conc__encode_small(lua_State *L, int idx, char *buf, size_t size) {
-  unsigned char tmp[3 + 1 + 10];
+  unsigned char tmp[SMALL_HEAD];
+  unsigned char *out = size >= SMALL_HEAD ? (unsigned char *)buf : tmp;
   size_t n = 4, slen = 0;
   const char *s = NULL;
-  tmp[0] = 'c';
-  tmp[1] = VERSION;
-  tmp[2] = 1;  /* varint: one value */
+  out[0] = 'c';
+  out[1] = VERSION;
+  out[2] = 1;  /* varint: one value */
   switch (lua_type(L, idx)) {
-    case LUA_TNIL: tmp[3] = T_NIL; break;
-    case LUA_TBOOLEAN: tmp[3] = lua_toboolean(L, idx) ? T_TRUE : T_FALSE; break;
+    case LUA_TNIL: out[3] = T_NIL; break;
+    case LUA_TBOOLEAN: out[3] = lua_toboolean(L, idx) ? T_TRUE : T_FALSE; break;
     case LUA_TNUMBER: {
       if (lua_isinteger(L, idx)) {
         uint64_t u = (uint64_t)lua_tointeger(L, idx);
-        tmp[3] = T_INT;
-        n += varint_to(tmp + 4, (u << 1) ^ (uint64_t)((int64_t)u >> 63));
+        out[3] = T_INT;
+        n += varint_to(out + 4, (u << 1) ^ (uint64_t)((int64_t)u >> 63));
       } else {
         lua_Number d = lua_tonumber(L, idx);
-        tmp[3] = T_FLOAT;
-        memcpy(tmp + 4, &d, sizeof d);
+        out[3] = T_FLOAT;
+        memcpy(out + 4, &d, sizeof d);
         n += sizeof d;
       }
       break;
@@ -943,14 +970,14 @@ size_t conc__encode_small(lua_State *L, int idx, char *buf, size_t size) {
     case LUA_TSTRING:
       s = lua_tolstring(L, idx, &slen);
       if (slen > size) return 0;
-      tmp[3] = T_STR;
-      n += varint_to(tmp + 4, slen);
+      out[3] = T_STR;
+      n += varint_to(out + 4, slen);
       break;
     default: return 0;
   }
   if (n + slen > size) return 0;
-  memcpy(buf, tmp, n);
-  if (slen > 0) memcpy(buf + n, s, slen);
+  if (out == tmp) memcpy(buf, tmp, n);
+  copy_short(buf + n, s, slen);
   return n + slen;
 }
 
