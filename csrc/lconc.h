@@ -28,10 +28,10 @@ conc_Msg *conc__encode_buf(lua_State *L, int first, int n,
 /*
 ** Writes the one-value message of the value at idx into buf, for callers
 ** that keep small values inline (shared.c's containers), and returns its
-** length; the bytes are what conc__encode would make. Returns 0, having
-** written nothing, when the value is not plain (nil, boolean, number,
-** string) or its message needs more than size bytes (size at most 240):
-** encode it with conc__encode then. Never raises, never allocates.
+** length; the bytes are what conc__encode would make. Returns 0 (what buf
+** holds is then unspecified) when the value is not plain (nil, boolean, number,
+** string) or its message needs more than size bytes: encode it with
+** conc__encode then. Never raises, never allocates.
 */
 size_t conc__encode_small(lua_State *L, int idx, char *buf, size_t size);
 

@@ -65,10 +65,11 @@ static void encode(lua_State *L, int idx, conc_ShVal *v, conc_ShVal *held) {
 
 /* Pushes a copy of the value v holds; v stays the caller's. */
 static void decode(lua_State *L, const conc_ShVal *v) {
-  size_t len;
-  const char *p = conc__shval_data(v, &len);
-  if (v->msg) conc__decode_bytes(L, p, len, v->msg->objs, v->msg->nobjs);
-  else conc__decode_bytes(L, p, len, NULL, 0);
+  if (v->msg)
+    conc__decode_bytes(L, v->msg->data, v->msg->len, v->msg->objs,
+                       v->msg->nobjs);
+  else
+    conc__decode_bytes(L, v->bytes, v->len, NULL, 0);
 }
 
 static int decode_p(lua_State *L) {
@@ -189,7 +190,7 @@ static int seq_p(lua_State *L) {
   return 0;
 }
 
-static int check_key(lua_State *L, int idx);
+static int check_key(lua_State *L, int idx, int t);
 
 /* Under pcall: the pairs of the table at 2, key then value, into the batch
 ** at 1 (raw: a table's own contents, as Python's dict(mapping) reads). */
@@ -206,7 +207,7 @@ static int map_p(lua_State *L) {
   lua_pushnil(L);
   top = lua_gettop(L);
   while (lua_next(L, 2)) {
-    int k = check_key(L, top);
+    int k = check_key(L, top, lua_type(L, top));
     encode(L, k, &b->v[b->n], NULL);
     b->n++;
     encode(L, top + 1, &b->v[b->n], NULL);
@@ -453,11 +454,11 @@ static int list_pairs(lua_State *L) {
 ** dict
 ** ====================================================================== */
 
-/* The key at idx, checked, as the dict stores it: a float with an integral
-** value becomes that integer, as a Lua table's key does (pushed, and its
-** index returned). Strings, numbers and booleans only. */
-static int check_key(lua_State *L, int idx) {
-  int t = lua_type(L, idx), isint = 0;
+/* The key at idx (of type t), checked, as the dict stores it: a float with
+** an integral value becomes that integer, as a Lua table's key does (pushed,
+** and its index returned). Strings, numbers and booleans only. */
+static int check_key(lua_State *L, int idx, int t) {
+  int isint = 0;
   lua_Integer i;
   if (t == LUA_TSTRING || t == LUA_TBOOLEAN) return idx;
   if (t != LUA_TNUMBER)
@@ -472,9 +473,21 @@ static int check_key(lua_State *L, int idx) {
   return lua_gettop(L);
 }
 
-/* Keys are plain values: they always encode inline or without raising. */
+/* Keys are plain values: they always encode inline or without raising.
+** A string key is the common case: it needs no check, and one that fits
+** inline (most do) skips encode's general path. */
+static void encode_key_t(lua_State *L, int idx, int t, conc_ShVal *key) {
+  if (t == LUA_TSTRING) {
+    key->msg = NULL;
+    key->len = (uint32_t)conc__encode_small(L, idx, key->bytes,
+                                            sizeof key->bytes);
+    if (key->len > 0) return;
+  }
+  encode(L, check_key(L, idx, t), key, NULL);
+}
+
 static void encode_key(lua_State *L, int idx, conc_ShVal *key) {
-  encode(L, check_key(L, idx), key, NULL);
+  encode_key_t(L, idx, lua_type(L, idx), key);
 }
 
 static int key_error(lua_State *L, int idx) {
@@ -495,11 +508,12 @@ static int l_dict_new(lua_State *L) {
   return conc__pushnew(L, (conc_Obj *)d);
 }
 
-/* Pushes d[key at 2], or the value at dflt (0: nil) when absent. */
-static int get_or(lua_State *L, conc_ShDict *d, int dflt) {
+/* Pushes d[key at 2] (of type t), or the value at dflt (0: nil) when
+** absent. */
+static int get_or(lua_State *L, conc_ShDict *d, int t, int dflt) {
   conc_ShVal key, v;
   int rc;
-  encode_key(L, 2, &key);
+  encode_key_t(L, 2, t, &key);
   rc = conc__shdict_get(d, &key, &v);
   conc__shval_free(&key);
   if (check_rc(L, rc) == 0) return push_value(L, &v);
@@ -511,8 +525,9 @@ static int get_or(lua_State *L, conc_ShDict *d, int dflt) {
 static int dict_index_mm(lua_State *L) {
   conc_ShDict *d = check_dict(L);
   /* method names win over keys: d.keys (d:get("keys") reads the key) */
-  if (lua_type(L, 2) == LUA_TSTRING && conc__getmethod(L)) return 1;
-  return get_or(L, d, 0);
+  int t = lua_type(L, 2);
+  if (t == LUA_TSTRING && conc__getmethod(L)) return 1;
+  return get_or(L, d, t, 0);
 }
 
 /* d[k] = v; nil removes k */
@@ -543,7 +558,7 @@ static int dict_len(lua_State *L) {
 static int dict_get(lua_State *L) {
   conc_ShDict *d = check_dict(L);
   luaL_checkany(L, 2);
-  return get_or(L, d, lua_gettop(L) >= 3 ? 3 : 0);
+  return get_or(L, d, lua_type(L, 2), lua_gettop(L) >= 3 ? 3 : 0);
 }
 
 /* d:setdefault(k, default): d[k], set to default first when absent (a nil
@@ -553,7 +568,7 @@ static int dict_setdefault(lua_State *L) {
   conc_ShVal key, v, out;
   int rc;
   luaL_checkany(L, 2);
-  if (lua_isnoneornil(L, 3)) return get_or(L, d, 0);
+  if (lua_isnoneornil(L, 3)) return get_or(L, d, lua_type(L, 2), 0);
   encode_key(L, 2, &key);
   encode(L, 3, &v, &key);
   rc = conc__shdict_setdefault(d, &key, &v, &out);

@@ -26,7 +26,7 @@
 static const conc_ShVal EMPTY_VAL = {NULL, 0, {0}};
 
 static void lock(atomic_uint *mu) {
-  conc__mutex_acquire_nointr(mu);
+  if (!conc__mutex_try(mu)) conc__mutex_acquire_nointr(mu);
 }
 
 static void unlock(atomic_uint *mu) {
@@ -47,8 +47,9 @@ const char *conc__shval_data(const conc_ShVal *v, size_t *len) {
 }
 
 void conc__shval_free(conc_ShVal *v) {
-  conc__msg_free(v->msg);
-  *v = EMPTY_VAL;
+  if (v->msg) conc__msg_free(v->msg);
+  v->msg = NULL;  /* empty; the inline bytes need not be cleared */
+  v->len = 0;
 }
 
 void conc__shvals_free(conc_ShVal *v, size_t n) {
@@ -57,15 +58,15 @@ void conc__shvals_free(conc_ShVal *v, size_t n) {
   free(v);
 }
 
+/* An inline value is copied whole: a fixed-size copy is a few moves, where
+** copying just its len bytes was a call to memcpy. */
 static int shval_copy(conc_ShVal *dst, const conc_ShVal *src) {
   if (src->msg) {
     dst->msg = conc__msg_dup(src->msg);
     dst->len = 0;
     return dst->msg ? 0 : CONC_ENOMEM;
   }
-  dst->msg = NULL;
-  dst->len = src->len;
-  memcpy(dst->bytes, src->bytes, src->len);
+  *dst = *src;
   return 0;
 }
 
@@ -78,6 +79,8 @@ static void shval_move(conc_ShVal *dst, conc_ShVal *src) {
 /* Equal values: the same bytes, naming the same objects. */
 static int shval_equal(const conc_ShVal *a, const conc_ShVal *b) {
   size_t alen, blen;
+  if (a->msg == NULL && b->msg == NULL)  /* both inline: a dict's keys */
+    return a->len == b->len && memcmp(a->bytes, b->bytes, a->len) == 0;
   const char *ad = conc__shval_data(a, &alen), *bd = conc__shval_data(b, &blen);
   unsigned na = a->msg ? a->msg->nobjs : 0, nb = b->msg ? b->msg->nobjs : 0;
   if (alen != blen || na != nb || memcmp(ad, bd, alen) != 0) return 0;
@@ -343,8 +346,17 @@ conc_ShDict *conc__shdict_new(void) {
   return d;
 }
 
+static uint64_t load32(const char *p) {
+  uint32_t w;
+  memcpy(&w, p, 4);
+  return w;
+}
+
 /* Keys are a few bytes: eight at a time, each mixed in by a multiply, and a
-** final avalanche so the low bits the index uses depend on all of them. */
+** final avalanche so the low bits the index uses depend on all of them. The
+** last 1 to 7 bytes are read as wyhash reads them, by loads that may
+** overlap (two 4-byte ones, or three single bytes): copying them byte by
+** byte into a word and loading that word stalled on store forwarding. */
 static uint64_t hash_key(const conc_ShVal *key) {
   size_t n;
   const char *p = conc__shval_data(key, &n);
@@ -354,9 +366,12 @@ static uint64_t hash_key(const conc_ShVal *key) {
     h = (h ^ w) * 0xff51afd7ed558ccdull;
     h ^= h >> 32;
   }
-  if (n > 0) {
-    w = 0;
-    memcpy(&w, p, n);
+  if (n >= 4) {
+    w = load32(p) | load32(p + n - 4) << 32;
+    h = (h ^ w) * 0xff51afd7ed558ccdull;
+  } else if (n > 0) {
+    w = (uint64_t)(unsigned char)p[0] | (uint64_t)(unsigned char)p[n / 2] << 8 |
+        (uint64_t)(unsigned char)p[n - 1] << 16;
     h = (h ^ w) * 0xff51afd7ed558ccdull;
   }
   h ^= h >> 29;
@@ -373,6 +388,7 @@ static uint64_t hash_key(const conc_ShVal *key) {
 static int64_t dict_find(const conc_ShDict *d, const conc_ShVal *key,
                          uint64_t h, size_t *slot) {
   size_t mask = d->nindex - 1, i, insert_at = SIZE_MAX;
+  *slot = 0;  /* no index yet: dict_add resizes, then finds the slot again */
   if (d->nindex == 0) return -1;
   for (i = h & mask;; i = (i + 1) & mask) {
     int32_t ix = d->index[i];

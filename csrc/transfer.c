@@ -898,20 +898,87 @@ static void enc_header(Enc *e, int n, int plain) {
   put_varint(e, (uint64_t)n);
 }
 
-/* The fast path of shared.c's containers: see lconc.h. A string longer than
-** size is refused before encoding, so with size <= 240 the message stays in
-** the Enc's inline buffer: nothing is allocated, nothing can raise. */
+/* A varint into p (at least 10 bytes of room); returns its length. */
+static size_t varint_to(unsigned char *p, uint64_t v) {
+  size_t n = 0;
+  while (v >= 0x80) {
+    p[n++] = (unsigned char)(v | 0x80);
+    v >>= 7;
+  }
+  p[n++] = (unsigned char)v;
+  return n;
+}
+
+/* Copies n bytes; short runs (a dict key's) by two fixed-size moves that
+** may overlap, as memcpy itself would, without the call. */
+static void copy_short(char *dst, const char *src, size_t n) {
+  uint64_t a, b;
+  uint32_t c, d;
+  if (n >= 8 && n <= 16) {
+    memcpy(&a, src, 8);
+    memcpy(&b, src + n - 8, 8);
+    memcpy(dst, &a, 8);
+    memcpy(dst + n - 8, &b, 8);
+  } else if (n >= 4 && n < 8) {
+    memcpy(&c, src, 4);
+    memcpy(&d, src + n - 4, 4);
+    memcpy(dst, &c, 4);
+    memcpy(dst + n - 4, &d, 4);
+  } else if (n > 0 && n < 4) {
+    dst[0] = src[0];
+    dst[n / 2] = src[n / 2];
+    dst[n - 1] = src[n - 1];
+  } else if (n > 0) {
+    memcpy(dst, src, n);
+  }
+}
+
+/*
+** The fast path of shared.c's containers: see lconc.h. A plain value is one
+** scalar, so its message is written here byte by byte, the same bytes
+** enc_header and enc_value write (the encoder's state is several kilobytes
+** to set up, and a shared.dict read or write encodes a key and a value).
+** The header, tag and payload go straight into buf when it has room for
+** the longest one that is not a string's bytes, else through tmp.
+*/
+#define SMALL_HEAD (3 + 1 + 10)
+
 size_t conc__encode_small(lua_State *L, int idx, char *buf, size_t size) {
-  Enc e;
-  idx = lua_absindex(L, idx);
-  if (!is_plain(L, idx, 1) || size > 240) return 0;
-  if (lua_type(L, idx) == LUA_TSTRING && lua_rawlen(L, idx) > size) return 0;
-  enc_init(&e, L);
-  enc_header(&e, 1, 1);
-  enc_value(&e, idx);
-  if (e.len > size) return 0;
-  memcpy(buf, e.buf, e.len);
-  return e.len;
+  unsigned char tmp[SMALL_HEAD];
+  unsigned char *out = size >= SMALL_HEAD ? (unsigned char *)buf : tmp;
+  size_t n = 4, slen = 0;
+  const char *s = NULL;
+  out[0] = 'c';
+  out[1] = VERSION;
+  out[2] = 1;  /* varint: one value */
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: out[3] = T_NIL; break;
+    case LUA_TBOOLEAN: out[3] = lua_toboolean(L, idx) ? T_TRUE : T_FALSE; break;
+    case LUA_TNUMBER: {
+      if (lua_isinteger(L, idx)) {
+        uint64_t u = (uint64_t)lua_tointeger(L, idx);
+        out[3] = T_INT;
+        n += varint_to(out + 4, (u << 1) ^ (uint64_t)((int64_t)u >> 63));
+      } else {
+        lua_Number d = lua_tonumber(L, idx);
+        out[3] = T_FLOAT;
+        memcpy(out + 4, &d, sizeof d);
+        n += sizeof d;
+      }
+      break;
+    }
+    case LUA_TSTRING:
+      s = lua_tolstring(L, idx, &slen);
+      if (slen > size) return 0;
+      out[3] = T_STR;
+      n += varint_to(out + 4, slen);
+      break;
+    default: return 0;
+  }
+  if (n + slen > size) return 0;
+  if (out == tmp) memcpy(buf, tmp, n);
+  copy_short(buf + n, s, slen);
+  return n + slen;
 }
 
 /* Writes the message into e; on an error, releases e and raises. */
@@ -1241,10 +1308,55 @@ static void dec_value(Dec *d) {
   d->depth--;
 }
 
+/*
+** A 'c' message of one scalar (nil, a boolean, a number, a string), the
+** shape of most shared-container and queue items, pushed without setting
+** up a Dec. Returns 0, having pushed nothing, for any other message, well
+** formed or not: the general path below decodes it or says what is wrong.
+*/
+static int decode_scalar(lua_State *L, const unsigned char *p, size_t len) {
+  uint64_t v = 0;
+  size_t i = 1;
+  if (len < 4 || p[0] != 'c' || p[1] != VERSION || p[2] != 1) return 0;
+  p += 3;  /* the tag, then len - 1 bytes of payload */
+  len -= 3;
+  switch (p[0]) {
+    case T_NIL: case T_FALSE: case T_TRUE:
+      if (len != 1) return 0;
+      if (p[0] == T_NIL) lua_pushnil(L);
+      else lua_pushboolean(L, p[0] == T_TRUE);
+      return 1;
+    case T_FLOAT: {
+      lua_Number x;
+      if (len != 1 + sizeof x) return 0;
+      memcpy(&x, p + 1, sizeof x);
+      lua_pushnumber(L, x);
+      return 1;
+    }
+    case T_INT: case T_STR:
+      for (int shift = 0;; shift += 7) {  /* get_varint's loop */
+        if (i >= len || shift >= 70) return 0;
+        v |= (uint64_t)(p[i] & 0x7f) << shift;
+        if (!(p[i++] & 0x80)) break;
+      }
+      if (p[0] == T_INT) {
+        if (i != len) return 0;
+        lua_pushinteger(L, (lua_Integer)((v >> 1) ^ (~(v & 1) + 1)));
+      } else {
+        if (v != len - i) return 0;
+        lua_pushlstring(L, (const char *)p + i, (size_t)v);
+      }
+      return 1;
+    default: return 0;
+  }
+}
+
 int conc__decode_bytes(lua_State *L, const char *data, size_t len,
                        conc_Obj *const *objs, unsigned nobjs) {
   Dec d;
   uint64_t n;
+  luaL_checkstack(L, 3, "too many values");  /* as the general path's n + 2 */
+  if (decode_scalar(L, (const unsigned char *)data, len)) return 1;
   d.L = L;
   d.p = (const unsigned char *)data;
   d.end = d.p + len;
