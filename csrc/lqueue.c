@@ -292,27 +292,37 @@ static int queue_empty(lua_State *L) {
   return 1;
 }
 
-static int queue_full(lua_State *L) {
+/* A queue with tasks and shutdown: not a SimpleQueue (whose __index hides
+** these methods; this catches them called through the metatable). */
+static conc_Queue *check_tasks(lua_State *L, const char *method) {
   conc_Queue *q = check_queue(L);
+  if (conc__queue_simple(q))
+    conc__raise(L, "AttributeError",
+                "'SimpleQueue' object has no attribute '%s'", method);
+  return q;
+}
+
+static int queue_full(lua_State *L) {
+  conc_Queue *q = check_tasks(L, "full");
   size_t max = conc__queue_maxsize(q);
   lua_pushboolean(L, max > 0 && conc__queue_qsize(q) >= max);
   return 1;
 }
 
 static int queue_task_done(lua_State *L) {
-  if (conc__queue_task_done(check_queue(L)) != 0)
+  if (conc__queue_task_done(check_tasks(L, "task_done")) != 0)
     return conc__raise(L, "ValueError", "task_done() called too many times");
   return 0;
 }
 
 static int queue_join(lua_State *L) {
-  conc__check_wait(L, conc__queue_join(check_queue(L)));
+  conc__check_wait(L, conc__queue_join(check_tasks(L, "join")));
   return 0;
 }
 
 /* q:shutdown(immediate=false) */
 static int queue_shutdown(lua_State *L) {
-  conc__queue_shutdown(check_queue(L), lua_toboolean(L, 2));
+  conc__queue_shutdown(check_tasks(L, "shutdown"), lua_toboolean(L, 2));
   return 0;
 }
 

@@ -5,6 +5,7 @@ local core = require "conc.core"
 local threading = require "conc.threading"
 local time = require "conc.time"
 local shared = require "conc.shared"
+local conc = require "conc"
 
 local junk = {nil, true, false, 0, -1, 1.5, 0 / 0, math.huge, -math.huge,
   "", "x", "1", {}, {1, 2}, print, function() end,
@@ -48,6 +49,25 @@ local function callables()
           c:clear()
           if name == "list" then c:extend{1, "x"} else c:update{a = 1} end
         end
+      end
+    end
+  end
+  -- queues: each row gets a fresh unbounded queue holding one item whose
+  -- task is done, so that no call can block (get finds the item, join finds
+  -- no task, put has room) and a shutdown does not carry over
+  local queue = require "conc.queue"
+  for _, kind in ipairs{"Queue", "LifoQueue", "PriorityQueue", "SimpleQueue"} do
+    local function fresh()
+      local q = queue[kind]()
+      q:put(1)
+      if q.task_done then q:task_done() end
+      return q
+    end
+    for k, v in pairs(getmetatable(fresh())) do
+      if type(v) == "function" and k ~= "__gc" then
+        add(kind .. ":" .. k, v, fresh())
+        local row = list[#list]
+        row.reset = function() row.self = fresh() end
       end
     end
   end

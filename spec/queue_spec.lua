@@ -967,6 +967,18 @@ describe("conc.queue.SimpleQueue", function()
     assert.are.equal(1, s:get())
   end)
 
+  it("raises AttributeError for Queue methods reached through the metatable", function()
+    local s = queue.SimpleQueue()
+    s:put(1)  -- a task a Queue's join would wait for
+    local methods = getmetatable(s)
+    for _, name in ipairs{"task_done", "join", "shutdown", "full"} do
+      local err = raises(errors.AttributeError, methods[name], s)
+      assert.are.equal("AttributeError: 'SimpleQueue' object has no attribute '"
+                       .. name .. "'", tostring(err))
+    end
+    assert.are.equal(1, s:get())
+  end)
+
   it("is woken by a put from another thread", function()
     local s, results, started = queue.SimpleQueue(), queue.Queue(), threading.Event()
     local t = spawn(W.getter, s, started, results, WAIT)
