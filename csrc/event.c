@@ -31,7 +31,7 @@ static conc_WaitList *event_waitlist(conc_Obj *o) {
 
 conc_ObjType conc__event_type = {
   .name = "conc.Event", .destroy = conc__obj_free, .ready = event_ready,
-  .waitlist = event_waitlist};
+  .waitlist = event_waitlist, .bound = 1};
 
 conc_Event *conc__event_new(void) {
   conc_Event *e = malloc(sizeof *e);

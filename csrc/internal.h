@@ -36,6 +36,12 @@ typedef struct conc_ObjType {
   ** now, and the list of waiters to wake when that may have changed. */
   int (*ready)(conc_Obj *o);
   conc_WaitList *(*waitlist)(conc_Obj *o);
+  /* Kinds whose proxies are tables holding their methods bound to the
+  ** object (state.c): set for kinds whose fields are all methods and
+  ** attributes, never the user's keys. `hides` (may be NULL) names the
+  ** methods one object lacks (a SimpleQueue's task_done). */
+  int bound;
+  int (*hides)(conc_Obj *o, const char *method);
 } conc_ObjType;
 
 struct conc_Obj {

@@ -76,9 +76,11 @@ conc_Obj *conc__toobj(lua_State *L, int idx);
 int conc__pushnew(lua_State *L, conc_Obj *o);
 conc_Obj *conc__checkobj_slow(lua_State *L, int idx, conc_ObjType *type);
 /* The object of the proxy at idx, of the given kind, else a Lua error. A
-** method made by conc__newmeta has the metatable as upvalue 1: comparing
-** with it is the test a method call on a lock pays (for any other caller
-** that index is not valid, rawequal says 0, and the slow path decides). */
+** method bound to its object (see conc__pushobj) has the object's box as
+** upvalue 1; a method made by conc__newmeta has the metatable there, and
+** comparing with it is the test a call on a userdata proxy pays (for any
+** other caller that index is not valid, rawequal says 0, and the slow path
+** decides). */
 static inline conc_Obj *conc__checkobj(lua_State *L, int idx,
                                        conc_ObjType *type) {
   conc_Obj **box = lua_touserdata(L, idx);
@@ -88,6 +90,36 @@ static inline conc_Obj *conc__checkobj(lua_State *L, int idx,
     if (ok && *box != NULL) return *box;
   }
   return conc__checkobj_slow(L, idx, type);
+}
+
+/* conc__checkobj for the kinds whose proxies are tables of bound methods
+** (`bound` in conc_ObjType): called on its own table (upvalue 2), such a
+** method's object is its upvalue 1, the box (trusted: only conc__pushobj
+** makes these closures; the type check guards any other C function with
+** two upvalues). Otherwise (a metamethod such as __close, or a method
+** called on another value) the argument's box is checked as a userdata
+** proxy is: a table holding another proxy's box acts as that object, which
+** is safe, the box owning its reference. */
+static inline conc_Obj *conc__checkbound(lua_State *L, int idx,
+                                         conc_ObjType *type) {
+  conc_Obj **box;
+  if (idx == 1 && lua_rawequal(L, 1, lua_upvalueindex(2))) {
+    box = lua_touserdata(L, lua_upvalueindex(1));
+    if (box != NULL && *box != NULL && (*box)->type == type) return *box;
+  }
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    lua_rawgeti(L, idx, 1);  /* its box */
+    box = lua_type(L, -1) == LUA_TUSERDATA ? lua_touserdata(L, -1) : NULL;
+    if (box != NULL && lua_getmetatable(L, -1)) {
+      int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
+      lua_pop(L, 2);
+      if (ok && *box != NULL) return *box;
+    } else {
+      lua_pop(L, 1);
+    }
+    return conc__checkobj_slow(L, idx, type);
+  }
+  return conc__checkobj(L, idx, type);
 }
 /* Registers `open`, which makes the metatable of a kind of object, to run
 ** the first time this state pushes such an object. */

@@ -14,7 +14,7 @@
 #include "lconc.h"
 
 static conc_Queue *check_queue(lua_State *L) {
-  return (conc_Queue *)conc__checkobj(L, 1, &conc__queue_type);
+  return (conc_Queue *)conc__checkbound(L, 1, &conc__queue_type);
 }
 
 /* Queue(maxsize=0): maxsize <= 0 is unbounded, as in Python */

@@ -11,11 +11,11 @@
 #include "lconc.h"
 
 static conc_Lock *check_lock(lua_State *L) {
-  return (conc_Lock *)conc__checkobj(L, 1, &conc__lock_type);
+  return (conc_Lock *)conc__checkbound(L, 1, &conc__lock_type);
 }
 
 static conc_Event *check_event(lua_State *L) {
-  return (conc_Event *)conc__checkobj(L, 1, &conc__event_type);
+  return (conc_Event *)conc__checkbound(L, 1, &conc__event_type);
 }
 
 static int l_lock_new(lua_State *L) {
@@ -93,7 +93,7 @@ static int lock_close(lua_State *L) {
 /* ---- RLock ---------------------------------------------------------------- */
 
 static conc_RLock *check_rlock(lua_State *L) {
-  return (conc_RLock *)conc__checkobj(L, 1, &conc__rlock_type);
+  return (conc_RLock *)conc__checkbound(L, 1, &conc__rlock_type);
 }
 
 static int l_rlock_new(lua_State *L) {
@@ -131,7 +131,7 @@ static int rlock_enter(lua_State *L) {
 /* ---- Semaphore and BoundedSemaphore --------------------------------------- */
 
 static conc_Semaphore *check_sem(lua_State *L) {
-  return (conc_Semaphore *)conc__checkobj(L, 1, &conc__sem_type);
+  return (conc_Semaphore *)conc__checkbound(L, 1, &conc__sem_type);
 }
 
 static int sem_new(lua_State *L, int bounded) {
@@ -189,7 +189,7 @@ static int sem_close(lua_State *L) {
 /* ---- Condition ------------------------------------------------------------ */
 
 static conc_Condition *check_cond(lua_State *L) {
-  return (conc_Condition *)conc__checkobj(L, 1, &conc__cond_type);
+  return (conc_Condition *)conc__checkbound(L, 1, &conc__cond_type);
 }
 
 /* Condition(lock=nil): over the given Lock or RLock, else a new RLock */
@@ -297,7 +297,7 @@ static int cond_notify_all(lua_State *L) {
 /* ---- Barrier ---------------------------------------------------------------- */
 
 static conc_Barrier *check_barrier(lua_State *L) {
-  return (conc_Barrier *)conc__checkobj(L, 1, &conc__barrier_type);
+  return (conc_Barrier *)conc__checkbound(L, 1, &conc__barrier_type);
 }
 
 static void free_msg(void *m) {

@@ -295,9 +295,19 @@ static conc_WaitList *queue_waitlist(conc_Obj *o) {
   return &((conc_Queue *)o)->watchers;
 }
 
+/* What a SimpleQueue lacks, as Python's does. */
+static int queue_hides(conc_Obj *o, const char *method) {
+  static const char *const names[] = {"task_done", "join", "shutdown", "full",
+                                      NULL};
+  if (!((conc_Queue *)o)->simple) return 0;
+  for (int i = 0; names[i]; i++)
+    if (strcmp(method, names[i]) == 0) return 1;
+  return 0;
+}
+
 conc_ObjType conc__queue_type = {
   .name = "conc.Queue", .destroy = queue_destroy, .ready = queue_ready,
-  .waitlist = queue_waitlist};
+  .waitlist = queue_waitlist, .bound = 1, .hides = queue_hides};
 
 conc_Queue *conc__queue_new(int kind, double maxsize, int simple) {
   conc_Queue *q = aligned_alloc(64, sizeof *q);

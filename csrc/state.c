@@ -45,10 +45,45 @@ static void push_proxies(lua_State *L) {
 
 static void push_meta(lua_State *L, conc_ObjType *type);
 
+/* Pushes a table of the methods in the table at idx bound to the box on
+** top (which it replaces): each a closure of the same C function with the
+** box as upvalue 1 and the table as upvalue 2, so that `lock:acquire()`
+** finds its object by comparing its first argument with upvalue 2, with
+** no metatable to look at. Called on anything else (`lock.acquire(other)`),
+** the method checks its first argument as before. */
+static void bind_methods(lua_State *L, int methods, conc_Obj *o) {
+  int box = lua_gettop(L), proxy;
+  lua_createtable(L, 1, 12);
+  proxy = lua_gettop(L);
+  lua_pushvalue(L, box);
+  lua_rawseti(L, proxy, 1);  /* the box: an array slot is the quickest read */
+  lua_pushnil(L);
+  while (lua_next(L, methods)) {
+    lua_CFunction f = lua_tocfunction(L, -1);
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    lua_pop(L, 1);
+    if (f == NULL || k == NULL || k[0] == '_') continue;
+    if (o->type->hides && o->type->hides(o, k)) continue;
+    lua_pushvalue(L, -1);
+    lua_pushvalue(L, box);
+    lua_pushvalue(L, proxy);
+    lua_pushcclosure(L, f, 2);
+    lua_rawset(L, proxy);
+  }
+  lua_getmetatable(L, box);
+  lua_setmetatable(L, proxy);
+  lua_replace(L, box);
+}
+
+/* A proxy is a full userdata holding the object's pointer (the box: it owns
+** one reference, dropped by __gc) with the kind's metatable; for a `bound`
+** kind the proxy scripts see is a table of bound methods holding the box
+** (see bind_methods): a method call on it is one table lookup, where a
+** userdata's goes through its metatable's __index. */
 void conc__pushobj(lua_State *L, conc_Obj *o) {
   conc_Obj **box;
   push_proxies(L);
-  if (lua_rawgetp(L, -1, o) == LUA_TUSERDATA) {
+  if (lua_rawgetp(L, -1, o) != LUA_TNIL) {
     lua_remove(L, -2);
     return;
   }
@@ -58,6 +93,19 @@ void conc__pushobj(lua_State *L, conc_Obj *o) {
   conc__obj_incref(o);
   push_meta(L, o->type);
   lua_setmetatable(L, -2);
+  if (o->type->bound) {
+    int top = lua_gettop(L);
+    lua_getmetatable(L, top);
+    if (lua_getfield(L, -1, "__index") != LUA_TTABLE) {
+      lua_pop(L, 1);  /* __index is a function: the methods are in the metatable */
+      lua_pushvalue(L, -1);
+    }
+    lua_remove(L, -2);
+    lua_pushvalue(L, top);
+    bind_methods(L, lua_gettop(L) - 1, o);
+    lua_replace(L, top);
+    lua_settop(L, top);
+  }
   lua_pushvalue(L, -1);
   lua_rawsetp(L, -3, o);
   lua_remove(L, -2);
@@ -94,15 +142,30 @@ int conc__pushnew(lua_State *L, conc_Obj *o) {
   return 1;
 }
 
-/* A userdata is a proxy when the cache maps the object it names back to it:
-** that also rejects foreign userdata whose first bytes look like a pointer. */
+/* The box of the proxy at idx (the userdata itself, or what a table proxy
+** holds), or NULL. */
+static conc_Obj **tobox(lua_State *L, int idx) {
+  conc_Obj **box;
+  if (lua_type(L, idx) == LUA_TTABLE) {
+    lua_rawgeti(L, idx, 1);
+    box = lua_type(L, -1) == LUA_TUSERDATA ? lua_touserdata(L, -1) : NULL;
+    lua_pop(L, 1);  /* the table holds it */
+    return box;
+  }
+  return lua_type(L, idx) == LUA_TUSERDATA ? lua_touserdata(L, idx) : NULL;
+}
+
+/* A value is a proxy when the cache maps the object it names back to it:
+** that rejects foreign userdata whose first bytes look like a pointer, and a
+** table made to hold some proxy's box. */
 conc_Obj *conc__toobj(lua_State *L, int idx) {
-  conc_Obj **box = lua_touserdata(L, idx);
+  conc_Obj **box;
   int ok;
-  if (box == NULL || lua_type(L, idx) != LUA_TUSERDATA ||
-      lua_rawlen(L, idx) != sizeof *box || *box == NULL)
-    return NULL;
   idx = lua_absindex(L, idx);
+  box = tobox(L, idx);
+  if (box == NULL || *box == NULL) return NULL;
+  if (lua_type(L, idx) == LUA_TUSERDATA && lua_rawlen(L, idx) != sizeof *box)
+    return NULL;
   push_proxies(L);
   lua_rawgetp(L, -1, *box);
   ok = lua_rawequal(L, -1, idx);
@@ -111,26 +174,37 @@ conc_Obj *conc__toobj(lua_State *L, int idx) {
 }
 
 /* luaL_checkudata finds the metatable by name, which interns the name on
-** every call; the registry also keeps it under the type's address, and
-** that lookup is what a method call on a lock pays. The named path stays
-** for the error message. */
+** every call; the registry also keeps it under the type's address. The
+** named path stays for the error message. */
 conc_Obj *conc__checkobj_slow(lua_State *L, int idx, conc_ObjType *type) {
-  conc_Obj **box = lua_touserdata(L, idx);
-  if (box != NULL && lua_getmetatable(L, idx)) {
+  conc_Obj **box = NULL;
+  idx = lua_absindex(L, idx);
+  int t = lua_type(L, idx);
+  /* a table proxy's box, or a userdata proxy: its metatable must be the
+  ** kind's (a table holding another proxy's box acts as that object, which
+  ** is safe: the box owns its reference) */
+  if (t == LUA_TTABLE) lua_rawgeti(L, idx, 1);
+  else lua_pushvalue(L, idx);
+  if (lua_type(L, -1) == LUA_TUSERDATA && lua_getmetatable(L, -1)) {
+    box = lua_touserdata(L, -2);
     lua_rawgetp(L, LUA_REGISTRYINDEX, type);
     if (!lua_rawequal(L, -1, -2)) box = NULL;
     lua_pop(L, 2);
-  } else {
-    box = NULL;
   }
-  if (box == NULL) box = luaL_checkudata(L, idx, type->name);
+  lua_pop(L, 1);
+  if (box == NULL) {
+    luaL_typeerror(L, idx, type->name);
+    return NULL;
+  }
   if (*box == NULL) luaL_error(L, "%s is closed", type->name);
   return *box;
 }
 
 static int proxy_gc(lua_State *L) {
-  conc_Obj **box = lua_touserdata(L, 1);
-  if (*box) {
+  /* NULL for a table proxy (it shares the metatable): its box has its own */
+  conc_Obj **box = lua_type(L, 1) == LUA_TUSERDATA ? lua_touserdata(L, 1)
+                                                   : NULL;
+  if (box && *box) {
     conc__obj_decref(*box);
     *box = NULL;
   }

@@ -815,6 +815,9 @@ static void enc_value(Enc *e, int idx) {
     if (t == LUA_TUSERDATA) {
       o = conc__toobj(L, idx);
       if (o == NULL) enc_error(e, "userdata");
+    } else if (t == LUA_TTABLE && lua_getmetatable(L, idx)) {
+      lua_pop(L, 1);
+      o = conc__toobj(L, idx);  /* a table proxy (a Lock's), or NULL */
     }
     lua_pushglobaltable(L);
     if (lua_rawequal(L, idx, -1)) {

@@ -1048,6 +1048,49 @@ end)
 -- Lock and Event: shared by reference, so threads signal through them. Each
 -- thread's observation comes back through Events; every wait is bounded.
 describe("threading.Lock", function()
+  local core = require "conc.core"
+  -- a Lock is a table of methods bound to it (a method call is one table
+  -- lookup); it must stay one object however it is reached or tampered with
+  it("has bound methods that still act on what they are called on", function()
+    local a, b = threading.Lock(), threading.Lock()
+    local acquire = a.acquire
+    assert.is_true(acquire(a))
+    assert.is_true(a:locked())
+    assert.is_true(acquire(b))  -- called on b: acts on b, as before
+    assert.is_true(b:locked())
+    a:release(); b:release()
+    local ok, err = pcall(a.acquire, nil)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("conc.Lock expected", 1, true))
+    ok, err = pcall(a.release, threading.Event())
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("conc.Lock expected", 1, true))
+  end)
+
+  it("survives tampering without crashing", function()
+    local l = threading.Lock()
+    local meta = getmetatable(l)
+    -- a table made to look like a Lock is refused or acts on a real lock
+    local forged = setmetatable({io.stdout}, meta)
+    assert.is_false(pcall(meta.__index.acquire, forged))
+    assert.is_false(pcall(meta.__close, forged))
+    assert.is_false(pcall(core.copy, forged))
+    -- overwriting the table's own fields leaves the object alone
+    rawset(l, 1, io.stdout)
+    assert.is_true(l:acquire())
+    l:release()
+    assert.is_false(pcall(meta.__close, l))  -- its box is gone: refused
+    l.acquire = nil  -- a field of this table only
+    assert.is_true(meta.__index.acquire(threading.Lock()))
+  end)
+
+  it("keeps its identity across threads and queues", function()
+    local l = threading.Lock()
+    assert.are.equal("table", type(l))
+    assert.is_true(rawequal(l, core.copy(l)))
+    assert.is_true(rawequal(l, core.copy({l})[1]))
+  end)
+
   local time = require "conc.time"
 
   it("acquires, reports locked, and releases", function()
