@@ -34,7 +34,8 @@ static void barrier_destroy(conc_Obj *o) {
   free(b);
 }
 
-conc_ObjType conc__barrier_type = {.name = "conc.Barrier", .destroy = barrier_destroy, .bound = 1};
+conc_ObjType conc__barrier_type = {
+  .name = "conc.Barrier", .destroy = barrier_destroy, .bound = 1};
 
 conc_Barrier *conc__barrier_new(unsigned parties, double timeout, void *action,
                                 void (*free_action)(void *)) {

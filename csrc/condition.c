@@ -33,7 +33,8 @@ static void cond_destroy(conc_Obj *o) {
   free(c);
 }
 
-conc_ObjType conc__cond_type = {.name = "conc.Condition", .destroy = cond_destroy, .bound = 1};
+conc_ObjType conc__cond_type = {
+  .name = "conc.Condition", .destroy = cond_destroy, .bound = 1};
 
 conc_Condition *conc__cond_new(conc_Obj *lock) {
   conc_Condition *c = malloc(sizeof *c);

@@ -76,11 +76,10 @@ conc_Obj *conc__toobj(lua_State *L, int idx);
 int conc__pushnew(lua_State *L, conc_Obj *o);
 conc_Obj *conc__checkobj_slow(lua_State *L, int idx, conc_ObjType *type);
 /* The object of the proxy at idx, of the given kind, else a Lua error. A
-** method bound to its object (see conc__pushobj) has the object's box as
-** upvalue 1; a method made by conc__newmeta has the metatable there, and
+** method made by conc__newmeta has the metatable as upvalue 1, and
 ** comparing with it is the test a call on a userdata proxy pays (for any
 ** other caller that index is not valid, rawequal says 0, and the slow path
-** decides). */
+** decides, table proxies included). */
 static inline conc_Obj *conc__checkobj(lua_State *L, int idx,
                                        conc_ObjType *type) {
   conc_Obj **box = lua_touserdata(L, idx);

@@ -12,7 +12,8 @@
 
 #include "internal.h"
 
-conc_ObjType conc__lock_type = {.name = "conc.Lock", .destroy = conc__obj_free, .bound = 1};
+conc_ObjType conc__lock_type = {
+  .name = "conc.Lock", .destroy = conc__obj_free, .bound = 1};
 
 conc_Lock *conc__lock_new(void) {
   conc_Lock *l = malloc(sizeof *l);

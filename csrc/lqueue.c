@@ -39,7 +39,7 @@ static int l_simple_new(lua_State *L) {
   return conc__pushnew(L, (conc_Obj *)conc__queue_new(CONC_FIFO, 0, 1));
 }
 
-/* ---- sort keys -------------------------------------------------------------- */
+/* ---- sort keys ----------------------------------------------------------- */
 
 #define KEY_MAXDEPTH 32
 
@@ -168,7 +168,7 @@ static void make_key(lua_State *L, int idx, conc_Item *it) {
   }
 }
 
-/* ---- items ------------------------------------------------------------------ */
+/* ---- items --------------------------------------------------------------- */
 
 static void make_item(lua_State *L, int idx, conc_Item *it, int kind) {
   static const char *const names[] = {"item"};
@@ -203,7 +203,7 @@ static void push_item(lua_State *L, conc_Item *it) {
   }
 }
 
-/* ---- put and get ------------------------------------------------------------ */
+/* ---- put and get --------------------------------------------------------- */
 
 /* The deadline of (block, timeout) at idx, idx + 1, checked as Python
 ** checks them: timeout nil waits for good, a negative one is an error --
@@ -371,7 +371,7 @@ static int meta_queue(lua_State *L) {
   return 0;
 }
 
-/* ---- conc.select ------------------------------------------------------------ */
+/* ---- conc.select --------------------------------------------------------- */
 
 #define SELECT_INLINE 16
 
@@ -381,13 +381,14 @@ static int meta_queue(lua_State *L) {
 static int l_select(lua_State *L) {
   conc_Obj *objs_inl[SELECT_INLINE], **objs = objs_inl;
   conc_WaitLink links_inl[SELECT_INLINE], *links = links_inl;
-  double timeout;
+  double timeout, deadline = CONC_FOREVER;
   lua_Integer n;
   int index, rc;
   luaL_checktype(L, 1, LUA_TTABLE);
   timeout = conc__opttimeout(L, 2);
   n = (lua_Integer)lua_rawlen(L, 1);
-  if (n < 1) return conc__raise(L, "ValueError", "select needs objects to wait on");
+  if (n < 1)
+    return conc__raise(L, "ValueError", "select needs objects to wait on");
   if (n > 1 << 20) return conc__raise(L, "ValueError", "too many objects");
   lua_settop(L, 2);
   if (n > SELECT_INLINE) {
@@ -405,10 +406,9 @@ static int l_select(lua_State *L) {
     lua_pop(L, 1);
   }
   /* the table keeps every proxy (so every object) alive meanwhile */
-  rc = conc__select(objs, links, (int)n,
-                    lua_isnoneornil(L, 2) ? CONC_FOREVER
-                                          : conc__deadline(timeout > 0 ? timeout : 0),
-                    &index);
+  if (!lua_isnoneornil(L, 2))
+    deadline = conc__deadline(timeout > 0 ? timeout : 0);
+  rc = conc__select(objs, links, (int)n, deadline, &index);
   if (!conc__check_wait(L, rc)) return 0;
   lua_rawgeti(L, 1, index + 1);
   lua_pushinteger(L, index + 1);

@@ -237,7 +237,8 @@ static int gather(lua_State *L, int idx, Batch *b, int dict) {
     return 1;
   }
   if (!lua_istable(L, idx))
-    return conc__raise(L, "TypeError", "expected a table or a shared.%s, got %s",
+    return conc__raise(L, "TypeError",
+                       "expected a table or a shared.%s, got %s",
                        dict ? "dict" : "list", luaL_typename(L, idx));
   lua_pushcfunction(L, dict ? map_p : seq_p);
   lua_pushlightuserdata(L, b);
@@ -279,7 +280,8 @@ static lua_Integer check_index(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TNUMBER) i = lua_tointegerx(L, idx, &isnum);
   if (!isnum)
     conc__raise(L, "TypeError", "list indices must be integers, not %s",
-                lua_type(L, idx) == LUA_TNUMBER ? "float" : luaL_typename(L, idx));
+                lua_type(L, idx) == LUA_TNUMBER ? "float"
+                                                : luaL_typename(L, idx));
   return i;
 }
 
@@ -420,7 +422,8 @@ static int list_remove(lua_State *L) {
   int n = needles(L, needle);
   int rc = conc__shlist_remove(l, needle, n);
   free_needles(needle, n);
-  if (rc == CONC_ENOENT) return not_in_list(L, "list.remove(x): %s not in list");
+  if (rc == CONC_ENOENT)
+    return not_in_list(L, "list.remove(x): %s not in list");
   return 0;
 }
 

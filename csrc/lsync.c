@@ -90,7 +90,7 @@ static int lock_close(lua_State *L) {
   return lock_release(L);
 }
 
-/* ---- RLock ---------------------------------------------------------------- */
+/* ---- RLock --------------------------------------------------------------- */
 
 static conc_RLock *check_rlock(lua_State *L) {
   return (conc_RLock *)conc__checkbound(L, 1, &conc__rlock_type);
@@ -128,7 +128,7 @@ static int rlock_enter(lua_State *L) {
   return 1;
 }
 
-/* ---- Semaphore and BoundedSemaphore --------------------------------------- */
+/* ---- Semaphore and BoundedSemaphore -------------------------------------- */
 
 static conc_Semaphore *check_sem(lua_State *L) {
   return (conc_Semaphore *)conc__checkbound(L, 1, &conc__sem_type);
@@ -186,7 +186,7 @@ static int sem_close(lua_State *L) {
   return sem_release(L);
 }
 
-/* ---- Condition ------------------------------------------------------------ */
+/* ---- Condition ----------------------------------------------------------- */
 
 static conc_Condition *check_cond(lua_State *L) {
   return (conc_Condition *)conc__checkbound(L, 1, &conc__cond_type);
@@ -294,7 +294,7 @@ static int cond_notify_all(lua_State *L) {
   return 0;
 }
 
-/* ---- Barrier ---------------------------------------------------------------- */
+/* ---- Barrier ------------------------------------------------------------- */
 
 static conc_Barrier *check_barrier(lua_State *L) {
   return (conc_Barrier *)conc__checkbound(L, 1, &conc__barrier_type);
@@ -393,7 +393,7 @@ static int barrier_index(lua_State *L) {
   return 1;
 }
 
-/* ---- Event ------------------------------------------------------------------ */
+/* ---- Event --------------------------------------------------------------- */
 
 static int l_event_new(lua_State *L) {
   return conc__pushnew(L, (conc_Obj *)conc__event_new());

@@ -210,7 +210,8 @@ static int thread_eq(lua_State *L) {
 
 static int l_thread_new(lua_State *L) {
   const char *name = luaL_checkstring(L, 1);
-  return conc__pushnew(L, (conc_Obj *)conc__thread_new(name, lua_toboolean(L, 2)));
+  return conc__pushnew(
+      L, (conc_Obj *)conc__thread_new(name, lua_toboolean(L, 2)));
 }
 
 /* Threads conc did not start (an embedder's own) are Python's dummies: a
@@ -321,7 +322,8 @@ static int l_next_number(lua_State *L) {
 ** is "per thread".
 ** ====================================================================== */
 
-static conc_ObjType local_type = {.name = "conc.local", .destroy = conc__obj_free};
+static conc_ObjType local_type = {
+  .name = "conc.local", .destroy = conc__obj_free};
 
 static void push_local_table(lua_State *L, int idx) {
   conc__checkobj(L, idx, &local_type);

@@ -48,7 +48,7 @@ struct conc_Queue {
   atomic_int shutdown;        /* written under mu, read also without */
 };
 
-/* ---- items ---------------------------------------------------------------- */
+/* ---- items --------------------------------------------------------------- */
 
 const char *conc__item_data(const conc_Item *it) {
   return it->msg ? it->msg->data : it->inl;
@@ -181,7 +181,7 @@ static int item_less(const conc_Item *x, const conc_Item *y, int *unordered,
   return c < 0 || (c == 0 && x->seq < y->seq);
 }
 
-/* ---- storage ---------------------------------------------------------------- */
+/* ---- storage ------------------------------------------------------------- */
 
 static int grow(conc_Queue *q) {
   size_t cap = q->cap ? q->cap * 2 : MIN_CAP;
@@ -272,7 +272,7 @@ static void take(conc_Queue *q, conc_Item *out) {
   atomic_store_explicit(&q->size, q->count, memory_order_relaxed);
 }
 
-/* ---- the object ------------------------------------------------------------- */
+/* ---- the object ---------------------------------------------------------- */
 
 static void queue_destroy(conc_Obj *o) {
   conc_Queue *q = (conc_Queue *)o;

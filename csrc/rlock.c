@@ -14,7 +14,8 @@ struct conc_RLock {
   unsigned long count;    /* recursion depth; only the owner touches it */
 };
 
-conc_ObjType conc__rlock_type = {.name = "conc.RLock", .destroy = conc__obj_free, .bound = 1};
+conc_ObjType conc__rlock_type = {
+  .name = "conc.RLock", .destroy = conc__obj_free, .bound = 1};
 
 conc_RLock *conc__rlock_new(void) {
   conc_RLock *r = malloc(sizeof *r);

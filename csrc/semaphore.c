@@ -18,7 +18,8 @@ struct conc_Semaphore {
   unsigned bound;
 };
 
-conc_ObjType conc__sem_type = {.name = "conc.Semaphore", .destroy = conc__obj_free, .bound = 1};
+conc_ObjType conc__sem_type = {
+  .name = "conc.Semaphore", .destroy = conc__obj_free, .bound = 1};
 
 conc_Semaphore *conc__sem_new(unsigned value, int bounded) {
   conc_Semaphore *s = malloc(sizeof *s);

@@ -118,7 +118,8 @@ static void shlist_destroy(conc_Obj *o) {
   free(l);
 }
 
-conc_ObjType conc__shlist_type = {.name = "conc.shared.list", .destroy = shlist_destroy};
+conc_ObjType conc__shlist_type = {
+  .name = "conc.shared.list", .destroy = shlist_destroy};
 
 conc_ShList *conc__shlist_new(void) {
   conc_ShList *l = malloc(sizeof *l);
@@ -336,7 +337,8 @@ static void shdict_destroy(conc_Obj *o) {
   free(d);
 }
 
-conc_ObjType conc__shdict_type = {.name = "conc.shared.dict", .destroy = shdict_destroy};
+conc_ObjType conc__shdict_type = {
+  .name = "conc.shared.dict", .destroy = shdict_destroy};
 
 conc_ShDict *conc__shdict_new(void) {
   conc_ShDict *d = calloc(1, sizeof *d);

@@ -97,7 +97,7 @@ void conc__pushobj(lua_State *L, conc_Obj *o) {
     int top = lua_gettop(L);
     lua_getmetatable(L, top);
     if (lua_getfield(L, -1, "__index") != LUA_TTABLE) {
-      lua_pop(L, 1);  /* __index is a function: the methods are in the metatable */
+      lua_pop(L, 1);  /* __index is a function: methods are in the metatable */
       lua_pushvalue(L, -1);
     }
     lua_remove(L, -2);

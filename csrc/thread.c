@@ -31,7 +31,8 @@ struct conc_Thread {
 
 static void thread_destroy(conc_Obj *o);
 
-conc_ObjType conc__thread_type = {.name = "conc.Thread", .destroy = thread_destroy};
+conc_ObjType conc__thread_type = {
+  .name = "conc.Thread", .destroy = thread_destroy};
 
 static pthread_mutex_t list_mu = PTHREAD_MUTEX_INITIALIZER;
 static conc_Thread *live_head;
