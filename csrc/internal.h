@@ -149,7 +149,12 @@ static inline int conc__mutex_try(atomic_uint *m) {
       m, &c, 1, memory_order_acquire, memory_order_relaxed);
 }
 int conc__mutex_acquire(atomic_uint *m, double deadline);
-void conc__mutex_acquire_nointr(atomic_uint *m);     /* waits for good */
+void conc__mutex_lock_slow(atomic_uint *m);
+/* Takes it, waiting for good (no KeyboardInterrupt): the internal locks'
+** take, a compare-and-swap inline when the word is free. */
+static inline void conc__mutex_acquire_nointr(atomic_uint *m) {
+  if (!conc__mutex_try(m)) conc__mutex_lock_slow(m);
+}
 /* -1 if it was not held (then it still is not: 0 was written over 0) */
 static inline int conc__mutex_release(atomic_uint *m) {
   unsigned c = atomic_exchange_explicit(m, 0, memory_order_release);
@@ -326,7 +331,8 @@ size_t conc__queue_maxsize(conc_Queue *q);        /* the bound; 0: none */
 double conc__queue_maxsize_arg(conc_Queue *q);    /* as given */
 unsigned long conc__queue_unfinished(conc_Queue *q);
 int conc__queue_kind(conc_Queue *q);
-int conc__queue_simple(conc_Queue *q);
+/* Is name a method or field this queue lacks (a SimpleQueue's task_done)? */
+int conc__queue_lacks(conc_Queue *q, const char *name);
 int conc__queue_is_shutdown(conc_Queue *q);
 
 /* ======================================================================

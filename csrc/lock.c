@@ -98,8 +98,9 @@ static int lock_spin_try(atomic_uint *m) {
   return 0;
 }
 
-void conc__mutex_acquire_nointr(atomic_uint *m) {
-  if (conc__mutex_try(m) || spin_try(m)) return;
+/* conc__mutex_acquire_nointr's wait, once the inline try failed */
+void conc__mutex_lock_slow(atomic_uint *m) {
+  if (spin_try(m)) return;
   while (atomic_exchange_explicit(m, 2, memory_order_acquire) != 0)
     conc__futex_wait_intr(m, 2, CONC_FOREVER, 0);
 }

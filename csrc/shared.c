@@ -26,7 +26,7 @@
 static const conc_ShVal EMPTY_VAL = {NULL, 0, {0}};
 
 static void lock(atomic_uint *mu) {
-  if (!conc__mutex_try(mu)) conc__mutex_acquire_nointr(mu);
+  conc__mutex_acquire_nointr(mu);
 }
 
 static void unlock(atomic_uint *mu) {
