@@ -181,12 +181,6 @@ static void make_item(lua_State *L, int idx, conc_Item *it, int kind) {
   if (kind == CONC_PRIORITY) make_key(L, idx, it);
 }
 
-static int decode_msg_p(lua_State *L) {
-  conc_Msg *m = lua_touserdata(L, 1);
-  lua_pop(L, 1);
-  return conc__decode(L, m);
-}
-
 /* Pushes the item's value and frees the item, also when decoding fails. */
 static void push_item(lua_State *L, conc_Item *it) {
   free(it->key);
@@ -194,12 +188,9 @@ static void push_item(lua_State *L, conc_Item *it) {
   if (it->msg == NULL) {
     conc__decode_bytes(L, it->inl, it->len, NULL, 0);
   } else {
-    int rc;
-    lua_pushcfunction(L, decode_msg_p);
-    lua_pushlightuserdata(L, it->msg);
-    rc = lua_pcall(L, 1, 1, 0);
-    conc__item_free(it);
-    if (rc != LUA_OK) lua_error(L);
+    conc_Msg *m = it->msg;
+    it->msg = NULL;
+    conc__decode_free(L, m);
   }
 }
 
@@ -296,7 +287,7 @@ static int queue_empty(lua_State *L) {
 ** these methods; this catches them called through the metatable). */
 static conc_Queue *check_tasks(lua_State *L, const char *method) {
   conc_Queue *q = check_queue(L);
-  if (conc__queue_simple(q))
+  if (conc__queue_lacks(q, method))
     conc__raise(L, "AttributeError",
                 "'SimpleQueue' object has no attribute '%s'", method);
   return q;
@@ -326,21 +317,11 @@ static int queue_shutdown(lua_State *L) {
   return 0;
 }
 
-/* What a SimpleQueue lacks, as Python's does. */
-static int simple_lacks(const char *k) {
-  static const char *const names[] = {
-    "task_done", "join", "shutdown", "full", "maxsize", "unfinished_tasks",
-    "is_shutdown", NULL};
-  for (int i = 0; names[i]; i++)
-    if (strcmp(k, names[i]) == 0) return 1;
-  return 0;
-}
-
 /* the methods, then q.maxsize, q.unfinished_tasks, q.is_shutdown */
 static int queue_index(lua_State *L) {
   conc_Queue *q = check_queue(L);
   const char *k = lua_tostring(L, 2);
-  if (conc__queue_simple(q) && k && simple_lacks(k)) {
+  if (k && conc__queue_lacks(q, k)) {
     lua_pushnil(L);
   } else if (conc__getmethod(L)) {
     return 1;

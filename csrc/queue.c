@@ -295,14 +295,20 @@ static conc_WaitList *queue_waitlist(conc_Obj *o) {
   return &((conc_Queue *)o)->watchers;
 }
 
-/* What a SimpleQueue lacks, as Python's does. */
-static int queue_hides(conc_Obj *o, const char *method) {
-  static const char *const names[] = {"task_done", "join", "shutdown", "full",
-                                      NULL};
-  if (!((conc_Queue *)o)->simple) return 0;
+/* What a SimpleQueue lacks, methods and fields, as Python's does: the one
+** list its proxy (hides), its __index and its methods all go by. */
+int conc__queue_lacks(conc_Queue *q, const char *name) {
+  static const char *const names[] = {
+    "task_done", "join", "shutdown", "full", "maxsize", "unfinished_tasks",
+    "is_shutdown", NULL};
+  if (!q->simple) return 0;
   for (int i = 0; names[i]; i++)
-    if (strcmp(method, names[i]) == 0) return 1;
+    if (strcmp(name, names[i]) == 0) return 1;
   return 0;
+}
+
+static int queue_hides(conc_Obj *o, const char *method) {
+  return conc__queue_lacks((conc_Queue *)o, method);
 }
 
 conc_ObjType conc__queue_type = {
@@ -524,10 +530,6 @@ unsigned long conc__queue_unfinished(conc_Queue *q) {
 
 int conc__queue_kind(conc_Queue *q) {
   return q->kind;
-}
-
-int conc__queue_simple(conc_Queue *q) {
-  return q->simple;
 }
 
 int conc__queue_is_shutdown(conc_Queue *q) {
