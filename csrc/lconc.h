@@ -29,9 +29,10 @@ conc_Msg *conc__encode_buf(lua_State *L, int first, int n,
 ** Writes the one-value message of the value at idx into buf, for callers
 ** that keep small values inline (shared.c's containers), and returns its
 ** length; the bytes are what conc__encode would make. Returns 0 (what buf
-** holds is then unspecified) when the value is not plain (nil, boolean, number,
-** string) or its message needs more than size bytes: encode it with
-** conc__encode then. Never raises, never allocates.
+** holds is then unspecified) when the value is not plain (nil, boolean,
+** number, string) or its message needs more than size bytes: encode it with
+** conc__encode then. Never raises, never allocates. (conc__encode_buf
+** tries it first.)
 */
 size_t conc__encode_small(lua_State *L, int idx, char *buf, size_t size);
 
@@ -41,6 +42,8 @@ size_t conc__encode_small(lua_State *L, int idx, char *buf, size_t size);
 ** The message stays the caller's.
 */
 int conc__decode(lua_State *L, const conc_Msg *m);
+/* The same, then frees m, also when decoding raises (after a pcall). */
+int conc__decode_free(lua_State *L, conc_Msg *m);
 int conc__decode_bytes(lua_State *L, const char *data, size_t len,
                        conc_Obj *const *objs, unsigned nobjs);
 

@@ -72,25 +72,15 @@ static void decode(lua_State *L, const conc_ShVal *v) {
     conc__decode_bytes(L, v->bytes, v->len, NULL, 0);
 }
 
-static int decode_p(lua_State *L) {
-  const conc_ShVal *v = lua_touserdata(L, 1);
-  lua_pop(L, 1);
-  decode(L, v);
-  return 1;
-}
-
 /* Pushes the value v holds and frees v. */
 static int push_value(lua_State *L, conc_ShVal *v) {
-  int rc;
-  if (v->msg == NULL) {  /* nothing to free: no pcall on the fast path */
+  conc_Msg *m = v->msg;
+  if (m == NULL) {  /* nothing to free: no pcall on the fast path */
     decode(L, v);
     return 1;
   }
-  lua_pushcfunction(L, decode_p);
-  lua_pushlightuserdata(L, v);
-  rc = lua_pcall(L, 1, 1, 0);
-  conc__shval_free(v);
-  if (rc != LUA_OK) lua_error(L);
+  v->msg = NULL;
+  conc__decode_free(L, m);
   return 1;
 }
 

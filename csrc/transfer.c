@@ -1026,6 +1026,13 @@ conc_Msg *conc__encode(lua_State *L, int first, int n,
 conc_Msg *conc__encode_buf(lua_State *L, int first, int n,
                            const char *const *names, char *buf, size_t *len) {
   Enc e;
+  if (n == 1) {  /* one plain value (a queue's integer): no encoder at all */
+    size_t k = conc__encode_small(L, first, buf, *len);
+    if (k > 0) {
+      *len = k;
+      return NULL;
+    }
+  }
   encode_run(&e, L, first, n, names);
   if (e.nobjs == 0 && e.len <= *len) {
     memcpy(buf, e.buf, e.len);
@@ -1415,17 +1422,21 @@ static int decode_p(lua_State *L) {
   return conc__decode(L, m);
 }
 
-/* Round trip through a message, objects included: what a thread receives. */
-static int l_copy(lua_State *L) {
-  int n = lua_gettop(L), rc;
-  conc_Msg *m = conc__encode(L, 1, n, NULL);
-  lua_settop(L, 0);
+int conc__decode_free(lua_State *L, conc_Msg *m) {
+  int top = lua_gettop(L), rc;
   lua_pushcfunction(L, decode_p);
   lua_pushlightuserdata(L, m);
   rc = lua_pcall(L, 1, LUA_MULTRET, 0);
   conc__msg_free(m);  /* the proxies hold their own references now */
   if (rc != LUA_OK) return lua_error(L);
-  return lua_gettop(L);
+  return lua_gettop(L) - top;
+}
+
+/* Round trip through a message, objects included: what a thread receives. */
+static int l_copy(lua_State *L) {
+  conc_Msg *m = conc__encode(L, 1, lua_gettop(L), NULL);
+  lua_settop(L, 0);
+  return conc__decode_free(L, m);
 }
 
 /* core._forget_names(): a module grew a field (conc.errors makes its classes
