@@ -77,52 +77,72 @@ conc_Obj *conc__toobj(lua_State *L, int idx);
 /* Pushes a proxy for a just-made object, handing it the creator's reference
 ** (raises "not enough memory" for NULL); returns 1. */
 int conc__pushnew(lua_State *L, conc_Obj *o);
+/* A proxy's box: the full userdata that owns one reference to its object
+** (obj, NULL once collected). `magic` holds the address of a private
+** variable: a script cannot write a userdata's bytes, and no other library
+** stores that address, so a userdata of this size holding it was made by
+** conc__pushobj. That test reads the userdata alone, where comparing its
+** metatable would cost three more calls into Lua. */
+typedef struct conc_Box {
+  conc_Obj *obj;
+  const void *magic;
+} conc_Box;
+
+extern const char conc__box_magic;
+
+/* The box at idx, or NULL when the value there is not one. */
+static inline conc_Box *conc__tobox(lua_State *L, int idx) {
+  conc_Box *b = lua_touserdata(L, idx);
+  /* a light userdata's length is 0: its pointer is never read */
+  if (b != NULL && lua_rawlen(L, idx) == sizeof *b &&
+      b->magic == &conc__box_magic)
+    return b;
+  return NULL;
+}
+
+static inline conc_Obj *conc__boxobj(conc_Box *b, conc_ObjType *type) {
+  return b != NULL && b->obj != NULL && b->obj->type == type ? b->obj : NULL;
+}
+
 conc_Obj *conc__checkobj_slow(lua_State *L, int idx, conc_ObjType *type);
-/* The object of the proxy at idx, of the given kind, else a Lua error. A
-** method made by conc__newmeta has the metatable as upvalue 1, and
-** comparing with it is the test a call on a userdata proxy pays (for any
-** other caller that index is not valid, rawequal says 0, and the slow path
-** decides, table proxies included). */
+/* The object of the proxy at idx, of the given kind, else a Lua error (the
+** slow path words it, and takes table proxies). */
 static inline conc_Obj *conc__checkobj(lua_State *L, int idx,
                                        conc_ObjType *type) {
-  conc_Obj **box = lua_touserdata(L, idx);
-  if (box != NULL && lua_getmetatable(L, idx)) {
-    int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-    lua_pop(L, 1);
-    if (ok && *box != NULL) return *box;
-  }
-  return conc__checkobj_slow(L, idx, type);
+  conc_Obj *o = conc__boxobj(conc__tobox(L, idx), type);
+  return o != NULL ? o : conc__checkobj_slow(L, idx, type);
 }
 
 /* conc__checkobj for the kinds whose proxies are tables of bound methods
 ** (`bound` in conc_ObjType): called on its own table (upvalue 2), such a
 ** method's object is its upvalue 1, the box (trusted: only conc__pushobj
 ** makes these closures; the type check guards any other C function with
-** two upvalues). Otherwise (a metamethod such as __close, or a method
-** called on another value) the argument's box is checked as a userdata
-** proxy is: a table holding another proxy's box acts as that object, which
-** is safe, the box owning its reference. */
+** two upvalues). Otherwise (a metamethod, or a method called on another
+** value) the argument is checked as any proxy is: a table holding another
+** proxy's box acts as that object, which is safe, the box owning its
+** reference. */
 static inline conc_Obj *conc__checkbound(lua_State *L, int idx,
                                          conc_ObjType *type) {
-  conc_Obj **box;
   if (idx == 1 && lua_rawequal(L, 1, lua_upvalueindex(2))) {
-    box = lua_touserdata(L, lua_upvalueindex(1));
-    if (box != NULL && *box != NULL && (*box)->type == type) return *box;
-  }
-  if (lua_type(L, idx) == LUA_TTABLE) {
-    lua_rawgeti(L, idx, 1);  /* its box */
-    box = lua_type(L, -1) == LUA_TUSERDATA ? lua_touserdata(L, -1) : NULL;
-    if (box != NULL && lua_getmetatable(L, -1)) {
-      int ok = lua_rawequal(L, -1, lua_upvalueindex(1));
-      lua_pop(L, 2);
-      if (ok && *box != NULL) return *box;
-    } else {
-      lua_pop(L, 1);
-    }
-    return conc__checkobj_slow(L, idx, type);
+    conc_Box *b = lua_touserdata(L, lua_upvalueindex(1));
+    if (b != NULL && b->obj != NULL && b->obj->type == type) return b->obj;
   }
   return conc__checkobj(L, idx, type);
 }
+/* The end of a bound kind's enter() (Python's __enter__): returns what
+** `local _ <close> = x:enter()` holds. Called on the kind's own table that
+** is the box, whose __close then takes conc__checkobj's quick test where
+** the table would need its box looked up; nothing needs the table back,
+** since Python's Lock.__enter__ returns True, not the lock. Otherwise
+** (called on a box, say) the argument itself. */
+static inline int conc__entered(lua_State *L) {
+  if (lua_rawequal(L, 1, lua_upvalueindex(2)))
+    lua_pushvalue(L, lua_upvalueindex(1));
+  else
+    lua_settop(L, 1);
+  return 1;
+}
+
 /* Registers `open`, which makes the metatable of a kind of object, to run
 ** the first time this state pushes such an object. */
 void conc__lazymeta(lua_State *L, conc_ObjType *type, lua_CFunction open);

@@ -366,6 +366,8 @@ static int l_select(lua_State *L) {
   lua_Integer n;
   int index, rc;
   luaL_checktype(L, 1, LUA_TTABLE);
+  if (conc__toobj(L, 1) != NULL)  /* a table proxy: its [1] is its box */
+    return luaL_typeerror(L, 1, "list of objects");
   timeout = conc__opttimeout(L, 2);
   n = (lua_Integer)lua_rawlen(L, 1);
   if (n < 1)

@@ -3,7 +3,8 @@
 ** Barrier and Event, seen from Lua.
 **
 ** `with lock:` translates to `do local _ <close> = lock:enter() ... end`:
-** enter acquires and returns the lock, __close releases it, on errors too.
+** enter acquires the lock and returns its box (conc__entered), whose __close
+** releases it, on errors too.
 */
 #include <limits.h>
 #include <string.h>
@@ -81,8 +82,7 @@ static int lock_enter(lua_State *L) {
   conc_Lock *l = check_lock(L);
   if (!conc__lock_try(l))
     conc__check_wait(L, conc__lock_acquire(l, CONC_FOREVER));
-  lua_settop(L, 1);
-  return 1;
+  return conc__entered(L);
 }
 
 /* __close: Python's __exit__; a close with an error in flight releases too */
@@ -124,8 +124,7 @@ static int rlock_release(lua_State *L) {
 
 static int rlock_enter(lua_State *L) {
   conc__check_wait(L, conc__rlock_acquire(check_rlock(L), 1, CONC_FOREVER));
-  lua_settop(L, 1);
-  return 1;
+  return conc__entered(L);
 }
 
 /* ---- Semaphore and BoundedSemaphore -------------------------------------- */
@@ -177,8 +176,7 @@ static int sem_release(lua_State *L) {
 
 static int sem_enter(lua_State *L) {
   conc__check_wait(L, conc__sem_acquire(check_sem(L), 1, CONC_FOREVER));
-  lua_settop(L, 1);
-  return 1;
+  return conc__entered(L);
 }
 
 static int sem_close(lua_State *L) {
@@ -234,8 +232,7 @@ static int cond_enter(lua_State *L) {
                                             CONC_FOREVER));
   else
     conc__check_wait(L, conc__lock_acquire((conc_Lock *)lock, CONC_FOREVER));
-  lua_settop(L, 1);
-  return 1;
+  return conc__entered(L);
 }
 
 static int cond_close(lua_State *L) {

@@ -14,6 +14,7 @@
 
 static const char PROXIES_KEY = 'p';  /* registry: lightuserdata -> proxy */
 static const char SENTINEL_KEY = 's'; /* registry: joins threads at close */
+const char conc__box_magic = 'b';     /* its address marks a box (lconc.h) */
 
 static pthread_mutex_t state_init_mu = PTHREAD_MUTEX_INITIALIZER;
 static conc_StateInit state_init;  /* under state_init_mu: workers read it */
@@ -81,7 +82,7 @@ static void bind_methods(lua_State *L, int methods, conc_Obj *o) {
 ** (see bind_methods): a method call on it is one table lookup, where a
 ** userdata's goes through its metatable's __index. */
 void conc__pushobj(lua_State *L, conc_Obj *o) {
-  conc_Obj **box;
+  conc_Box *box;
   push_proxies(L);
   if (lua_rawgetp(L, -1, o) != LUA_TNIL) {
     lua_remove(L, -2);
@@ -89,7 +90,8 @@ void conc__pushobj(lua_State *L, conc_Obj *o) {
   }
   lua_pop(L, 1);
   box = lua_newuserdatauv(L, sizeof *box, 0);
-  *box = o;
+  box->obj = o;
+  box->magic = &conc__box_magic;
   conc__obj_incref(o);
   push_meta(L, o->type);
   lua_setmetatable(L, -2);
@@ -144,69 +146,54 @@ int conc__pushnew(lua_State *L, conc_Obj *o) {
 
 /* The box of the proxy at idx (the userdata itself, or what a table proxy
 ** holds), or NULL. */
-static conc_Obj **tobox(lua_State *L, int idx) {
-  conc_Obj **box;
-  if (lua_type(L, idx) == LUA_TTABLE) {
-    lua_rawgeti(L, idx, 1);
-    box = lua_type(L, -1) == LUA_TUSERDATA ? lua_touserdata(L, -1) : NULL;
-    lua_pop(L, 1);  /* the table holds it */
-    return box;
-  }
-  return lua_type(L, idx) == LUA_TUSERDATA ? lua_touserdata(L, idx) : NULL;
+static conc_Box *anybox(lua_State *L, int idx) {
+  conc_Box *box;
+  if (lua_type(L, idx) != LUA_TTABLE) return conc__tobox(L, idx);
+  lua_rawgeti(L, idx, 1);
+  box = conc__tobox(L, -1);
+  lua_pop(L, 1);  /* the table holds it */
+  return box;
 }
 
-/* A value is a proxy when the cache maps the object it names back to it:
-** that rejects foreign userdata whose first bytes look like a pointer, and a
-** table made to hold some proxy's box. */
+/* A value is a proxy when the cache maps the object it names back to it
+** (that rejects a table made to hold some proxy's box), or it is the box
+** of that proxy (what a bound kind's enter() returns). */
 conc_Obj *conc__toobj(lua_State *L, int idx) {
-  conc_Obj **box;
+  conc_Box *box;
   int ok;
   idx = lua_absindex(L, idx);
-  box = tobox(L, idx);
-  if (box == NULL || *box == NULL) return NULL;
-  if (lua_type(L, idx) == LUA_TUSERDATA && lua_rawlen(L, idx) != sizeof *box)
-    return NULL;
+  box = anybox(L, idx);
+  if (box == NULL || box->obj == NULL) return NULL;
   push_proxies(L);
-  lua_rawgetp(L, -1, *box);
+  lua_rawgetp(L, -1, box->obj);
   ok = lua_rawequal(L, -1, idx);
+  if (!ok && lua_type(L, -1) == LUA_TTABLE) {
+    lua_rawgeti(L, -1, 1);
+    ok = lua_touserdata(L, -1) == box;
+    lua_pop(L, 1);
+  }
   lua_pop(L, 2);
-  return ok ? *box : NULL;
+  return ok ? box->obj : NULL;
 }
 
-/* luaL_checkudata finds the metatable by name, which interns the name on
-** every call; the registry also keeps it under the type's address. The
-** named path stays for the error message. */
+/* What conc__checkobj's quick test did not take: a table proxy, or an error
+** naming the kind expected. */
 conc_Obj *conc__checkobj_slow(lua_State *L, int idx, conc_ObjType *type) {
-  conc_Obj **box = NULL;
-  idx = lua_absindex(L, idx);
-  int t = lua_type(L, idx);
-  /* a table proxy's box, or a userdata proxy: its metatable must be the
-  ** kind's (a table holding another proxy's box acts as that object, which
-  ** is safe: the box owns its reference) */
-  if (t == LUA_TTABLE) lua_rawgeti(L, idx, 1);
-  else lua_pushvalue(L, idx);
-  if (lua_type(L, -1) == LUA_TUSERDATA && lua_getmetatable(L, -1)) {
-    box = lua_touserdata(L, -2);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, type);
-    if (!lua_rawequal(L, -1, -2)) box = NULL;
-    lua_pop(L, 2);
-  }
-  lua_pop(L, 1);
-  if (box == NULL) {
+  conc_Box *box = anybox(L, idx);
+  if (box == NULL || (box->obj != NULL && box->obj->type != type)) {
     luaL_typeerror(L, idx, type->name);
     return NULL;
   }
-  if (*box == NULL) luaL_error(L, "%s is closed", type->name);
-  return *box;
+  if (box->obj == NULL) luaL_error(L, "%s is closed", type->name);
+  return box->obj;
 }
 
 static int proxy_gc(lua_State *L) {
   /* NULL for a table proxy (it shares the metatable): its box has its own */
-  conc_Obj **box = lua_type(L, 1) == LUA_TUSERDATA ? lua_touserdata(L, 1)
-                                                   : NULL;
-  if (box && *box) {
-    conc__obj_decref(*box);
-    *box = NULL;
+  conc_Box *box = conc__tobox(L, 1);
+  if (box && box->obj) {
+    conc__obj_decref(box->obj);
+    box->obj = NULL;
   }
   return 0;
 }
@@ -216,13 +203,11 @@ void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods) {
     lua_pop(L, 1);
     return;
   }
-  lua_pushvalue(L, -1);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, type);  /* for conc__checkobj */
   lua_pushcfunction(L, proxy_gc);
   lua_setfield(L, -2, "__gc");
   lua_newtable(L);
   lua_pushvalue(L, -2);
-  luaL_setfuncs(L, methods, 1);  /* the metatable: conc__checkobj's fast test */
+  luaL_setfuncs(L, methods, 1);  /* the metatable: conc__getmethod's table */
   /* metamethods (__close, ...) given among the methods go to the metatable */
   for (const luaL_Reg *r = methods; r->name; r++) {
     if (r->name[0] != '_' || r->name[1] != '_' ||

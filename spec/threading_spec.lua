@@ -1172,6 +1172,26 @@ describe("threading.Lock", function()
     assert.is_false(ok)
     assert.is_false(l:locked())
   end)
+
+  -- Python's Lock.__enter__ returns True, not the lock; enter() returns a
+  -- handle to the same lock (its box, which __close reaches quickest).
+  it("enter() returns a handle that releases the lock and stands for it", function()
+    local l = threading.Lock()
+    local h = l:enter()
+    assert.is_true(l:locked())
+    assert.is_true(rawequal(conc.core.copy(h), l))  -- crosses as the lock
+    local cond = threading.Condition(h)
+    assert.is_true(cond:acquire(false) == false)  -- the same, held, lock
+    h:release()
+    assert.is_false(l:locked())
+    assert.is_true(h:acquire(false))
+    assert.is_true(l:locked())
+    getmetatable(h).__close(h)
+    assert.is_false(l:locked())
+    local ok, err = pcall(getmetatable(h).__close, h)
+    assert.is_false(ok)
+    assert.is_true(isinstance(err, errors.RuntimeError))
+  end)
 end)
 
 describe("threading.Event", function()
