@@ -42,6 +42,10 @@ typedef struct conc_ObjType {
   ** methods one object lacks (a SimpleQueue's task_done). */
   int bound;
   int (*hides)(conc_Obj *o, const char *method);
+  /* A bit for each method name's conc__method_bit, set when a state makes
+  ** the kind's metatable (every state sets the same bits): an __index
+  ** function tells most keys that name no method by it, not by a lookup. */
+  atomic_ullong method_bits;
 } conc_ObjType;
 
 struct conc_Obj {

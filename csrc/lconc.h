@@ -151,8 +151,15 @@ void conc__lazymeta(lua_State *L, conc_ObjType *type, lua_CFunction open);
 void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods);
 
 /* In an __index function given to conc__newmeta: pushes the method the key
-** at 2 names and returns 1, or returns 0 having pushed nothing. */
-int conc__getmethod(lua_State *L);
+** at 2 names and returns 1, or returns 0 having pushed nothing. k and len
+** are that key (k NULL when it is not a string). */
+int conc__getmethod(lua_State *L, conc_ObjType *type, const char *k,
+                    size_t len);
+/* Where a name falls in conc_ObjType's method_bits. */
+static inline unsigned conc__method_bit(const char *k, size_t len) {
+  return ((unsigned char)k[0] * 7u + (unsigned char)k[len ? len - 1 : 0] +
+          (unsigned)len * 13u) & 63u;
+}
 
 /* Pushes package.loaded[name], requiring it if need be. */
 void conc__require(lua_State *L, const char *name);

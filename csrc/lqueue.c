@@ -320,10 +320,12 @@ static int queue_shutdown(lua_State *L) {
 /* the methods, then q.maxsize, q.unfinished_tasks, q.is_shutdown */
 static int queue_index(lua_State *L) {
   conc_Queue *q = check_queue(L);
-  const char *k = lua_tostring(L, 2);
+  size_t len = 0;
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len)
+                                                : NULL;
   if (k && conc__queue_lacks(q, k)) {
     lua_pushnil(L);
-  } else if (conc__getmethod(L)) {
+  } else if (conc__getmethod(L, &conc__queue_type, k, len)) {
     return 1;
   } else if (k && strcmp(k, "maxsize") == 0) {
     lua_Number m = (lua_Number)conc__queue_maxsize_arg(q);

@@ -280,7 +280,10 @@ static int list_index_mm(lua_State *L) {
   conc_ShVal v;
   int rc;
   if (lua_type(L, 2) == LUA_TSTRING) {
-    if (!conc__getmethod(L)) lua_pushnil(L);  /* l.append */
+    size_t len;
+    const char *k = lua_tolstring(L, 2, &len);
+    if (!conc__getmethod(L, &conc__shlist_type, k, len))
+      lua_pushnil(L);  /* l.append */
     return 1;
   }
   rc = check_rc(L, conc__shlist_get(l, check_index(L, 2), &v));
@@ -519,7 +522,11 @@ static int dict_index_mm(lua_State *L) {
   conc_ShDict *d = check_dict(L);
   /* method names win over keys: d.keys (d:get("keys") reads the key) */
   int t = lua_type(L, 2);
-  if (t == LUA_TSTRING && conc__getmethod(L)) return 1;
+  if (t == LUA_TSTRING) {
+    size_t len;
+    const char *k = lua_tolstring(L, 2, &len);
+    if (conc__getmethod(L, &conc__shdict_type, k, len)) return 1;
+  }
   return get_or(L, d, t, 0);
 }
 

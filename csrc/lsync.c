@@ -374,10 +374,11 @@ static int barrier_abort(lua_State *L) {
 /* the methods, then b.parties, b.n_waiting, b.broken */
 static int barrier_index(lua_State *L) {
   conc_Barrier *b;
-  const char *k;
-  if (conc__getmethod(L)) return 1;
+  size_t len = 0;
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len)
+                                                : NULL;
+  if (conc__getmethod(L, &conc__barrier_type, k, len)) return 1;
   b = check_barrier(L);
-  k = lua_tostring(L, 2);
   if (k && strcmp(k, "parties") == 0) {
     lua_pushinteger(L, conc__barrier_parties(b));
   } else if (k && strcmp(k, "n_waiting") == 0) {

@@ -199,6 +199,7 @@ static int proxy_gc(lua_State *L) {
 }
 
 void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods) {
+  uint64_t bits = 0;
   if (!luaL_newmetatable(L, type->name)) {  /* made already */
     lua_pop(L, 1);
     return;
@@ -208,6 +209,10 @@ void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods) {
   lua_newtable(L);
   lua_pushvalue(L, -2);
   luaL_setfuncs(L, methods, 1);  /* the metatable: conc__getmethod's table */
+  for (const luaL_Reg *r = methods; r->name; r++)
+    if (r->name[0] != '_')  /* metamethods are never methods */
+      bits |= 1ull << conc__method_bit(r->name, strlen(r->name));
+  atomic_store_explicit(&type->method_bits, bits, memory_order_relaxed);
   /* metamethods (__close, ...) given among the methods go to the metatable */
   for (const luaL_Reg *r = methods; r->name; r++) {
     if (r->name[0] != '_' || r->name[1] != '_' ||
@@ -240,12 +245,14 @@ void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods) {
 ** at 2 names and returns 1, else returns 0 having pushed nothing. A method
 ** call (q:get()) then costs one table lookup, before any field name is
 ** compared. */
-int conc__getmethod(lua_State *L) {
+int conc__getmethod(lua_State *L, conc_ObjType *type, const char *k,
+                    size_t len) {
+  uint64_t bits = atomic_load_explicit(&type->method_bits,
+                                       memory_order_relaxed);
+  if (k == NULL || !(bits >> conc__method_bit(k, len) & 1)) return 0;
   lua_pushvalue(L, 2);
-  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) {
-    const char *k = lua_tostring(L, 2);
-    if (k && k[0] != '_') return 1;  /* not __gc, __name, ... */
-  }
+  if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL && k[0] != '_')
+    return 1;  /* not __gc, __name, ... */
   lua_pop(L, 1);
   return 0;
 }
