@@ -77,6 +77,8 @@ static const char NAMES_KEY = 'n';   /* value -> "module\0field" */
 static const char NAMES_LOADED = 'l';  /* true: watched; else package.loaded
                                           as NAMES_KEY saw it */
 static const char NAMES_COUNT = 'c';   /* and how many entries it had */
+static const char NAMES_FRESH = 'f';   /* the index again, while watched: one
+                                          lookup finds it current */
 static const char DUMPS_KEY = 'd';     /* weak: function -> bytecode..hash */
 static const char NAMES_WATCH = 'w';   /* the metatable watching package.loaded */
 
@@ -375,11 +377,18 @@ static int snapshot_loaded(lua_State *L, int loaded) {
   return n;
 }
 
+/* The index is stale: the next message rebuilds it. */
+static void drop_names(lua_State *L) {
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH);
+}
+
 /* package.loaded's __newindex: a module is loaded (or a key set again
 ** after being cleared, as a reload does); the index is stale. */
 static int loaded_newindex(lua_State *L) {
-  lua_pushnil(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
+  drop_names(L);
   lua_settop(L, 3);
   lua_rawset(L, 1);
   return 0;
@@ -533,8 +542,12 @@ static void build_names(lua_State *L) {
   lua_pushvalue(L, index);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
   if (watched(L, loaded)) {
+    lua_pushvalue(L, index);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH);
     lua_pushboolean(L, 1);
   } else {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH);
     lua_pushinteger(L, snapshot_loaded(L, loaded));
     lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_COUNT);
   }
@@ -984,6 +997,131 @@ size_t conc__encode_small(lua_State *L, int idx, char *buf, size_t size) {
   return n + slen;
 }
 
+/*
+** A flat table: no metatable, and only scalars (nil, booleans, numbers,
+** strings) as keys and values, the shape of a queue's record such as
+** {id = i, name = "item"}. Its message is written here straight into a
+** buffer, with no pcall, no id map and no path kept for errors: the same
+** bytes enc_table writes (a key appears once in a table, so no REF is
+** needed, and the header is 'c'). That was most of a put of such a record.
+**
+** FLAT_MAX bounds the message (the rest go the general way); FLAT_ROOM is
+** the most one scalar takes before its string's bytes.
+*/
+#define FLAT_MAX 256
+#define FLAT_ROOM (1 + 10)
+
+/* Writes the scalar at idx at out + *n, a key's short string as KSTR.
+** Returns 0 when it is not a scalar or would overrun FLAT_MAX. */
+static int flat_scalar(lua_State *L, int idx, unsigned char *out, size_t *n,
+                       int key) {
+  size_t at = *n, slen;
+  const char *s;
+  if (at + FLAT_ROOM > FLAT_MAX) return 0;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: out[at++] = T_NIL; break;
+    case LUA_TBOOLEAN:
+      out[at++] = lua_toboolean(L, idx) ? T_TRUE : T_FALSE;
+      break;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        uint64_t u = (uint64_t)lua_tointeger(L, idx);
+        out[at++] = T_INT;
+        at += varint_to(out + at, (u << 1) ^ (uint64_t)((int64_t)u >> 63));
+      } else {
+        lua_Number d = lua_tonumber(L, idx);
+        out[at++] = T_FLOAT;
+        memcpy(out + at, &d, sizeof d);
+        at += sizeof d;
+      }
+      break;
+    case LUA_TSTRING:
+      s = lua_tolstring(L, idx, &slen);
+      if (slen > FLAT_MAX - at - FLAT_ROOM) return 0;
+      out[at++] = key && slen <= KEY_MAXLEN ? T_KSTR : T_STR;
+      at += varint_to(out + at, slen);
+      copy_short((char *)out + at, s, slen);
+      at += slen;
+      break;
+    default: return 0;
+  }
+  *n = at;
+  return 1;
+}
+
+/* Is the value at idx surely not a module value? The index of module
+** values must be known fresh, by the watch on package.loaded (NAMES_FRESH),
+** and not hold it. Otherwise the general path looks, rebuilding the index
+** if need be. */
+static int unnamed(lua_State *L, int idx) {
+  int ok = 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH) == LUA_TTABLE) {
+    lua_pushvalue(L, idx);
+    ok = lua_rawget(L, -2) == LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  return ok;
+}
+
+/* The message of the flat table at idx into out (FLAT_MAX bytes); returns
+** its length, or 0 when the table is not flat, is a module value or _G,
+** or its message is longer: nothing here raises or allocates. */
+static size_t encode_flat(lua_State *L, int idx, unsigned char *out) {
+  lua_Integer narr;
+  uint32_t nhash = 0;
+  size_t n = 3, hint_at;
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_checkstack(L, 4)) return 0;
+  idx = lua_absindex(L, idx);
+  if (lua_getmetatable(L, idx)) {  /* a proxy, or anything with methods */
+    lua_pop(L, 1);
+    return 0;
+  }
+  narr = (lua_Integer)lua_rawlen(L, idx);
+  out[0] = 'c';
+  out[1] = VERSION;
+  out[2] = 1;  /* varint: one value */
+  out[n++] = T_TABLE;
+  n += varint_to(out + n, (uint64_t)narr);
+  hint_at = n;
+  n += 4;
+  for (lua_Integer i = 1; i <= narr; i++) {
+    int ok = 0;
+    if (n <= FLAT_MAX - 1) {  /* each element takes at least one byte */
+      lua_rawgeti(L, idx, i);
+      ok = flat_scalar(L, -1, out, &n, 0);
+      lua_pop(L, 1);
+    }
+    if (!ok) return 0;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (narr > 0 && lua_isinteger(L, -2)) {  /* as enc_table skips them */
+      lua_Integer k = lua_tointeger(L, -2);
+      if (k >= 1 && k <= narr) {
+        lua_pop(L, 1);
+        continue;
+      }
+    }
+    if (!flat_scalar(L, -2, out, &n, 1) || !flat_scalar(L, -1, out, &n, 0)) {
+      lua_pop(L, 2);
+      return 0;
+    }
+    nhash++;
+    lua_pop(L, 1);
+  }
+  if (n + 2 > FLAT_MAX) return 0;
+  out[n++] = T_END;
+  out[n++] = T_NIL;  /* no metatable */
+  memcpy(out + hint_at, &nhash, 4);
+  /* last, as rarely needed: a module's table crosses by name, _G as GLOBALS */
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
+  if (lua_rawequal(L, idx, -1)) n = 0;
+  lua_pop(L, 1);
+  if (n > 0 && !unnamed(L, idx)) n = 0;
+  return n;
+}
+
 /* Writes the message into e; on an error, releases e and raises. */
 static void encode_run(Enc *e, lua_State *L, int first, int n,
                        const char *const *names) {
@@ -1016,9 +1154,34 @@ static conc_Msg *encode_finish(Enc *e) {
   return m;
 }
 
+/* A message of one flat table, or NULL (and *len 0) for anything else;
+** when it fits in *len bytes, it is written to buf (*len set to its length)
+** and NULL returned too. */
+static conc_Msg *encode_flat_msg(lua_State *L, int idx, char *buf,
+                                 size_t *len) {
+  unsigned char flat[FLAT_MAX];
+  size_t k = encode_flat(L, idx, flat);
+  conc_Msg *m;
+  if (k > 0 && k <= *len) {
+    memcpy(buf, flat, k);
+    *len = k;
+    return NULL;
+  }
+  *len = 0;
+  if (k == 0) return NULL;
+  m = msg_new((const char *)flat, k, NULL, 0);
+  if (m == NULL) luaL_error(L, "not enough memory");
+  return m;
+}
+
 conc_Msg *conc__encode(lua_State *L, int first, int n,
                        const char *const *names) {
   Enc e;
+  if (n == 1) {
+    size_t len = 0;  /* no buffer: a flat table comes back as a message */
+    conc_Msg *m = encode_flat_msg(L, first, NULL, &len);
+    if (m != NULL) return m;
+  }
   encode_run(&e, L, first, n, names);
   return encode_finish(&e);
 }
@@ -1028,9 +1191,16 @@ conc_Msg *conc__encode_buf(lua_State *L, int first, int n,
   Enc e;
   if (n == 1) {  /* one plain value (a queue's integer): no encoder at all */
     size_t k = conc__encode_small(L, first, buf, *len);
+    conc_Msg *m;
     if (k > 0) {
       *len = k;
       return NULL;
+    }
+    k = *len;  /* a record: no Enc either */
+    m = encode_flat_msg(L, first, buf, &k);
+    if (m != NULL || k > 0) {
+      *len = k;
+      return m;
     }
   }
   encode_run(&e, L, first, n, names);
@@ -1442,8 +1612,7 @@ static int l_copy(lua_State *L) {
 /* core._forget_names(): a module grew a field (conc.errors makes its classes
 ** on first use); the next message rebuilds the index of module values. */
 static int l_forget_names(lua_State *L) {
-  lua_pushnil(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
+  drop_names(L);
   return 0;
 }
 

@@ -546,6 +546,29 @@ describe("transfer", function()
       assert.equal(250.0, t.big.k1000)
     end)
 
+    it("of scalars only are written as any table is", function()
+      -- a record (no metatable, scalar keys and values) of one value has a
+      -- path of its own in the encoder; in a message of two it takes the
+      -- general path: the bytes must be the same
+      local long = string.rep("k", 41) -- longer than a key sent once
+      local records = {
+        {}, {1, 2, 3}, {1, nil, 3}, {id = 7, name = "item"},
+        {1, 2, a = "b", [10] = 10, [0] = 0, [-1] = -1},
+        {x = 1.5, [true] = false, [2.5] = "f", ["\0"] = "nul"},
+        {[long] = long, [math.mininteger] = math.maxinteger},
+        {big = string.rep("x", 300)}, -- longer than the path's buffer
+        {nested = {1}}, -- not a record
+      }
+      for i, t in ipairs(records) do
+        local one, two = core.dumps(t), core.dumps(t, nil)
+        assert.equal("c\1\1", one:sub(1, 3), "record " .. i)
+        assert.equal("c\1\2" .. one:sub(4) .. "\0", two, "record " .. i)
+        same(core.loads(one), t)
+        same(core.copy(t), t)
+        assert.is_false(rawequal(core.copy(t), t))
+      end
+    end)
+
     it("are read raw: no metamethod runs while encoding", function()
       local c = core.copy(fx.guarded())
       assert.equal(1, rawget(c, "x"))
@@ -635,6 +658,16 @@ describe("transfer", function()
       assert.equal(m, core.copy(m))
       assert.equal(m.value, core.copy(m.value))
       assert.equal(m.fn, core.copy(m.fn))
+    end)
+
+    it("are records in package.loaded, not copies of them", function()
+      local name = "transfer_spec_module"
+      local m = {config = {level = 3}, answer = 42}
+      package.loaded[name] = m
+      finally(function() package.loaded[name] = nil end)
+      assert.equal(m, core.copy(m))
+      assert.equal(m.config, core.copy(m.config))
+      assert.equal(m.config, core.copy({c = m.config}).c)
     end)
 
     it("follow a module replaced under the same name", function()
