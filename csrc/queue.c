@@ -20,12 +20,14 @@
 ** task done so that join returns.
 */
 #include <math.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
 #define SPINS 2000       /* pause steps before a get or put goes to sleep */
+#define YIELDS 4         /* the same on one CPU: yields to whoever is runnable */
 #define MIN_CAP 16
 
 /* The fields fall on three cache lines, so that a consumer spinning on the
@@ -347,9 +349,15 @@ static void unlock(conc_Queue *q) {
 ** between looks grow: a look pulls the size's cache line over from the
 ** producer, who must then win it back to write the next item. */
 static void spin_while_size(conc_Queue *q, size_t bad, double deadline) {
-  if (!conc__can_spin() ||
-      (deadline != CONC_FOREVER && deadline <= conc__monotonic()))
+  if (deadline != CONC_FOREVER && deadline <= conc__monotonic())
     return;  /* a poll (timeout 0) does not spin */
+  if (!conc__can_spin()) {
+    for (int i = 0; i < YIELDS; i++) {
+      if (atomic_load_explicit(&q->size, memory_order_relaxed) != bad) return;
+      sched_yield();
+    }
+    return;
+  }
   for (int i = 0, gap = 1; i < SPINS; i += gap) {
     if (atomic_load_explicit(&q->size, memory_order_relaxed) != bad) return;
     for (int k = 0; k < gap; k++) conc__spin_pause();
