@@ -13,7 +13,8 @@
 ** word under the mutex and wakes after dropping it, only if someone is
 ** counted. Before sleeping, get and put spin for a moment on a lock-free
 ** mirror of the size: a consumer that keeps up with its producer on another
-** core then never enters the kernel, on either side.
+** core then never enters the kernel, on either side. On one CPU they yield
+** once instead (see spin_while_size).
 **
 ** Shutdown is Python 3.13's: put raises ShutDown at once, get once the queue
 ** is empty; shutdown(immediate) also drops the items, counting each as a
@@ -27,7 +28,6 @@
 #include "internal.h"
 
 #define SPINS 2000       /* pause steps before a get or put goes to sleep */
-#define YIELDS 4         /* the same on one CPU: yields to whoever is runnable */
 #define MIN_CAP 16
 
 /* The fields fall on three cache lines, so that a consumer spinning on the
@@ -352,10 +352,10 @@ static void spin_while_size(conc_Queue *q, size_t bad, double deadline) {
   if (deadline != CONC_FOREVER && deadline <= conc__monotonic())
     return;  /* a poll (timeout 0) does not spin */
   if (!conc__can_spin()) {
-    for (int i = 0; i < YIELDS; i++) {
-      if (atomic_load_explicit(&q->size, memory_order_relaxed) != bad) return;
-      sched_yield();
-    }
+    /* One CPU: whoever would change the size cannot run while we spin, and
+    ** sleeping makes its next put a wake-up that preempts it for one item.
+    ** Yielding lets it run on; we see its items after its time slice. */
+    sched_yield();
     return;
   }
   for (int i = 0, gap = 1; i < SPINS; i += gap) {
