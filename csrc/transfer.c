@@ -1531,12 +1531,105 @@ static int decode_scalar(lua_State *L, const unsigned char *p, size_t len) {
   }
 }
 
+/* A varint at p (before end) into *v; returns what follows it, or NULL. */
+static const unsigned char *rec_varint(const unsigned char *p,
+                                       const unsigned char *end, uint64_t *v) {
+  uint64_t x = 0;
+  for (int shift = 0; shift < 70 && p < end; shift += 7) {
+    x |= (uint64_t)(*p & 0x7f) << shift;
+    if (!(*p++ & 0x80)) {
+      *v = x;
+      return p;
+    }
+  }
+  return NULL;
+}
+
+/* Pushes the scalar at p (before end) and returns what follows it; NULL,
+** having pushed nothing, for any other tag or a truncated payload. */
+static const unsigned char *rec_scalar(lua_State *L, const unsigned char *p,
+                                       const unsigned char *end) {
+  uint64_t v;
+  int tag;
+  if (p >= end) return NULL;
+  tag = *p++;
+  switch (tag) {
+    case T_NIL: lua_pushnil(L); return p;
+    case T_FALSE: case T_TRUE: lua_pushboolean(L, tag == T_TRUE); return p;
+    case T_INT:
+      if ((p = rec_varint(p, end, &v)) == NULL) return NULL;
+      lua_pushinteger(L, (lua_Integer)((v >> 1) ^ (~(v & 1) + 1)));
+      return p;
+    case T_FLOAT: {
+      lua_Number x;
+      if ((size_t)(end - p) < sizeof x) return NULL;
+      memcpy(&x, p, sizeof x);
+      lua_pushnumber(L, x);
+      return p + sizeof x;
+    }
+    case T_STR: case T_KSTR:
+      if ((p = rec_varint(p, end, &v)) == NULL || v > (uint64_t)(end - p) ||
+          (tag == T_KSTR && v > KEY_MAXLEN))
+        return NULL;
+      lua_pushlstring(L, (const char *)p, (size_t)v);
+      return p + v;
+    default: return NULL;
+  }
+}
+
+/*
+** A 'c' message of one record (a table of scalars with no metatable, what
+** encode_flat writes), pushed without setting up a Dec: the shape of most
+** queue items that are tables. Returns 0, having pushed nothing, for any
+** other message, well formed or not (a nil or NaN key, say): the general
+** path decodes it or says what is wrong. What it preallocates is held to
+** the general path's budget (see the top of the file).
+*/
+static int decode_record(lua_State *L, const unsigned char *p, size_t len) {
+  const unsigned char *end = p + len;
+  uint64_t narr;
+  uint32_t nhash;
+  int top, t;
+  if (len < 10 || p[0] != 'c' || p[1] != VERSION || p[2] != 1 ||
+      p[3] != T_TABLE)
+    return 0;
+  p = rec_varint(p + 4, end, &narr);
+  if (p == NULL || end - p < 4) return 0;
+  memcpy(&nhash, p, 4);
+  p += 4;
+  if (narr > (uint64_t)(end - p) || narr > INT_MAX) return 0;
+  if (nhash > len / 2) nhash = (uint32_t)(len / 2);
+  top = lua_gettop(L);
+  lua_createtable(L, (int)narr, (int)nhash);
+  t = top + 1;
+  for (uint64_t i = 1; i <= narr; i++) {
+    if ((p = rec_scalar(L, p, end)) == NULL) goto other;
+    lua_rawseti(L, t, (lua_Integer)i);
+  }
+  while (p < end && *p != T_END) {
+    if (*p == T_NIL || (p = rec_scalar(L, p, end)) == NULL) goto other;
+    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1) &&
+        lua_tonumber(L, -1) != lua_tonumber(L, -1))
+      goto other;  /* NaN */
+    if ((p = rec_scalar(L, p, end)) == NULL) goto other;
+    lua_rawset(L, t);
+  }
+  /* END, then NIL for no metatable, and nothing after */
+  if (end - p != 2 || p[1] != T_NIL) goto other;
+  return 1;
+other:
+  lua_settop(L, top);
+  return 0;
+}
+
 int conc__decode_bytes(lua_State *L, const char *data, size_t len,
                        conc_Obj *const *objs, unsigned nobjs) {
   Dec d;
   uint64_t n;
   luaL_checkstack(L, 3, "too many values");  /* as the general path's n + 2 */
-  if (decode_scalar(L, (const unsigned char *)data, len)) return 1;
+  if (decode_scalar(L, (const unsigned char *)data, len) ||
+      decode_record(L, (const unsigned char *)data, len))
+    return 1;
   d.L = L;
   d.p = (const unsigned char *)data;
   d.end = d.p + len;

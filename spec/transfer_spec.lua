@@ -405,7 +405,7 @@ end
 
 local T = {NIL = 0, FALSE = 1, TRUE = 2, INT = 3, FLOAT = 4, STR = 5,
   TABLE = 6, REF = 7, FUNC = 8, NAMED = 9, GLOBALS = 10, OBJ = 11, END = 12,
-  UPVAL = 13}
+  UPVAL = 13, KSTR = 14}
 
 local function varint(n)
   local t = {}
@@ -1007,6 +1007,32 @@ describe("transfer", function()
               "array longer than the message")
       assert.same({}, core.loads(message(1, tag "TABLE", empty, tag "END",
                                          tag "NIL")))
+    end)
+
+    it("raises on bad records, which the decoder reads apart", function()
+      -- 'c' messages of one table of scalars take a path of their own
+      local function record(...) return "c\1\1" .. table.concat({...}) end
+      local empty = "\0\0\0\0\0"
+      corrupt(record(tag "TABLE", empty, tag "NIL", tag "TRUE"),
+              "nil table key")
+      corrupt(record(tag "TABLE", empty, tag "FLOAT",
+                     string.pack("d", 0 / 0), tag "TRUE"), "NaN table key")
+      corrupt(record(tag "TABLE", empty, tag "END", tag "INT", "\2"),
+              "metatable is not a table")
+      corrupt(record(tag "TABLE", empty, tag "END", tag "NIL", tag "NIL"),
+              "trailing bytes")
+      corrupt(record(tag "TABLE", varint(1000), "\0\0\0\0", tag "NIL"),
+              "array longer than the message")
+      corrupt(record(tag "TABLE", empty, tag "KSTR", varint(41),
+                     ("k"):rep(41), tag "TRUE", tag "END", tag "NIL"),
+              "bad key")
+      local s = core.dumps({1, 2.5, id = 7, name = "item", [true] = false})
+      for i = 0, #s - 1 do
+        local ok, err = pcall(core.loads, s:sub(1, i))
+        assert.is_false(ok)
+        assert.matches("corrupt message", err, 1, true)
+      end
+      same(core.loads(s), {1, 2.5, id = 7, name = "item", [true] = false})
     end)
 
     it("raises on bad functions", function()
