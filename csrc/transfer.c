@@ -77,8 +77,8 @@ static const char NAMES_KEY = 'n';   /* value -> "module\0field" */
 static const char NAMES_LOADED = 'l';  /* true: watched; else package.loaded
                                           as NAMES_KEY saw it */
 static const char NAMES_COUNT = 'c';   /* and how many entries it had */
-static const char NAMES_FRESH = 'f';   /* the index again, while watched: one
-                                          lookup finds it current */
+static const char NAMES_FRESH = 'f';   /* while watched, the index's tables
+                                          as a NameSet (see below) */
 static const char DUMPS_KEY = 'd';     /* weak: function -> bytecode..hash */
 static const char NAMES_WATCH = 'w';   /* the metatable watching package.loaded */
 
@@ -498,6 +498,52 @@ static int is_stdlib(const char *mod) {
   return 0;
 }
 
+/*
+** The tables the index holds, by address: what the record path asks ("is
+** this table a module value?") answered in C, where a Lua lookup by a table
+** key costs a division to hash. A full userdata whose user value is the
+** index, which keeps every table in it alive: an address in the set is
+** never a newer table's. O(1) expected per lookup; kept at most half full.
+*/
+typedef struct NameSet {
+  size_t cap;           /* a power of two */
+  const void *keys[];   /* NULL: a free slot */
+} NameSet;
+
+static int nameset_has(const NameSet *set, const void *p) {
+  for (size_t i = map_slot(p, set->cap);; i = (i + 1) & (set->cap - 1)) {
+    if (set->keys[i] == p) return 1;
+    if (set->keys[i] == NULL) return 0;
+  }
+}
+
+/* Pushes the NameSet of the index at idx. */
+static void push_nameset(lua_State *L, int idx) {
+  size_t n = 0, cap = 16;
+  NameSet *set;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    n += lua_istable(L, -2);
+    lua_pop(L, 1);
+  }
+  while (cap < 2 * n) cap *= 2;
+  set = lua_newuserdatauv(L, sizeof *set + cap * sizeof set->keys[0], 1);
+  set->cap = cap;
+  memset(set->keys, 0, cap * sizeof set->keys[0]);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_istable(L, -2)) {
+      const void *p = lua_topointer(L, -2);
+      size_t i = map_slot(p, cap);
+      while (set->keys[i] != NULL) i = (i + 1) & (cap - 1);
+      set->keys[i] = p;
+    }
+    lua_pop(L, 1);
+  }
+  lua_pushvalue(L, idx);
+  lua_setiuservalue(L, -2, 1);
+}
+
 static void build_names(lua_State *L) {
   int loaded, index, mods, n;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -542,7 +588,7 @@ static void build_names(lua_State *L) {
   lua_pushvalue(L, index);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
   if (watched(L, loaded)) {
-    lua_pushvalue(L, index);
+    push_nameset(L, index);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH);
     lua_pushboolean(L, 1);
   } else {
@@ -1049,17 +1095,14 @@ static int flat_scalar(lua_State *L, int idx, unsigned char *out, size_t *n,
   return 1;
 }
 
-/* Is the value at idx surely not a module value? The index of module
-** values must be known fresh, by the watch on package.loaded (NAMES_FRESH),
-** and not hold it. Otherwise the general path looks, rebuilding the index
-** if need be. */
+/* Is the table at idx surely not a module value? The index of module
+** values must be known fresh, by the watch on package.loaded (NAMES_FRESH
+** is there), and not hold it. Otherwise the general path looks, rebuilding
+** the index if need be. */
 static int unnamed(lua_State *L, int idx) {
   int ok = 0;
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH) == LUA_TTABLE) {
-    lua_pushvalue(L, idx);
-    ok = lua_rawget(L, -2) == LUA_TNIL;
-    lua_pop(L, 1);
-  }
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH) == LUA_TUSERDATA)
+    ok = !nameset_has(lua_touserdata(L, -1), lua_topointer(L, idx));
   lua_pop(L, 1);
   return ok;
 }
