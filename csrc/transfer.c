@@ -517,9 +517,18 @@ static int nameset_has(const NameSet *set, const void *p) {
   }
 }
 
-/* Pushes the NameSet of the index at idx. */
+static void nameset_add(NameSet *set, const void *p) {
+  size_t i = map_slot(p, set->cap);
+  while (set->keys[i] != NULL && set->keys[i] != p)
+    i = (i + 1) & (set->cap - 1);
+  set->keys[i] = p;
+}
+
+/* Pushes the NameSet of the index at idx, with _G in it too, whether or not
+** package.loaded holds it: the record path then need not look for _G
+** (which crosses as GLOBALS) on its own. */
 static void push_nameset(lua_State *L, int idx) {
-  size_t n = 0, cap = 16;
+  size_t n = 1, cap = 16;
   NameSet *set;
   lua_pushnil(L);
   while (lua_next(L, idx)) {
@@ -532,14 +541,12 @@ static void push_nameset(lua_State *L, int idx) {
   memset(set->keys, 0, cap * sizeof set->keys[0]);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    if (lua_istable(L, -2)) {
-      const void *p = lua_topointer(L, -2);
-      size_t i = map_slot(p, cap);
-      while (set->keys[i] != NULL) i = (i + 1) & (cap - 1);
-      set->keys[i] = p;
-    }
+    if (lua_istable(L, -2)) nameset_add(set, lua_topointer(L, -2));
     lua_pop(L, 1);
   }
+  lua_pushglobaltable(L);
+  nameset_add(set, lua_topointer(L, -1));
+  lua_pop(L, 1);
   lua_pushvalue(L, idx);
   lua_setiuservalue(L, -2, 1);
 }
@@ -1095,10 +1102,10 @@ static int flat_scalar(lua_State *L, int idx, unsigned char *out, size_t *n,
   return 1;
 }
 
-/* Is the table at idx surely not a module value? The index of module
-** values must be known fresh, by the watch on package.loaded (NAMES_FRESH
-** is there), and not hold it. Otherwise the general path looks, rebuilding
-** the index if need be. */
+/* Is the table at idx surely neither a module value nor _G? The index of
+** module values must be known fresh, by the watch on package.loaded
+** (NAMES_FRESH is there), and not hold it. Otherwise the general path
+** looks, rebuilding the index if need be. */
 static int unnamed(lua_State *L, int idx) {
   int ok = 0;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH) == LUA_TUSERDATA)
@@ -1157,12 +1164,9 @@ static size_t encode_flat(lua_State *L, int idx, unsigned char *out) {
   out[n++] = T_END;
   out[n++] = T_NIL;  /* no metatable */
   memcpy(out + hint_at, &nhash, 4);
-  /* last, as rarely needed: a module's table crosses by name, _G as GLOBALS */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_GLOBALS);
-  if (lua_rawequal(L, idx, -1)) n = 0;
-  lua_pop(L, 1);
-  if (n > 0 && !unnamed(L, idx)) n = 0;
-  return n;
+  /* last, as rarely needed: a module's table crosses by name, _G as GLOBALS
+  ** (the set unnamed looks in holds _G too) */
+  return unnamed(L, idx) ? n : 0;
 }
 
 /* Writes the message into e; on an error, releases e and raises. */

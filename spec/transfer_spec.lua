@@ -331,6 +331,25 @@ do
     assert(#split("a,b,c", ",") == 3, "split works")
   end
 
+  -- In a fresh state whose package.loaded has a metatable of its own before
+  -- any message (so the index of module values is not watched), records
+  -- and module tables still cross as they should.
+  function fx.unwatched()
+    local core = require "conc.core"
+    setmetatable(package.loaded, {})
+    local m = {config = {level = 3}}
+    package.loaded.transfer_spec_unwatched = m
+    assert(core.copy(m.config) == m.config, "a module's record by name")
+    local r = {id = 1, name = "item"}
+    local c = core.copy(r)
+    assert(c ~= r and c.id == 1 and c.name == "item", "a record copied")
+    local other = {config = {level = 4}}
+    package.loaded.transfer_spec_unwatched = other -- replaced in place
+    assert(core.copy(other.config) == other.config, "the new module's")
+    c = core.copy(m.config)
+    assert(c ~= m.config and c.level == 3, "the old one's copied")
+  end
+
   -- Globals: a copied function reads and writes the receiver's.
   function fx.get_global() return TRANSFER_SPEC_GLOBAL end
   function fx.set_global(v) TRANSFER_SPEC_GLOBAL = v end
@@ -668,6 +687,10 @@ describe("transfer", function()
       assert.equal(m, core.copy(m))
       assert.equal(m.config, core.copy(m.config))
       assert.equal(m.config, core.copy({c = m.config}).c)
+    end)
+
+    it("are found when package.loaded has a metatable of its own", function()
+      assert.equal("ok", in_thread(fx.unwatched))
     end)
 
     it("follow a module replaced under the same name", function()
