@@ -1654,10 +1654,10 @@ static int decode_record(lua_State *L, const unsigned char *p, size_t len) {
     lua_rawseti(L, t, (lua_Integer)i);
   }
   while (p < end && *p != T_END) {
-    if (*p == T_NIL || (p = rec_scalar(L, p, end)) == NULL) goto other;
-    if (lua_type(L, -1) == LUA_TNUMBER && !lua_isinteger(L, -1) &&
-        lua_tonumber(L, -1) != lua_tonumber(L, -1))
-      goto other;  /* NaN */
+    int ktag = *p;  /* the key's tag says whether it can be nil or NaN */
+    if (ktag == T_NIL || (p = rec_scalar(L, p, end)) == NULL) goto other;
+    if (ktag == T_FLOAT && lua_tonumber(L, -1) != lua_tonumber(L, -1))
+      goto other;
     if ((p = rec_scalar(L, p, end)) == NULL) goto other;
     lua_rawset(L, t);
   }
