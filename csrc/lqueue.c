@@ -183,8 +183,10 @@ static void make_item(lua_State *L, int idx, conc_Item *it, int kind) {
 
 /* Pushes the item's value and frees the item, also when decoding fails. */
 static void push_item(lua_State *L, conc_Item *it) {
-  free(it->key);
-  it->key = NULL;
+  if (it->key != NULL) {  /* a PriorityQueue's long key */
+    free(it->key);
+    it->key = NULL;
+  }
   if (it->msg == NULL) {
     conc__decode_bytes(L, it->inl, it->len, NULL, 0);
   } else {

@@ -13,13 +13,15 @@
 ** word under the mutex and wakes after dropping it, only if someone is
 ** counted. Before sleeping, get and put spin for a moment on a lock-free
 ** mirror of the size: a consumer that keeps up with its producer on another
-** core then never enters the kernel, on either side.
+** core then never enters the kernel, on either side. On one CPU they yield
+** once instead (see spin_while_size).
 **
 ** Shutdown is Python 3.13's: put raises ShutDown at once, get once the queue
 ** is empty; shutdown(immediate) also drops the items, counting each as a
 ** task done so that join returns.
 */
 #include <math.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -347,9 +349,15 @@ static void unlock(conc_Queue *q) {
 ** between looks grow: a look pulls the size's cache line over from the
 ** producer, who must then win it back to write the next item. */
 static void spin_while_size(conc_Queue *q, size_t bad, double deadline) {
-  if (!conc__can_spin() ||
-      (deadline != CONC_FOREVER && deadline <= conc__monotonic()))
+  if (deadline != CONC_FOREVER && deadline <= conc__monotonic())
     return;  /* a poll (timeout 0) does not spin */
+  if (!conc__can_spin()) {
+    /* One CPU: whoever would change the size cannot run while we spin, and
+    ** sleeping makes its next put a wake-up that preempts it for one item.
+    ** Yielding lets it run on; we see its items after its time slice. */
+    sched_yield();
+    return;
+  }
   for (int i = 0, gap = 1; i < SPINS; i += gap) {
     if (atomic_load_explicit(&q->size, memory_order_relaxed) != bad) return;
     for (int k = 0; k < gap; k++) conc__spin_pause();

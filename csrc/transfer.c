@@ -77,6 +77,8 @@ static const char NAMES_KEY = 'n';   /* value -> "module\0field" */
 static const char NAMES_LOADED = 'l';  /* true: watched; else package.loaded
                                           as NAMES_KEY saw it */
 static const char NAMES_COUNT = 'c';   /* and how many entries it had */
+static const char NAMES_FRESH = 'f';   /* while watched, the index's tables
+                                          as a NameSet (see below) */
 static const char DUMPS_KEY = 'd';     /* weak: function -> bytecode..hash */
 static const char NAMES_WATCH = 'w';   /* the metatable watching package.loaded */
 
@@ -375,11 +377,18 @@ static int snapshot_loaded(lua_State *L, int loaded) {
   return n;
 }
 
+/* The index is stale: the next message rebuilds it. */
+static void drop_names(lua_State *L) {
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH);
+}
+
 /* package.loaded's __newindex: a module is loaded (or a key set again
 ** after being cleared, as a reload does); the index is stale. */
 static int loaded_newindex(lua_State *L) {
-  lua_pushnil(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
+  drop_names(L);
   lua_settop(L, 3);
   lua_rawset(L, 1);
   return 0;
@@ -489,6 +498,59 @@ static int is_stdlib(const char *mod) {
   return 0;
 }
 
+/*
+** The tables the index holds, by address: what the record path asks ("is
+** this table a module value?") answered in C, where a Lua lookup by a table
+** key costs a division to hash. A full userdata whose user value is the
+** index, which keeps every table in it alive: an address in the set is
+** never a newer table's. O(1) expected per lookup; kept at most half full.
+*/
+typedef struct NameSet {
+  size_t cap;           /* a power of two */
+  const void *keys[];   /* NULL: a free slot */
+} NameSet;
+
+static int nameset_has(const NameSet *set, const void *p) {
+  for (size_t i = map_slot(p, set->cap);; i = (i + 1) & (set->cap - 1)) {
+    if (set->keys[i] == p) return 1;
+    if (set->keys[i] == NULL) return 0;
+  }
+}
+
+static void nameset_add(NameSet *set, const void *p) {
+  size_t i = map_slot(p, set->cap);
+  while (set->keys[i] != NULL && set->keys[i] != p)
+    i = (i + 1) & (set->cap - 1);
+  set->keys[i] = p;
+}
+
+/* Pushes the NameSet of the index at idx, with _G in it too, whether or not
+** package.loaded holds it: the record path then need not look for _G
+** (which crosses as GLOBALS) on its own. */
+static void push_nameset(lua_State *L, int idx) {
+  size_t n = 1, cap = 16;
+  NameSet *set;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    n += lua_istable(L, -2);
+    lua_pop(L, 1);
+  }
+  while (cap < 2 * n) cap *= 2;
+  set = lua_newuserdatauv(L, sizeof *set + cap * sizeof set->keys[0], 1);
+  set->cap = cap;
+  memset(set->keys, 0, cap * sizeof set->keys[0]);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_istable(L, -2)) nameset_add(set, lua_topointer(L, -2));
+    lua_pop(L, 1);
+  }
+  lua_pushglobaltable(L);
+  nameset_add(set, lua_topointer(L, -1));
+  lua_pop(L, 1);
+  lua_pushvalue(L, idx);
+  lua_setiuservalue(L, -2, 1);
+}
+
 static void build_names(lua_State *L) {
   int loaded, index, mods, n;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -533,8 +595,12 @@ static void build_names(lua_State *L) {
   lua_pushvalue(L, index);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
   if (watched(L, loaded)) {
+    push_nameset(L, index);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH);
     lua_pushboolean(L, 1);
   } else {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH);
     lua_pushinteger(L, snapshot_loaded(L, loaded));
     lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_COUNT);
   }
@@ -984,6 +1050,125 @@ size_t conc__encode_small(lua_State *L, int idx, char *buf, size_t size) {
   return n + slen;
 }
 
+/*
+** A flat table: no metatable, and only scalars (nil, booleans, numbers,
+** strings) as keys and values, the shape of a queue's record such as
+** {id = i, name = "item"}. Its message is written here straight into a
+** buffer, with no pcall, no id map and no path kept for errors: the same
+** bytes enc_table writes (a key appears once in a table, so no REF is
+** needed, and the header is 'c'). That was most of a put of such a record.
+**
+** FLAT_MAX bounds the message (the rest go the general way); FLAT_ROOM is
+** the most one scalar takes before its string's bytes.
+*/
+#define FLAT_MAX 256
+#define FLAT_ROOM (1 + 10)
+
+/* Writes the scalar at idx at out + *n, a key's short string as KSTR.
+** Returns 0 when it is not a scalar or would overrun FLAT_MAX. */
+static int flat_scalar(lua_State *L, int idx, unsigned char *out, size_t *n,
+                       int key) {
+  size_t at = *n, slen;
+  const char *s;
+  if (at + FLAT_ROOM > FLAT_MAX) return 0;
+  switch (lua_type(L, idx)) {
+    case LUA_TNIL: out[at++] = T_NIL; break;
+    case LUA_TBOOLEAN:
+      out[at++] = lua_toboolean(L, idx) ? T_TRUE : T_FALSE;
+      break;
+    case LUA_TNUMBER:
+      if (lua_isinteger(L, idx)) {
+        uint64_t u = (uint64_t)lua_tointeger(L, idx);
+        out[at++] = T_INT;
+        at += varint_to(out + at, (u << 1) ^ (uint64_t)((int64_t)u >> 63));
+      } else {
+        lua_Number d = lua_tonumber(L, idx);
+        out[at++] = T_FLOAT;
+        memcpy(out + at, &d, sizeof d);
+        at += sizeof d;
+      }
+      break;
+    case LUA_TSTRING:
+      s = lua_tolstring(L, idx, &slen);
+      if (slen > FLAT_MAX - at - FLAT_ROOM) return 0;
+      out[at++] = key && slen <= KEY_MAXLEN ? T_KSTR : T_STR;
+      at += varint_to(out + at, slen);
+      copy_short((char *)out + at, s, slen);
+      at += slen;
+      break;
+    default: return 0;
+  }
+  *n = at;
+  return 1;
+}
+
+/* Is the table at idx surely neither a module value nor _G? The index of
+** module values must be known fresh, by the watch on package.loaded
+** (NAMES_FRESH is there), and not hold it. Otherwise the general path
+** looks, rebuilding the index if need be. */
+static int unnamed(lua_State *L, int idx) {
+  int ok = 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH) == LUA_TUSERDATA)
+    ok = !nameset_has(lua_touserdata(L, -1), lua_topointer(L, idx));
+  lua_pop(L, 1);
+  return ok;
+}
+
+/* The message of the flat table at idx into out (FLAT_MAX bytes); returns
+** its length, or 0 when the table is not flat, is a module value or _G,
+** or its message is longer: nothing here raises or allocates. */
+static size_t encode_flat(lua_State *L, int idx, unsigned char *out) {
+  lua_Integer narr;
+  uint32_t nhash = 0;
+  size_t n = 3, hint_at;
+  if (lua_type(L, idx) != LUA_TTABLE || !lua_checkstack(L, 4)) return 0;
+  idx = lua_absindex(L, idx);
+  if (lua_getmetatable(L, idx)) {  /* a proxy, or anything with methods */
+    lua_pop(L, 1);
+    return 0;
+  }
+  narr = (lua_Integer)lua_rawlen(L, idx);
+  out[0] = 'c';
+  out[1] = VERSION;
+  out[2] = 1;  /* varint: one value */
+  out[n++] = T_TABLE;
+  n += varint_to(out + n, (uint64_t)narr);
+  hint_at = n;
+  n += 4;
+  for (lua_Integer i = 1; i <= narr; i++) {
+    int ok = 0;
+    if (n <= FLAT_MAX - 1) {  /* each element takes at least one byte */
+      lua_rawgeti(L, idx, i);
+      ok = flat_scalar(L, -1, out, &n, 0);
+      lua_pop(L, 1);
+    }
+    if (!ok) return 0;
+  }
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (narr > 0 && lua_isinteger(L, -2)) {  /* as enc_table skips them */
+      lua_Integer k = lua_tointeger(L, -2);
+      if (k >= 1 && k <= narr) {
+        lua_pop(L, 1);
+        continue;
+      }
+    }
+    if (!flat_scalar(L, -2, out, &n, 1) || !flat_scalar(L, -1, out, &n, 0)) {
+      lua_pop(L, 2);
+      return 0;
+    }
+    nhash++;
+    lua_pop(L, 1);
+  }
+  if (n + 2 > FLAT_MAX) return 0;
+  out[n++] = T_END;
+  out[n++] = T_NIL;  /* no metatable */
+  memcpy(out + hint_at, &nhash, 4);
+  /* last, as rarely needed: a module's table crosses by name, _G as GLOBALS
+  ** (the set unnamed looks in holds _G too) */
+  return unnamed(L, idx) ? n : 0;
+}
+
 /* Writes the message into e; on an error, releases e and raises. */
 static void encode_run(Enc *e, lua_State *L, int first, int n,
                        const char *const *names) {
@@ -1016,9 +1201,34 @@ static conc_Msg *encode_finish(Enc *e) {
   return m;
 }
 
+/* A message of one flat table, or NULL (and *len 0) for anything else;
+** when it fits in *len bytes, it is written to buf (*len set to its length)
+** and NULL returned too. */
+static conc_Msg *encode_flat_msg(lua_State *L, int idx, char *buf,
+                                 size_t *len) {
+  unsigned char flat[FLAT_MAX];
+  size_t k = encode_flat(L, idx, flat);
+  conc_Msg *m;
+  if (k > 0 && k <= *len) {
+    memcpy(buf, flat, k);
+    *len = k;
+    return NULL;
+  }
+  *len = 0;
+  if (k == 0) return NULL;
+  m = msg_new((const char *)flat, k, NULL, 0);
+  if (m == NULL) luaL_error(L, "not enough memory");
+  return m;
+}
+
 conc_Msg *conc__encode(lua_State *L, int first, int n,
                        const char *const *names) {
   Enc e;
+  if (n == 1) {
+    size_t len = 0;  /* no buffer: a flat table comes back as a message */
+    conc_Msg *m = encode_flat_msg(L, first, NULL, &len);
+    if (m != NULL) return m;
+  }
   encode_run(&e, L, first, n, names);
   return encode_finish(&e);
 }
@@ -1028,9 +1238,16 @@ conc_Msg *conc__encode_buf(lua_State *L, int first, int n,
   Enc e;
   if (n == 1) {  /* one plain value (a queue's integer): no encoder at all */
     size_t k = conc__encode_small(L, first, buf, *len);
+    conc_Msg *m;
     if (k > 0) {
       *len = k;
       return NULL;
+    }
+    k = *len;  /* a record: no Enc either */
+    m = encode_flat_msg(L, first, buf, &k);
+    if (m != NULL || k > 0) {
+      *len = k;
+      return m;
     }
   }
   encode_run(&e, L, first, n, names);
@@ -1361,12 +1578,105 @@ static int decode_scalar(lua_State *L, const unsigned char *p, size_t len) {
   }
 }
 
+/* A varint at p (before end) into *v; returns what follows it, or NULL. */
+static const unsigned char *rec_varint(const unsigned char *p,
+                                       const unsigned char *end, uint64_t *v) {
+  uint64_t x = 0;
+  for (int shift = 0; shift < 70 && p < end; shift += 7) {
+    x |= (uint64_t)(*p & 0x7f) << shift;
+    if (!(*p++ & 0x80)) {
+      *v = x;
+      return p;
+    }
+  }
+  return NULL;
+}
+
+/* Pushes the scalar at p (before end) and returns what follows it; NULL,
+** having pushed nothing, for any other tag or a truncated payload. */
+static const unsigned char *rec_scalar(lua_State *L, const unsigned char *p,
+                                       const unsigned char *end) {
+  uint64_t v;
+  int tag;
+  if (p >= end) return NULL;
+  tag = *p++;
+  switch (tag) {
+    case T_NIL: lua_pushnil(L); return p;
+    case T_FALSE: case T_TRUE: lua_pushboolean(L, tag == T_TRUE); return p;
+    case T_INT:
+      if ((p = rec_varint(p, end, &v)) == NULL) return NULL;
+      lua_pushinteger(L, (lua_Integer)((v >> 1) ^ (~(v & 1) + 1)));
+      return p;
+    case T_FLOAT: {
+      lua_Number x;
+      if ((size_t)(end - p) < sizeof x) return NULL;
+      memcpy(&x, p, sizeof x);
+      lua_pushnumber(L, x);
+      return p + sizeof x;
+    }
+    case T_STR: case T_KSTR:
+      if ((p = rec_varint(p, end, &v)) == NULL || v > (uint64_t)(end - p) ||
+          (tag == T_KSTR && v > KEY_MAXLEN))
+        return NULL;
+      lua_pushlstring(L, (const char *)p, (size_t)v);
+      return p + v;
+    default: return NULL;
+  }
+}
+
+/*
+** A 'c' message of one record (a table of scalars with no metatable, what
+** encode_flat writes), pushed without setting up a Dec: the shape of most
+** queue items that are tables. Returns 0, having pushed nothing, for any
+** other message, well formed or not (a nil or NaN key, say): the general
+** path decodes it or says what is wrong. What it preallocates is held to
+** the general path's budget (see the top of the file).
+*/
+static int decode_record(lua_State *L, const unsigned char *p, size_t len) {
+  const unsigned char *end = p + len;
+  uint64_t narr;
+  uint32_t nhash;
+  int top, t;
+  if (len < 10 || p[0] != 'c' || p[1] != VERSION || p[2] != 1 ||
+      p[3] != T_TABLE)
+    return 0;
+  p = rec_varint(p + 4, end, &narr);
+  if (p == NULL || end - p < 4) return 0;
+  memcpy(&nhash, p, 4);
+  p += 4;
+  if (narr > (uint64_t)(end - p) || narr > INT_MAX) return 0;
+  if (nhash > len / 2) nhash = (uint32_t)(len / 2);
+  top = lua_gettop(L);
+  lua_createtable(L, (int)narr, (int)nhash);
+  t = top + 1;
+  for (uint64_t i = 1; i <= narr; i++) {
+    if ((p = rec_scalar(L, p, end)) == NULL) goto other;
+    lua_rawseti(L, t, (lua_Integer)i);
+  }
+  while (p < end && *p != T_END) {
+    int ktag = *p;  /* the key's tag says whether it can be nil or NaN */
+    if (ktag == T_NIL || (p = rec_scalar(L, p, end)) == NULL) goto other;
+    if (ktag == T_FLOAT && lua_tonumber(L, -1) != lua_tonumber(L, -1))
+      goto other;
+    if ((p = rec_scalar(L, p, end)) == NULL) goto other;
+    lua_rawset(L, t);
+  }
+  /* END, then NIL for no metatable, and nothing after */
+  if (end - p != 2 || p[1] != T_NIL) goto other;
+  return 1;
+other:
+  lua_settop(L, top);
+  return 0;
+}
+
 int conc__decode_bytes(lua_State *L, const char *data, size_t len,
                        conc_Obj *const *objs, unsigned nobjs) {
   Dec d;
   uint64_t n;
   luaL_checkstack(L, 3, "too many values");  /* as the general path's n + 2 */
-  if (decode_scalar(L, (const unsigned char *)data, len)) return 1;
+  if (decode_scalar(L, (const unsigned char *)data, len) ||
+      decode_record(L, (const unsigned char *)data, len))
+    return 1;
   d.L = L;
   d.p = (const unsigned char *)data;
   d.end = d.p + len;
@@ -1442,8 +1752,7 @@ static int l_copy(lua_State *L) {
 /* core._forget_names(): a module grew a field (conc.errors makes its classes
 ** on first use); the next message rebuilds the index of module values. */
 static int l_forget_names(lua_State *L) {
-  lua_pushnil(L);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
+  drop_names(L);
   return 0;
 }
 

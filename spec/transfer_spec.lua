@@ -331,6 +331,25 @@ do
     assert(#split("a,b,c", ",") == 3, "split works")
   end
 
+  -- In a fresh state whose package.loaded has a metatable of its own before
+  -- any message (so the index of module values is not watched), records
+  -- and module tables still cross as they should.
+  function fx.unwatched()
+    local core = require "conc.core"
+    setmetatable(package.loaded, {})
+    local m = {config = {level = 3}}
+    package.loaded.transfer_spec_unwatched = m
+    assert(core.copy(m.config) == m.config, "a module's record by name")
+    local r = {id = 1, name = "item"}
+    local c = core.copy(r)
+    assert(c ~= r and c.id == 1 and c.name == "item", "a record copied")
+    local other = {config = {level = 4}}
+    package.loaded.transfer_spec_unwatched = other -- replaced in place
+    assert(core.copy(other.config) == other.config, "the new module's")
+    c = core.copy(m.config)
+    assert(c ~= m.config and c.level == 3, "the old one's copied")
+  end
+
   -- Globals: a copied function reads and writes the receiver's.
   function fx.get_global() return TRANSFER_SPEC_GLOBAL end
   function fx.set_global(v) TRANSFER_SPEC_GLOBAL = v end
@@ -405,7 +424,7 @@ end
 
 local T = {NIL = 0, FALSE = 1, TRUE = 2, INT = 3, FLOAT = 4, STR = 5,
   TABLE = 6, REF = 7, FUNC = 8, NAMED = 9, GLOBALS = 10, OBJ = 11, END = 12,
-  UPVAL = 13}
+  UPVAL = 13, KSTR = 14}
 
 local function varint(n)
   local t = {}
@@ -546,6 +565,29 @@ describe("transfer", function()
       assert.equal(250.0, t.big.k1000)
     end)
 
+    it("of scalars only are written as any table is", function()
+      -- a record (no metatable, scalar keys and values) of one value has a
+      -- path of its own in the encoder; in a message of two it takes the
+      -- general path: the bytes must be the same
+      local long = string.rep("k", 41) -- longer than a key sent once
+      local records = {
+        {}, {1, 2, 3}, {1, nil, 3}, {id = 7, name = "item"},
+        {1, 2, a = "b", [10] = 10, [0] = 0, [-1] = -1},
+        {x = 1.5, [true] = false, [2.5] = "f", ["\0"] = "nul"},
+        {[long] = long, [math.mininteger] = math.maxinteger},
+        {big = string.rep("x", 300)}, -- longer than the path's buffer
+        {nested = {1}}, -- not a record
+      }
+      for i, t in ipairs(records) do
+        local one, two = core.dumps(t), core.dumps(t, nil)
+        assert.equal("c\1\1", one:sub(1, 3), "record " .. i)
+        assert.equal("c\1\2" .. one:sub(4) .. "\0", two, "record " .. i)
+        same(core.loads(one), t)
+        same(core.copy(t), t)
+        assert.is_false(rawequal(core.copy(t), t))
+      end
+    end)
+
     it("are read raw: no metamethod runs while encoding", function()
       local c = core.copy(fx.guarded())
       assert.equal(1, rawget(c, "x"))
@@ -635,6 +677,20 @@ describe("transfer", function()
       assert.equal(m, core.copy(m))
       assert.equal(m.value, core.copy(m.value))
       assert.equal(m.fn, core.copy(m.fn))
+    end)
+
+    it("are records in package.loaded, not copies of them", function()
+      local name = "transfer_spec_module"
+      local m = {config = {level = 3}, answer = 42}
+      package.loaded[name] = m
+      finally(function() package.loaded[name] = nil end)
+      assert.equal(m, core.copy(m))
+      assert.equal(m.config, core.copy(m.config))
+      assert.equal(m.config, core.copy({c = m.config}).c)
+    end)
+
+    it("are found when package.loaded has a metatable of its own", function()
+      assert.equal("ok", in_thread(fx.unwatched))
     end)
 
     it("follow a module replaced under the same name", function()
@@ -974,6 +1030,32 @@ describe("transfer", function()
               "array longer than the message")
       assert.same({}, core.loads(message(1, tag "TABLE", empty, tag "END",
                                          tag "NIL")))
+    end)
+
+    it("raises on bad records, which the decoder reads apart", function()
+      -- 'c' messages of one table of scalars take a path of their own
+      local function record(...) return "c\1\1" .. table.concat({...}) end
+      local empty = "\0\0\0\0\0"
+      corrupt(record(tag "TABLE", empty, tag "NIL", tag "TRUE"),
+              "nil table key")
+      corrupt(record(tag "TABLE", empty, tag "FLOAT",
+                     string.pack("d", 0 / 0), tag "TRUE"), "NaN table key")
+      corrupt(record(tag "TABLE", empty, tag "END", tag "INT", "\2"),
+              "metatable is not a table")
+      corrupt(record(tag "TABLE", empty, tag "END", tag "NIL", tag "NIL"),
+              "trailing bytes")
+      corrupt(record(tag "TABLE", varint(1000), "\0\0\0\0", tag "NIL"),
+              "array longer than the message")
+      corrupt(record(tag "TABLE", empty, tag "KSTR", varint(41),
+                     ("k"):rep(41), tag "TRUE", tag "END", tag "NIL"),
+              "bad key")
+      local s = core.dumps({1, 2.5, id = 7, name = "item", [true] = false})
+      for i = 0, #s - 1 do
+        local ok, err = pcall(core.loads, s:sub(1, i))
+        assert.is_false(ok)
+        assert.matches("corrupt message", err, 1, true)
+      end
+      same(core.loads(s), {1, 2.5, id = 7, name = "item", [true] = false})
     end)
 
     it("raises on bad functions", function()

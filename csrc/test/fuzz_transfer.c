@@ -177,6 +177,9 @@ static const char CORPUS[] =
   "  {n = 2, withenv, env},\n"
   "  {n = 1, {f = fact, s = string, l = lo, c = cyc, inc = inc, g = get}},\n"
   "  {n = 1, th},\n"
+  /* records: one table of scalars, which the decoder reads apart */
+  "  {n = 1, {id = 7, name = 'item'}},\n"
+  "  {n = 1, {1, 2.5, 'three', x = -1, [true] = false, [2.5] = 0/0}},\n"
   "  {n = 0},\n"
   "}\n";
 
