@@ -611,7 +611,7 @@ static void install_sigint(void) {
 
 int main(int argc, char **argv) {
   int status, result;
-  lua_State *L = luaL_newstate();
+  lua_State *L = conc_newstate();
   if (L == NULL) {
     message(argv[0], "cannot create state: not enough memory");
     return EXIT_FAILURE;
@@ -633,6 +633,6 @@ int main(int argc, char **argv) {
   }
   /* the handler must not reach a state being freed; finalizers still run */
   signal(SIGINT, SIG_DFL);
-  lua_close(L);
+  conc_close(L);
   return result;
 }

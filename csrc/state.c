@@ -539,13 +539,23 @@ static void warnf(void *ud, const char *msg, int tocont) {
   }
 }
 
-lua_State *conc__newstate(const char *path, const char *cpath) {
-  const char *paths[2] = {path, cpath};
+lua_State *conc_newstate(void) {
   lua_State *L = conc__alloc_newstate();
   if (L == NULL) return NULL;
   lua_atpanic(L, panic);
   *(int *)lua_getextraspace(L) = 0;
   lua_setwarnf(L, warnf, L);
+  return L;
+}
+
+void conc_close(lua_State *L) {
+  conc__alloc_close(L);
+}
+
+lua_State *conc__newstate(const char *path, const char *cpath) {
+  const char *paths[2] = {path, cpath};
+  lua_State *L = conc_newstate();
+  if (L == NULL) return NULL;
   lua_gc(L, LUA_GCSTOP);  /* nothing to collect while it is being built */
   lua_pushcfunction(L, newstate_p);
   lua_pushlightuserdata(L, paths);
