@@ -6,8 +6,10 @@
 ** an empty function frees them all moments later. Through malloc that burst
 ** costs as much as the rest of starting a thread. So a state starts in
 ** "startup" mode: blocks of up to SMALL bytes are bump-allocated from one
-** REGION, which lua_close drops whole. Once the state is ready to run user
-** code, new blocks come from malloc.
+** REGION, which lua_close drops whole. Once a thread's state is ready to
+** run user code, new blocks come from malloc. (A state from conc_newstate,
+** such as the host's main state, never leaves startup mode: its first
+** REGION's worth of small blocks come from the region.)
 **
 ** Small blocks, wherever they came from, go back to per-state free lists by
 ** size class (up to LIST_BUDGET bytes, the rest to free), and small
@@ -25,12 +27,14 @@
 #define ALIGN 16
 #define NCLASS (SMALL / ALIGN)  /* block sizes 16, 32, ..., SMALL */
 #define MAX_CACHED 8
-/* What a state's free lists may hold. Sanitizer builds keep none, so that
-** every free reaches the sanitizer and a stale pointer is caught. */
+#define LIST_BUDGET (256 * 1024)  /* what a state's free lists may hold */
+/* Sanitizer builds give a block after startup its exact size and keep no
+** lists, so that every overrun and every stale pointer reaches the
+** sanitizer. */
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define LIST_BUDGET 0
+#define CLASSES 0
 #else
-#define LIST_BUDGET (256 * 1024)
+#define CLASSES 1
 #endif
 
 typedef struct Free {
@@ -74,10 +78,10 @@ static int in_arena(const Arena *a, const void *p) {
   return c >= a->base && c < a->end;
 }
 
-/* Blocks of at most SMALL bytes have the full size of their class (what
-** class_size says), wherever they come from: the region, a free list or
-** malloc. So a block freed as n bytes fits any later request of n's class,
-** and a resize within the class keeps the block. */
+/* A block Lua knows as n bytes, n at most SMALL, has at least the full size
+** of n's class (class_size(class_of(n))), wherever it came from: the
+** region, a free list or malloc. So it fits any later request of that
+** class, and a resize that stays within it keeps the block. */
 static size_t class_of(size_t n) {
   return (n - 1) / ALIGN;
 }
@@ -86,8 +90,13 @@ static size_t class_size(size_t c) {
   return (c + 1) * ALIGN;
 }
 
+static int classed(size_t n) {
+  return CLASSES && n <= SMALL;
+}
+
 static void *bump(Arena *a, size_t n) {
   void *p;
+  n = (n + ALIGN - 1) & ~(size_t)(ALIGN - 1);
   if (a->base == NULL || (size_t)(a->end - a->cur) < n) return NULL;
   p = a->cur;
   a->cur += n;
@@ -99,24 +108,31 @@ static void *bump(Arena *a, size_t n) {
 ** many blocks that the program then allocates again, and glibc's per-thread
 ** cache holds only a few blocks of a size: past those each one costs a trip
 ** through its bins. */
-static void *small_get(Arena *a, size_t n) {
-  size_t c = class_of(n);
-  Free *f = a->free[c];
-  if (f != NULL) {
-    a->free[c] = f->next;
-    a->listed -= class_size(c);
-    return f;
+static void *get(Arena *a, size_t n) {
+  void *p;
+  if (classed(n)) {
+    size_t c = class_of(n);
+    Free *f = a->free[c];
+    if (f != NULL) {
+      a->free[c] = f->next;
+      a->listed -= class_size(c);
+      return f;
+    }
+    n = class_size(c);
   }
-  if (a->startup && (f = bump(a, class_size(c))) != NULL) return f;
-  return malloc(class_size(c));
+  if (a->startup && n <= SMALL && (p = bump(a, n)) != NULL) return p;
+  return malloc(n);
 }
 
-static void small_put(Arena *a, void *p, size_t n) {
-  size_t c = class_of(n);
-  if (a->listed + class_size(c) > LIST_BUDGET) {
-    if (!in_arena(a, p)) free(p);  /* a region block stays till close */
+/* Gives back a block Lua knew as n bytes. A region block is never freed
+** by itself: the region goes whole when the state closes. */
+static void put(Arena *a, void *p, size_t n) {
+  size_t c;
+  if (!classed(n) || a->listed + class_size(class_of(n)) > LIST_BUDGET) {
+    if (!in_arena(a, p)) free(p);
     return;
   }
+  c = class_of(n);
   ((Free *)p)->next = a->free[c];
   a->free[c] = p;
   a->listed += class_size(c);
@@ -125,27 +141,25 @@ static void small_put(Arena *a, void *p, size_t n) {
 static void *arena_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   Arena *a = ud;
   void *n;
-  if (ptr == NULL) osize = 0;  /* Lua passes the kind of object there */
-  if (nsize == 0) {
-    if (ptr != NULL && osize <= SMALL) small_put(a, ptr, osize);
-    else free(ptr);
+  if (ptr == NULL) {
+    osize = 0;  /* Lua passes the kind of object there */
+  } else if (nsize == 0) {
+    put(a, ptr, osize);
     return NULL;
-  }
-  if (ptr != NULL) {
-    if (osize <= SMALL && nsize <= SMALL && class_of(osize) == class_of(nsize))
+  } else if (in_arena(a, ptr) || classed(osize)) {
+    /* its size is at least osize's class's: what fits stays */
+    if (nsize <= osize || (classed(nsize) && class_of(nsize) <= class_of(osize)))
       return ptr;
-    if (osize > SMALL && nsize > SMALL) return realloc(ptr, nsize);
+  } else if (!classed(nsize)) {
+    return realloc(ptr, nsize);
   }
-  n = nsize <= SMALL ? small_get(a, nsize) : malloc(nsize);
-  if (n == NULL) {
-    /* a shrink can always keep its block: it is larger than asked, and
-    ** stays larger than the class its new size names */
+  if (nsize == 0) return NULL;
+  n = get(a, nsize);
+  if (n == NULL)  /* a shrink can keep its block, which is larger */
     return ptr != NULL && nsize < osize ? ptr : NULL;
-  }
   if (ptr != NULL) {
     memcpy(n, ptr, osize < nsize ? osize : nsize);
-    if (osize <= SMALL) small_put(a, ptr, osize);
-    else free(ptr);
+    put(a, ptr, osize);
   }
   return n;
 }

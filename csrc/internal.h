@@ -43,8 +43,9 @@ typedef struct conc_ObjType {
   int bound;
   int (*hides)(conc_Obj *o, const char *method);
   /* A bit for each method name's conc__method_bit, set when a state makes
-  ** the kind's metatable (every state sets the same bits): an __index
-  ** function tells most keys that name no method by it, not by a lookup. */
+  ** the kind's metatable (every state sets the same bits) or a script adds
+  ** a method to it: an __index function tells most keys that name no
+  ** method by it, not by a lookup. */
   atomic_ullong method_bits;
 } conc_ObjType;
 

@@ -40,10 +40,10 @@ static void pauses(int n) {
 static int spin_try(atomic_uint *m) {
   if (!conc__can_spin()) return 0;
   for (int i = 0, gap = 1; i < MUTEX_TRIES; i++, gap *= 2) {
+    pauses(gap);  /* the caller has just tried */
     if (atomic_load_explicit(m, memory_order_relaxed) == 0 &&
         conc__mutex_try(m))
       return 1;
-    pauses(gap);
   }
   return 0;
 }

@@ -377,8 +377,8 @@ static int barrier_index(lua_State *L) {
   size_t len = 0;
   const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len)
                                                 : NULL;
-  if (conc__getmethod(L, &conc__barrier_type, k, len)) return 1;
   b = check_barrier(L);
+  if (conc__getmethod(L, &conc__barrier_type, k, len)) return 1;
   if (k && strcmp(k, "parties") == 0) {
     lua_pushinteger(L, conc__barrier_parties(b));
   } else if (k && strcmp(k, "n_waiting") == 0) {

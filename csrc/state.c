@@ -76,6 +76,17 @@ static void bind_methods(lua_State *L, int methods, conc_Obj *o) {
   lua_replace(L, box);
 }
 
+/* The box of the proxy at idx (the userdata itself, or what a table proxy
+** holds), or NULL. */
+static conc_Box *anybox(lua_State *L, int idx) {
+  conc_Box *box;
+  if (lua_type(L, idx) != LUA_TTABLE) return conc__tobox(L, idx);
+  lua_rawgeti(L, idx, 1);
+  box = conc__tobox(L, -1);
+  lua_pop(L, 1);  /* the table holds it */
+  return box;
+}
+
 /* A proxy is a full userdata holding the object's pointer (the box: it owns
 ** one reference, dropped by __gc) with the kind's metatable; for a `bound`
 ** kind the proxy scripts see is a table of bound methods holding the box
@@ -85,8 +96,13 @@ void conc__pushobj(lua_State *L, conc_Obj *o) {
   conc_Box *box;
   push_proxies(L);
   if (lua_rawgetp(L, -1, o) != LUA_TNIL) {
-    lua_remove(L, -2);
-    return;
+    /* a box emptied by a __gc called by hand still sits in the cache, and
+    ** a new object may have the old one's address */
+    box = anybox(L, -1);
+    if (box != NULL && box->obj == o) {
+      lua_remove(L, -2);
+      return;
+    }
   }
   lua_pop(L, 1);
   box = lua_newuserdatauv(L, sizeof *box, 0);
@@ -144,34 +160,23 @@ int conc__pushnew(lua_State *L, conc_Obj *o) {
   return 1;
 }
 
-/* The box of the proxy at idx (the userdata itself, or what a table proxy
-** holds), or NULL. */
-static conc_Box *anybox(lua_State *L, int idx) {
-  conc_Box *box;
-  if (lua_type(L, idx) != LUA_TTABLE) return conc__tobox(L, idx);
-  lua_rawgeti(L, idx, 1);
-  box = conc__tobox(L, -1);
-  lua_pop(L, 1);  /* the table holds it */
-  return box;
-}
-
-/* A value is a proxy when the cache maps the object it names back to it
-** (that rejects a table made to hold some proxy's box), or it is the box
-** of that proxy (what a bound kind's enter() returns). */
+/* A box stands for its object (its mark proves it owns a reference; it is
+** what a bound kind's enter() returns). A table is a proxy only when the
+** cache maps the object it names back to that table: that rejects a table
+** made to hold some proxy's box. */
 conc_Obj *conc__toobj(lua_State *L, int idx) {
   conc_Box *box;
   int ok;
+  if (lua_type(L, idx) != LUA_TTABLE) {
+    box = conc__tobox(L, idx);
+    return box != NULL ? box->obj : NULL;
+  }
   idx = lua_absindex(L, idx);
   box = anybox(L, idx);
   if (box == NULL || box->obj == NULL) return NULL;
   push_proxies(L);
   lua_rawgetp(L, -1, box->obj);
   ok = lua_rawequal(L, -1, idx);
-  if (!ok && lua_type(L, -1) == LUA_TTABLE) {
-    lua_rawgeti(L, -1, 1);
-    ok = lua_touserdata(L, -1) == box;
-    lua_pop(L, 1);
-  }
   lua_pop(L, 2);
   return ok ? box->obj : NULL;
 }
@@ -184,7 +189,12 @@ conc_Obj *conc__checkobj_slow(lua_State *L, int idx, conc_ObjType *type) {
     luaL_typeerror(L, idx, type->name);
     return NULL;
   }
-  if (box->obj == NULL) luaL_error(L, "%s is closed", type->name);
+  if (box->obj == NULL) {  /* collected by a __gc called by hand */
+    const char *name = luaL_getmetafield(L, idx, "__name") == LUA_TSTRING
+                           ? lua_tostring(L, -1)
+                           : type->name;
+    luaL_error(L, "%s is closed", name);
+  }
   return box->obj;
 }
 
@@ -195,6 +205,24 @@ static int proxy_gc(lua_State *L) {
     conc__obj_decref(box->obj);
     box->obj = NULL;
   }
+  return 0;
+}
+
+/* __newindex of a metatable whose methods an __index function looks up:
+** a method a script adds (getmetatable(q).peek = f) gets its bit, so that
+** conc__getmethod looks for it. The bit is the process's: other states
+** look that name up in vain, which costs them one lookup. */
+static int methods_newindex(lua_State *L) {
+  conc_ObjType *type = lua_touserdata(L, lua_upvalueindex(1));
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    size_t len;
+    const char *k = lua_tolstring(L, 2, &len);
+    atomic_fetch_or_explicit(&type->method_bits,
+                             1ull << conc__method_bit(k, len),
+                             memory_order_relaxed);
+  }
+  lua_settop(L, 3);
+  lua_rawset(L, 1);
   return 0;
 }
 
@@ -212,7 +240,7 @@ void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods) {
   for (const luaL_Reg *r = methods; r->name; r++)
     if (r->name[0] != '_')  /* metamethods are never methods */
       bits |= 1ull << conc__method_bit(r->name, strlen(r->name));
-  atomic_store_explicit(&type->method_bits, bits, memory_order_relaxed);
+  atomic_fetch_or_explicit(&type->method_bits, bits, memory_order_relaxed);
   /* metamethods (__close, ...) given among the methods go to the metatable */
   for (const luaL_Reg *r = methods; r->name; r++) {
     if (r->name[0] != '_' || r->name[1] != '_' ||
@@ -233,6 +261,11 @@ void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods) {
       lua_rawset(L, -5);
     }
     lua_pop(L, 1);
+    lua_createtable(L, 0, 1);  /* the watch on methods added later */
+    lua_pushlightuserdata(L, type);
+    lua_pushcclosure(L, methods_newindex, 1);
+    lua_setfield(L, -2, "__newindex");
+    lua_setmetatable(L, -2);
   } else {
     lua_pop(L, 1);
     lua_setfield(L, -2, "__index");
@@ -250,6 +283,9 @@ int conc__getmethod(lua_State *L, conc_ObjType *type, const char *k,
   uint64_t bits = atomic_load_explicit(&type->method_bits,
                                        memory_order_relaxed);
   if (k == NULL || !(bits >> conc__method_bit(k, len) & 1)) return 0;
+  /* an __index function rebound as a method (bind_methods binds what a
+  ** script put in the table) has a box there, not the metatable */
+  if (lua_type(L, lua_upvalueindex(1)) != LUA_TTABLE) return 0;
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL && k[0] != '_')
     return 1;  /* not __gc, __name, ... */

@@ -416,6 +416,23 @@ describe("conc.shared.dict", function()
     assert.are.same({"keys", "__index"}, d:keys())
   end)
 
+  -- __index skips the method lookup for names no method has (a mask of
+  -- the method names); a method a script adds must still be found
+  it("finds methods a script adds to the metatable", function()
+    local d = shared.dict{peek = "key"}
+    local mt = getmetatable(d)
+    local names = {"peek", "size", "drain", "stats", "zq", "n"}
+    for _, name in ipairs(names) do
+      mt[name] = function(self) return "method " .. name end
+    end
+    for _, name in ipairs(names) do
+      assert.equal("method " .. name, d[name](d))
+    end
+    assert.equal("key", d:get("peek"))
+    for _, name in ipairs(names) do mt[name] = nil end
+    assert.equal("key", d.peek)
+  end)
+
   it("gives copies: d.t.x = 1 does not change the stored table", function()
     local d = shared.dict{t = {x = 0}}
     d.t.x = 1

@@ -1084,6 +1084,53 @@ describe("threading.Lock", function()
     assert.is_true(meta.__index.acquire(threading.Lock()))
   end)
 
+  -- a script reaches the metatables: what it puts there must not crash
+  it("survives an __index function put among the methods, and rebound", function()
+    local mt = getmetatable(threading.Barrier(2))
+    -- an array part in the metatable is what the box was read as: a
+    -- crash, or not, by its size (7 and 100000 crashed before the fix)
+    for _, n in ipairs{0, 7, 100000} do
+      for i = 1, n do mt[i] = i end
+      mt.zzz = mt.__index
+      local b = threading.Barrier(2)  -- binds zzz to its box and table
+      for _, k in ipairs{"wait", "parties", "nothing"} do pcall(b.zzz, b, k) end
+      assert.are.equal(2, b.parties)
+      mt.zzz = nil
+      for i = 1, n do mt[i] = nil end
+    end
+  end)
+
+  it("gives live proxies after a __gc called by hand", function()
+    local l = threading.Lock()
+    getmetatable(l).__gc(l[1])  -- the box lets go of its object
+    local ok, err = pcall(l.acquire, l)
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("conc.Lock is closed", 1, true), tostring(err))
+    -- a new object may get the freed one's address (malloc hands back the
+    -- block just freed): it must not come back as the closed proxy the
+    -- state still caches under that address
+    for _ = 1, 50 do
+      local old = threading.Lock()
+      getmetatable(old).__gc(old[1])
+      local fresh = threading.Lock()
+      assert.is_true(fresh:acquire(false))
+    end
+  end)
+
+  it("lets the handle enter() returns stand for the lock once the lock's table is gone", function()
+    local l = threading.Lock()
+    local h = l:enter()
+    l = nil
+    collectgarbage(); collectgarbage()
+    local again = core.copy(h)  -- a new table proxy of the same lock
+    assert.are.equal("table", type(again))
+    assert.is_true(again:locked())
+    local cond = threading.Condition(h)
+    assert.is_false(cond:acquire(false))  -- the same lock, held
+    h:release()
+    assert.is_false(again:locked())
+  end)
+
   it("keeps its identity across threads and queues", function()
     local l = threading.Lock()
     assert.are.equal("table", type(l))
