@@ -1003,51 +1003,59 @@ static void copy_short(char *dst, const char *src, size_t n) {
 }
 
 /*
-** The fast path of shared.c's containers: see lconc.h. A plain value is one
-** scalar, so its message is written here byte by byte, the same bytes
-** enc_header and enc_value write (the encoder's state is several kilobytes
-** to set up, and a shared.dict read or write encodes a key and a value).
-** The header, tag and payload go straight into buf when it has room for
-** the longest one that is not a string's bytes, else through tmp.
+** The writer of one scalar for the paths that skip the encoder (its state
+** is several kilobytes to set up): conc__encode_small, for shared.c's
+** containers and a queue's plain items, and encode_flat. It writes at
+** out + *n the bytes enc_value writes for the scalar at idx (nil, boolean,
+** number, string; as a table key a short string is KSTR) and advances *n.
+** Returns 0, *n unchanged, when the value is no scalar or its bytes would
+** not fit in cap. The tag and a number go through tmp when fewer than its
+** size of bytes are left, so that the check is exact.
 */
-#define SMALL_HEAD (3 + 1 + 10)
-
-size_t conc__encode_small(lua_State *L, int idx, char *buf, size_t size) {
-  unsigned char tmp[SMALL_HEAD];
-  unsigned char *out = size >= SMALL_HEAD ? (unsigned char *)buf : tmp;
-  size_t n = 4, slen = 0;
+static int put_scalar(lua_State *L, int idx, unsigned char *out, size_t *n,
+                      size_t cap, int key) {
+  unsigned char tmp[1 + 10];
+  size_t at = *n, room = cap - at, len = 1, slen = 0;
+  unsigned char *p = room >= sizeof tmp ? out + at : tmp;
   const char *s = NULL;
-  out[0] = 'c';
-  out[1] = VERSION;
-  out[2] = 1;  /* varint: one value */
   switch (lua_type(L, idx)) {
-    case LUA_TNIL: out[3] = T_NIL; break;
-    case LUA_TBOOLEAN: out[3] = lua_toboolean(L, idx) ? T_TRUE : T_FALSE; break;
-    case LUA_TNUMBER: {
+    case LUA_TNIL: p[0] = T_NIL; break;
+    case LUA_TBOOLEAN: p[0] = lua_toboolean(L, idx) ? T_TRUE : T_FALSE; break;
+    case LUA_TNUMBER:
       if (lua_isinteger(L, idx)) {
         uint64_t u = (uint64_t)lua_tointeger(L, idx);
-        out[3] = T_INT;
-        n += varint_to(out + 4, (u << 1) ^ (uint64_t)((int64_t)u >> 63));
+        p[0] = T_INT;
+        len += varint_to(p + 1, (u << 1) ^ (uint64_t)((int64_t)u >> 63));
       } else {
         lua_Number d = lua_tonumber(L, idx);
-        out[3] = T_FLOAT;
-        memcpy(out + 4, &d, sizeof d);
-        n += sizeof d;
+        p[0] = T_FLOAT;
+        memcpy(p + 1, &d, sizeof d);
+        len += sizeof d;
       }
       break;
-    }
     case LUA_TSTRING:
       s = lua_tolstring(L, idx, &slen);
-      if (slen > size) return 0;
-      out[3] = T_STR;
-      n += varint_to(out + 4, slen);
+      if (slen > room) return 0;
+      p[0] = key && slen <= KEY_MAXLEN ? T_KSTR : T_STR;
+      len += varint_to(p + 1, slen);
       break;
     default: return 0;
   }
-  if (n + slen > size) return 0;
-  if (out == tmp) memcpy(buf, tmp, n);
-  copy_short(buf + n, s, slen);
-  return n + slen;
+  if (len + slen > room) return 0;
+  if (p == tmp) memcpy(out + at, tmp, len);
+  copy_short((char *)out + at + len, s, slen);
+  *n = at + len + slen;
+  return 1;
+}
+
+size_t conc__encode_small(lua_State *L, int idx, char *buf, size_t size) {
+  unsigned char *out = (unsigned char *)buf;
+  size_t n = 3;
+  if (size < 4) return 0;
+  out[0] = 'c';
+  out[1] = VERSION;
+  out[2] = 1;  /* varint: one value */
+  return put_scalar(L, idx, out, &n, size, 0) ? n : 0;
 }
 
 /*
@@ -1058,49 +1066,9 @@ size_t conc__encode_small(lua_State *L, int idx, char *buf, size_t size) {
 ** bytes enc_table writes (a key appears once in a table, so no REF is
 ** needed, and the header is 'c'). That was most of a put of such a record.
 **
-** FLAT_MAX bounds the message (the rest go the general way); FLAT_ROOM is
-** the most one scalar takes before its string's bytes.
+** FLAT_MAX bounds the message (the rest go the general way).
 */
 #define FLAT_MAX 256
-#define FLAT_ROOM (1 + 10)
-
-/* Writes the scalar at idx at out + *n, a key's short string as KSTR.
-** Returns 0 when it is not a scalar or would overrun FLAT_MAX. */
-static int flat_scalar(lua_State *L, int idx, unsigned char *out, size_t *n,
-                       int key) {
-  size_t at = *n, slen;
-  const char *s;
-  if (at + FLAT_ROOM > FLAT_MAX) return 0;
-  switch (lua_type(L, idx)) {
-    case LUA_TNIL: out[at++] = T_NIL; break;
-    case LUA_TBOOLEAN:
-      out[at++] = lua_toboolean(L, idx) ? T_TRUE : T_FALSE;
-      break;
-    case LUA_TNUMBER:
-      if (lua_isinteger(L, idx)) {
-        uint64_t u = (uint64_t)lua_tointeger(L, idx);
-        out[at++] = T_INT;
-        at += varint_to(out + at, (u << 1) ^ (uint64_t)((int64_t)u >> 63));
-      } else {
-        lua_Number d = lua_tonumber(L, idx);
-        out[at++] = T_FLOAT;
-        memcpy(out + at, &d, sizeof d);
-        at += sizeof d;
-      }
-      break;
-    case LUA_TSTRING:
-      s = lua_tolstring(L, idx, &slen);
-      if (slen > FLAT_MAX - at - FLAT_ROOM) return 0;
-      out[at++] = key && slen <= KEY_MAXLEN ? T_KSTR : T_STR;
-      at += varint_to(out + at, slen);
-      copy_short((char *)out + at, s, slen);
-      at += slen;
-      break;
-    default: return 0;
-  }
-  *n = at;
-  return 1;
-}
 
 /* Is the table at idx surely neither a module value nor _G? The index of
 ** module values must be known fresh, by the watch on package.loaded
@@ -1139,7 +1107,7 @@ static size_t encode_flat(lua_State *L, int idx, unsigned char *out) {
     int ok = 0;
     if (n <= FLAT_MAX - 1) {  /* each element takes at least one byte */
       lua_rawgeti(L, idx, i);
-      ok = flat_scalar(L, -1, out, &n, 0);
+      ok = put_scalar(L, -1, out, &n, FLAT_MAX, 0);
       lua_pop(L, 1);
     }
     if (!ok) return 0;
@@ -1153,7 +1121,8 @@ static size_t encode_flat(lua_State *L, int idx, unsigned char *out) {
         continue;
       }
     }
-    if (!flat_scalar(L, -2, out, &n, 1) || !flat_scalar(L, -1, out, &n, 0)) {
+    if (!put_scalar(L, -2, out, &n, FLAT_MAX, 1) ||
+        !put_scalar(L, -1, out, &n, FLAT_MAX, 0)) {
       lua_pop(L, 2);
       return 0;
     }
@@ -1535,49 +1504,6 @@ static void dec_value(Dec *d) {
   d->depth--;
 }
 
-/*
-** A 'c' message of one scalar (nil, a boolean, a number, a string), the
-** shape of most shared-container and queue items, pushed without setting
-** up a Dec. Returns 0, having pushed nothing, for any other message, well
-** formed or not: the general path below decodes it or says what is wrong.
-*/
-static int decode_scalar(lua_State *L, const unsigned char *p, size_t len) {
-  uint64_t v = 0;
-  size_t i = 1;
-  if (len < 4 || p[0] != 'c' || p[1] != VERSION || p[2] != 1) return 0;
-  p += 3;  /* the tag, then len - 1 bytes of payload */
-  len -= 3;
-  switch (p[0]) {
-    case T_NIL: case T_FALSE: case T_TRUE:
-      if (len != 1) return 0;
-      if (p[0] == T_NIL) lua_pushnil(L);
-      else lua_pushboolean(L, p[0] == T_TRUE);
-      return 1;
-    case T_FLOAT: {
-      lua_Number x;
-      if (len != 1 + sizeof x) return 0;
-      memcpy(&x, p + 1, sizeof x);
-      lua_pushnumber(L, x);
-      return 1;
-    }
-    case T_INT: case T_STR:
-      for (int shift = 0;; shift += 7) {  /* get_varint's loop */
-        if (i >= len || shift >= 70) return 0;
-        v |= (uint64_t)(p[i] & 0x7f) << shift;
-        if (!(p[i++] & 0x80)) break;
-      }
-      if (p[0] == T_INT) {
-        if (i != len) return 0;
-        lua_pushinteger(L, (lua_Integer)((v >> 1) ^ (~(v & 1) + 1)));
-      } else {
-        if (v != len - i) return 0;
-        lua_pushlstring(L, (const char *)p + i, (size_t)v);
-      }
-      return 1;
-    default: return 0;
-  }
-}
-
 /* A varint at p (before end) into *v; returns what follows it, or NULL. */
 static const unsigned char *rec_varint(const unsigned char *p,
                                        const unsigned char *end, uint64_t *v) {
@@ -1622,6 +1548,20 @@ static const unsigned char *rec_scalar(lua_State *L, const unsigned char *p,
       return p + v;
     default: return NULL;
   }
+}
+
+/* A 'c' message of one scalar, pushed by the record's reader: no Dec to set
+** up. Returns 0, having pushed nothing, for any other message, well formed
+** or not: the general path decodes it or says what is wrong. */
+static int decode_scalar(lua_State *L, const unsigned char *p, size_t len) {
+  const unsigned char *end = p + len, *q;
+  if (len < 4 || p[0] != 'c' || p[1] != VERSION || p[2] != 1 ||
+      p[3] == T_KSTR)  /* a key's tag, never a value's */
+    return 0;
+  q = rec_scalar(L, p + 3, end);
+  if (q == end) return 1;
+  if (q != NULL) lua_pop(L, 1);  /* trailing bytes */
+  return 0;
 }
 
 /*
