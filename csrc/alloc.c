@@ -43,6 +43,7 @@ typedef struct Free {
 
 typedef struct Arena {
   int startup;
+  int closing;             /* in lua_close: nothing is allocated again */
   char *base, *cur, *end;  /* one region: "is it ours" is one comparison */
   Free *free[NCLASS];      /* freed small blocks, by size class */
   size_t listed;           /* bytes in those lists */
@@ -128,7 +129,8 @@ static void *get(Arena *a, size_t n) {
 ** by itself: the region goes whole when the state closes. */
 static void put(Arena *a, void *p, size_t n) {
   size_t c;
-  if (!classed(n) || a->listed + class_size(class_of(n)) > LIST_BUDGET) {
+  if (!classed(n) || a->closing ||
+      a->listed + class_size(class_of(n)) > LIST_BUDGET) {
     if (!in_arena(a, p)) free(p);
     return;
   }
@@ -188,6 +190,7 @@ void conc__alloc_ready(lua_State *L) {
 void conc__alloc_close(lua_State *L) {
   void *ud;
   int ours = lua_getallocf(L, &ud) == arena_alloc;
+  if (ours) ((Arena *)ud)->closing = 1;  /* listing would be wasted work */
   lua_close(L);
   if (ours) {
     Arena *a = ud;
