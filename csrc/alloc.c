@@ -43,7 +43,7 @@ typedef struct Free {
 
 typedef struct Arena {
   int startup;
-  int closing;             /* in lua_close: nothing is allocated again */
+  int closing;             /* in lua_close: freed blocks are not reused */
   char *base, *cur, *end;  /* one region: "is it ours" is one comparison */
   Free *free[NCLASS];      /* freed small blocks, by size class */
   size_t listed;           /* bytes in those lists */
