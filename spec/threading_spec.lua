@@ -2338,6 +2338,22 @@ describe("threading.Barrier", function()
     end
   end
 
+  -- Two threads arrive at the three-party barrier b one after the other,
+  -- then main; between arrivals check(n) may look at b with n waiting.
+  -- Each gets its arrival index: 0, 1, and main 2.
+  local function pass_in_order(b, check)
+    check = check or function() end
+    local first = start_waiter(b)
+    assert.are.equal(1, wait_waiting(b, 1))
+    check(1)
+    local second = start_waiter(b)
+    assert.are.equal(2, wait_waiting(b, 2))
+    check(2)
+    assert.are.equal(2, b:wait(WAIT))
+    assert.are.same({"index 0"}, first())
+    assert.are.same({"index 1"}, second())
+  end
+
   -- The k-th outcome of each waiter, sorted.
   local function column(all, k)
     local c = {}
@@ -2367,15 +2383,10 @@ describe("threading.Barrier", function()
     assert.are.equal(3, b.parties)
     assert.are.equal(0, b.n_waiting)
     assert.is_false(b.broken)
-    local w1 = start_waiter(b)
-    assert.are.equal(1, wait_waiting(b, 1))
-    local w2 = start_waiter(b)
-    assert.are.equal(2, wait_waiting(b, 2))
-    assert.are.equal(3, b.parties)
-    assert.is_false(b.broken)
-    assert.are.equal(2, b:wait(WAIT))
-    assert.are.same({"index 0"}, w1())
-    assert.are.same({"index 1"}, w2())
+    pass_in_order(b, function()
+      assert.are.equal(3, b.parties)
+      assert.is_false(b.broken)
+    end)
     assert.are.equal(0, b.n_waiting)
     assert.is_false(b.broken)
     assert.are.equal(3, b.parties)
@@ -2416,14 +2427,7 @@ describe("threading.Barrier", function()
   end)
 
   it("gives indices in arrival order: the last to arrive gets parties - 1", function()
-    local b = threading.Barrier(3)
-    local first = start_waiter(b)
-    assert.are.equal(1, wait_waiting(b, 1))
-    local second = start_waiter(b)
-    assert.are.equal(2, wait_waiting(b, 2))
-    assert.are.equal(2, b:wait(WAIT))
-    assert.are.same({"index 0"}, first())
-    assert.are.same({"index 1"}, second())
+    pass_in_order(threading.Barrier(3))
   end)
 
   it("is reusable: the same three threads pass it three times", function()
@@ -2509,14 +2513,7 @@ describe("threading.Barrier", function()
     b:reset()
     assert.is_false(b.broken)
     assert.are.equal(0, b.n_waiting)
-    -- fresh: it works again
-    local w1 = start_waiter(b)
-    assert.are.equal(1, wait_waiting(b, 1))
-    local w2 = start_waiter(b)
-    assert.are.equal(2, wait_waiting(b, 2))
-    assert.are.equal(2, b:wait(WAIT))
-    assert.are.same({"index 0"}, w1())
-    assert.are.same({"index 1"}, w2())
+    pass_in_order(b)  -- fresh: it works again
   end)
 
   it("breaks when main waits alone on a two-party barrier with wait(0.05)", function()
