@@ -611,9 +611,9 @@ typedef struct Warm {
   unsigned gen;
 } Warm;
 
-/* The collection here, off the critical path, leaves the collector paced
-** for the heap the state starts with, so the thread's first allocations do
-** not pay for marking everything its startup made. */
+/* What a warm state has beyond conc__newstate's: every thread's state
+** loads conc.threading to run _bootstrap. (The collector stays stopped
+** until the thread runs: see conc__state_ready.) */
 static int warm_p(lua_State *L) {
   conc__require(L, "conc.threading");
   return 0;
@@ -657,9 +657,18 @@ lua_State *conc__newstate_for_thread(const char *path, const char *cpath) {
   return conc__newstate(path, cpath);
 }
 
+/* LUA_GCRESTART leaves the collector in debt 0, so its first cycle would
+** start at the thread's first allocation and mark everything the state's
+** startup made (a thread that runs an empty function paid for that). A
+** negative step is a credit: the collector is paced as after a cycle that
+** found the whole heap alive, the next one starting once the heap has
+** grown by as much again (the default pause of 200%). */
 void conc__state_ready(lua_State *L) {
   conc__alloc_ready(L);
-  if (!lua_gc(L, LUA_GCISRUNNING)) lua_gc(L, LUA_GCRESTART);
+  if (!lua_gc(L, LUA_GCISRUNNING)) {
+    lua_gc(L, LUA_GCRESTART);
+    lua_gc(L, LUA_GCSTEP, -lua_gc(L, LUA_GCCOUNT));
+  }
 }
 
 void conc__closestate(lua_State *L) {

@@ -7,7 +7,8 @@
 ** whose conc thread has finished is not ended: it builds the state its next
 ** conc thread will need (off the critical path: the finished thread has
 ** already been joined) and parks, at most MAX_IDLE of them, each for at most
-** IDLE_SECONDS. Starting a thread hands it to a parked worker when there is
+** IDLE_SECONDS; past those, up to MAX_BARE park without a state for
+** BARE_SECONDS. Starting a thread hands it to a parked worker when there is
 ** one. A thread's ident and native_id can therefore repeat after it ends,
 ** which Python allows ("may be recycled when a thread exits").
 **
@@ -24,6 +25,14 @@
 #define MAX_IDLE 4
 #define MIN_WORKERS 4
 #define IDLE_SECONDS 5.0
+/* Workers past MAX_IDLE park "bare", with no state built, for a short
+** while: in a burst of starts, threads end while others are still being
+** started, and handing a start to one of them saves a pthread_create and
+** the thread's exit (in W1, starting 1000 threads at once, half the starts
+** made a new OS thread, which cost main a third of its time). Parked, a
+** worker costs its stack's few touched pages and nothing else. */
+#define MAX_BARE 256
+#define BARE_SECONDS 0.5
 /* Default stack of a worker: Lua itself needs little C stack (LUAI_MAXCCALLS
 ** bounds its C recursion to 200 levels), and glibc keeps 40 MiB of freed
 ** stacks for reuse, so 1 MiB stacks are recycled where 8 MiB ones (the
@@ -49,6 +58,8 @@ typedef struct Worker {
 static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
 static Worker *idle;
 static int nidle;     /* parked */
+static Worker *bare;  /* parked with no state built: see worker_main */
+static int nbare;
 static Worker *warming;
 static int nwarming;  /* holding a pool slot while building a state */
 static int nworkers;  /* OS threads alive */
@@ -79,15 +90,15 @@ static void list_unlink(Worker **list, Worker *w) {
   *list = w->next;
 }
 
-/* Parks w until it is given work (1) or has idled too long (0). Called with
-** pool_mu held and w holding a pool slot; returns without it. */
-static int park(Worker *w) {
-  double deadline = conc__monotonic() + IDLE_SECONDS;
+/* Parks w on list (idle or bare) until it is given work (1) or has idled
+** secs (0). Called with pool_mu held; returns without it. */
+static int park(Worker *w, Worker **list, int *count, double secs) {
+  double deadline = conc__monotonic() + secs;
   atomic_store_explicit(&w->assigned, 0, memory_order_relaxed);
   w->parked = 1;
-  w->next = idle;
-  idle = w;
-  nidle++;
+  w->next = *list;
+  *list = w;
+  (*count)++;
   pthread_mutex_unlock(&pool_mu);
   for (;;) {
     if (atomic_load_explicit(&w->assigned, memory_order_acquire)) return 1;
@@ -95,8 +106,8 @@ static int park(Worker *w) {
       int leave = 0;
       pthread_mutex_lock(&pool_mu);
       if (w->parked) {  /* nobody took it: leave the pool */
-        list_unlink(&idle, w);
-        nidle--;
+        list_unlink(list, w);
+        (*count)--;
         w->parked = 0;
         leave = 1;
       }
@@ -109,8 +120,10 @@ static int park(Worker *w) {
 
 /* A worker whose conc thread is done takes a pool slot, if one is free,
 ** before building the next state: with many threads ending at once, only
-** MAX_IDLE of them do that work, and the rest end at once. While it builds,
-** it is on the warming list, where a start may leave it its next thread. */
+** MAX_IDLE of them do that work, and the rest park bare (a start handed to
+** one builds its state there) or, past MAX_BARE, end. While it builds, a
+** worker is on the warming list, where a start may leave it its next
+** thread. */
 static void *worker_main(void *p) {
   Worker *w = p;
   conc_WorkerWarmup prepare;
@@ -132,8 +145,15 @@ static void *worker_main(void *p) {
       warming = w;
     }
     prepare = warmup;
+    if (!slot) {
+      if (nbare < MAX_BARE) {
+        if (park(w, &bare, &nbare, BARE_SECONDS)) continue;
+        break;
+      }
+      pthread_mutex_unlock(&pool_mu);
+      break;
+    }
     pthread_mutex_unlock(&pool_mu);
-    if (!slot) break;
     if (prepare && w->warm == NULL) w->warm = prepare();
     pthread_mutex_lock(&pool_mu);
     list_unlink(&warming, w);
@@ -146,7 +166,7 @@ static void *worker_main(void *p) {
       pthread_mutex_unlock(&pool_mu);
       continue;
     }
-    if (!park(w)) break;
+    if (!park(w, &idle, &nidle, IDLE_SECONDS)) break;
   }
   pthread_mutex_lock(&pool_mu);
   drop = discard;
@@ -155,6 +175,20 @@ static void *worker_main(void *p) {
   if (w->warm && drop) drop(w->warm);
   free(w);
   return NULL;
+}
+
+/* Takes a worker with the given stack size off a parked list, or NULL.
+** Called with pool_mu held. */
+static Worker *take_parked(Worker **list, int *count, size_t stack) {
+  Worker *w;
+  while (*list && (*list)->stack != stack) list = &(*list)->next;
+  w = *list;
+  if (w) {
+    *list = w->next;
+    (*count)--;
+    w->parked = 0;
+  }
+  return w;
 }
 
 size_t conc__worker_stack_size(size_t size) {
@@ -167,7 +201,7 @@ size_t conc__worker_stack_size(size_t size) {
 }
 
 int conc__worker_run(void (*fn)(void *), void *arg) {
-  Worker *w, **p;
+  Worker *w;
   pthread_attr_t attr;
   pthread_t tid;
   sigset_t all, old;
@@ -175,13 +209,8 @@ int conc__worker_run(void (*fn)(void *), void *arg) {
   int rc;
   pthread_mutex_lock(&pool_mu);
   stack = stack_size ? stack_size : STACK_SIZE;
-  for (p = &idle; *p && (*p)->stack != stack; p = &(*p)->next) {}
-  w = *p;
-  if (w) {
-    *p = w->next;
-    nidle--;
-    w->parked = 0;
-  } else if (nworkers >= MIN_WORKERS) {
+  w = take_parked(&idle, &nidle, stack);
+  if (w == NULL && nworkers >= MIN_WORKERS) {
     /* enough workers to alternate (one runs while another builds): a state
     ** in the making is ready sooner than a new OS thread could build one */
     for (Worker *b = warming; b; b = b->next) {
@@ -194,6 +223,7 @@ int conc__worker_run(void (*fn)(void *), void *arg) {
       }
     }
   }
+  if (w == NULL) w = take_parked(&bare, &nbare, stack);  /* builds its own */
   pthread_mutex_unlock(&pool_mu);
   if (w) {
     w->fn = fn;
