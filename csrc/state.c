@@ -46,6 +46,20 @@ static void push_proxies(lua_State *L) {
 
 static void push_meta(lua_State *L, conc_ObjType *type);
 
+/* Is the value on top one of the kind's methods as conc__newmeta made them,
+** a C closure over the metatable at meta? Only those may be bound: any
+** other C function a script put among them (another kind's method, an
+** __index function, the watch on added methods), closed over a box, would
+** read the box as what its own upvalue 1 was meant to be. */
+static int own_method(lua_State *L, int meta) {
+  int own;
+  if (lua_tocfunction(L, -1) == NULL || lua_getupvalue(L, -1, 1) == NULL)
+    return 0;
+  own = lua_rawequal(L, -1, meta);
+  lua_pop(L, 1);
+  return own;
+}
+
 /* Pushes a table of the methods in the table at idx bound to the box on
 ** top (which it replaces): each a closure of the same C function with the
 ** box as upvalue 1 and the table as upvalue 2, so that `lock:acquire()`
@@ -53,7 +67,13 @@ static void push_meta(lua_State *L, conc_ObjType *type);
 ** no metatable to look at. Called on anything else (`lock.acquire(other)`),
 ** the method checks its first argument as before. */
 static void bind_methods(lua_State *L, int methods, conc_Obj *o) {
-  int box = lua_gettop(L), proxy;
+  int box = lua_gettop(L), meta, proxy;
+  lua_CFunction index_fn;
+  lua_getmetatable(L, box);
+  meta = lua_gettop(L);
+  lua_getfield(L, meta, "__index");
+  index_fn = lua_tocfunction(L, -1);  /* NULL when __index is the table */
+  lua_pop(L, 1);
   lua_createtable(L, 1, 12);
   proxy = lua_gettop(L);
   lua_pushvalue(L, box);
@@ -62,18 +82,19 @@ static void bind_methods(lua_State *L, int methods, conc_Obj *o) {
   while (lua_next(L, methods)) {
     lua_CFunction f = lua_tocfunction(L, -1);
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+    int own = k != NULL && k[0] != '_' && f != index_fn && own_method(L, meta);
     lua_pop(L, 1);
-    if (f == NULL || k == NULL || k[0] == '_') continue;
-    if (o->type->hides && o->type->hides(o, k)) continue;
+    if (!own || (o->type->hides && o->type->hides(o, k))) continue;
     lua_pushvalue(L, -1);
     lua_pushvalue(L, box);
     lua_pushvalue(L, proxy);
     lua_pushcclosure(L, f, 2);
     lua_rawset(L, proxy);
   }
-  lua_getmetatable(L, box);
+  lua_pushvalue(L, meta);
   lua_setmetatable(L, proxy);
   lua_replace(L, box);
+  lua_settop(L, box);
 }
 
 /* The box of the proxy at idx (the userdata itself, or what a table proxy
@@ -283,9 +304,6 @@ int conc__getmethod(lua_State *L, conc_ObjType *type, const char *k,
   uint64_t bits = atomic_load_explicit(&type->method_bits,
                                        memory_order_relaxed);
   if (k == NULL || !(bits >> conc__method_bit(k, len) & 1)) return 0;
-  /* an __index function rebound as a method (bind_methods binds what a
-  ** script put in the table) has a box there, not the metatable */
-  if (lua_type(L, lua_upvalueindex(1)) != LUA_TTABLE) return 0;
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL && k[0] != '_')
     return 1;  /* not __gc, __name, ... */

@@ -1098,6 +1098,14 @@ describe("threading.Lock", function()
       mt.zzz = nil
       for i = 1, n do mt[i] = nil end
     end
+    -- nor the watch on methods added to that metatable, put among a Lock's
+    local methods = getmetatable(threading.Lock()).__index
+    methods.yyy = getmetatable(mt).__newindex
+    local l = threading.Lock()
+    for i = 1, 50 do pcall(l.yyy, l, "k" .. i, i) end
+    assert.is_true(l:acquire(false))
+    l:release()
+    methods.yyy = nil
   end)
 
   it("gives live proxies after a __gc called by hand", function()
