@@ -124,8 +124,8 @@ static inline conc_Obj *conc__checkobj(lua_State *L, int idx,
 static inline conc_Obj *conc__checkbound(lua_State *L, int idx,
                                          conc_ObjType *type) {
   if (idx == 1 && lua_rawequal(L, 1, lua_upvalueindex(2))) {
-    conc_Box *b = lua_touserdata(L, lua_upvalueindex(1));
-    if (b != NULL && b->obj != NULL && b->obj->type == type) return b->obj;
+    conc_Obj *o = conc__boxobj(lua_touserdata(L, lua_upvalueindex(1)), type);
+    if (o != NULL) return o;
   }
   return conc__checkobj(L, idx, type);
 }
