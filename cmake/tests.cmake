@@ -75,6 +75,8 @@ endforeach()
 
 # The randomized decoder test: mutated messages must fail cleanly.
 add_executable(fuzz_transfer csrc/test/fuzz_transfer.c)
+target_include_directories(fuzz_transfer PRIVATE ${CMAKE_SOURCE_DIR}/csrc/lua
+  ${CMAKE_SOURCE_DIR}/csrc/core ${CMAKE_SOURCE_DIR}/csrc/os)
 target_link_libraries(fuzz_transfer PRIVATE libconc ${LUA_LINK_LIBRARIES} m)
 set(FUZZ_ITERATIONS 200000 CACHE STRING "mutated inputs the decoder test feeds")
 if(CONC_SANITIZE STREQUAL "thread")

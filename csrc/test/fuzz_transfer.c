@@ -47,7 +47,7 @@
 
 #include "lualib.h"
 
-#include "../lconc.h"  /* the internals: this test links libconc */
+#include "lconc.h"  /* the internals: this test links libconc */
 
 #define MEM_LIMIT ((size_t)64 << 20)
 #define MAX_MUTATIONS 4

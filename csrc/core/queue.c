@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core.h"
 
 #define SPINS 2000       /* pause steps before a get or put goes to sleep */
 #define MIN_CAP 16

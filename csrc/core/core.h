@@ -1,13 +1,13 @@
 /*
-** internal.h -- names shared between conc's C files (prefix conc__).
+** core.h -- the Lua-free core: objects, primitives, queues, threads,
+** containers and the wait protocol (prefix conc__).
 **
-** Layers, as in Lua's own sources:
-**   obj.c sync.c thread.c    the core: pthreads, futexes, refcounted objects;
-**                            no lua.h in them
-**   transfer.c               the wire format; the only file that reads one
-**                            lua_State to write bytes for another
-**   state.c                  making states, module registration, errors
-**   l*.c                     one binding per object kind, exposing it to Lua
+** The layers, each a folder of csrc/, arrows pointing down only:
+**   host/   main.c, the conc interpreter, over include/conc.h alone
+**   lua/    the wire format, proxies, states, errors, the l*.c bindings
+**   core/   this header: no lua.h here (the build gives core/ no Lua
+**           include path, so including it fails to compile)
+**   os/     futex, clocks, interrupts, fork hooks (os.h): nothing above
 */
 #ifndef CONC_INTERNAL_H
 #define CONC_INTERNAL_H
@@ -15,6 +15,8 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "os.h"
 
 /* ======================================================================
 ** Refcounted objects (obj.c)
@@ -58,50 +60,6 @@ void conc__obj_init(conc_Obj *o, conc_ObjType *type);
 void conc__obj_incref(conc_Obj *o);
 void conc__obj_decref(conc_Obj *o);
 void conc__obj_free(conc_Obj *o);  /* a destroy for plain blocks */
-
-/* ======================================================================
-** Time and waiting (sync.c)
-** ====================================================================== */
-
-#define CONC_FOREVER (-1.0)
-
-double conc__monotonic(void);
-double conc__walltime(void);
-
-/* Results of a wait, as negative errno in the libuv manner. */
-#define CONC_OK 0
-#define CONC_ETIMEDOUT (-110)
-#define CONC_EINTR (-4)
-#define CONC_ENOMEM (-12)
-
-/*
-** Blocks while *word == expected, until woken, until `deadline`
-** (conc__monotonic() seconds; CONC_FOREVER for none) or, in the OS thread that
-** owns a pending KeyboardInterrupt, until interrupted. Returns CONC_OK (woken
-** or the word changed: callers re-check their condition), CONC_ETIMEDOUT or
-** CONC_EINTR.
-*/
-int conc__futex_wait(atomic_uint *word, unsigned expected, double deadline);
-/* The same, saying whether a pending KeyboardInterrupt may cut it short
-** (waits that must finish, such as retaking a lock, say no). */
-int conc__futex_wait_intr(atomic_uint *word, unsigned expected,
-                          double deadline, int interruptible);
-void conc__futex_wake(atomic_uint *word, int nwaiters);
-
-/* Sleeps until deadline; CONC_OK or CONC_EINTR. */
-int conc__sleep_until(double deadline);
-
-/* Deadline for a Python-style timeout: <0 or FOREVER means no deadline. */
-double conc__deadline(double timeout);
-
-/* Flags a KeyboardInterrupt for the calling OS thread (signal-safe). */
-void conc__interrupt_set(void);
-/* Called by threads that block all signals: their waits need no slicing. */
-void conc__sync_signals_blocked(void);
-/* Pending KeyboardInterrupt for the calling OS thread? */
-int conc__interrupt_pending(void);
-/* Consumes the pending interrupt (and the hook set on its state). */
-void conc__interrupt_clear(void);
 
 /* ======================================================================
 ** Threads (thread.c): OS threads and the table of live ones.
@@ -282,11 +240,6 @@ static inline void conc__waitlist_notify(conc_WaitList *wl) {
 int conc__select(conc_Obj *const *objs, conc_WaitLink *links, int n,
                  double deadline, int *index);
 
-/* One step of a busy wait: a pause instruction where there is one. */
-void conc__spin_pause(void);
-/* May a waiter spin before sleeping? Not when this process runs on one CPU. */
-int conc__can_spin(void);
-
 /* ======================================================================
 ** Queues (queue.c)
 ** ====================================================================== */
@@ -357,7 +310,8 @@ void conc__worker_set_warmup(conc_WorkerWarmup prepare, void (*drop)(void *));
 void *conc__worker_take_warm(void);
 
 /* ======================================================================
-** Value transfer (transfer.c)
+** Messages (msg.c): values in the wire format, as queues, containers and
+** threads hold them. Only lua/ reads and writes the bytes.
 ** ====================================================================== */
 
 /*
@@ -373,7 +327,11 @@ struct conc_Msg {
   char *data;        /* likewise */
 };
 
-void conc__msg_free(conc_Msg *m);
+/* A new message holding a copy of the bytes and a reference to each
+** object; NULL when out of memory. */
+conc_Msg *conc__msg_new(const char *data, size_t len, conc_Obj *const *objs,
+                        unsigned nobjs);
+void conc__msg_free(conc_Msg *m);  /* NULL is fine */
 /* A copy with its own references to the objects; NULL when out of memory. */
 conc_Msg *conc__msg_dup(const conc_Msg *m);
 

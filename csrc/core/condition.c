@@ -12,7 +12,7 @@
 */
 #include <stdlib.h>
 
-#include "internal.h"
+#include "core.h"
 
 typedef struct Waiter {
   struct Waiter *next, *prev;

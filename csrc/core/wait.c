@@ -21,7 +21,7 @@
 */
 #include <limits.h>
 
-#include "internal.h"
+#include "core.h"
 
 void conc__waitlist_init(conc_WaitList *wl) {
   atomic_init(&wl->mu, 0);

@@ -933,30 +933,8 @@ static int is_plain(lua_State *L, int first, int n) {
   return 1;
 }
 
-/* A new message holding a copy of the bytes and a reference to each object. */
-static conc_Msg *msg_new(const char *data, size_t len, conc_Obj *const *objs,
-                         unsigned nobjs) {
-  size_t objsz = nobjs * sizeof(conc_Obj *);
-  conc_Msg *m = malloc(sizeof *m + objsz + len);
-  if (m == NULL) return NULL;
-  m->len = len;
-  m->nobjs = nobjs;
-  m->objs = (conc_Obj **)(m + 1);
-  m->data = (char *)(m + 1) + objsz;
-  for (unsigned i = 0; i < nobjs; i++) {
-    m->objs[i] = objs[i];
-    conc__obj_incref(objs[i]);
-  }
-  memcpy(m->data, data, len);
-  return m;
-}
-
 static conc_Msg *enc_finish(Enc *e) {
-  return msg_new(e->buf, e->len, e->objs, e->nobjs);
-}
-
-conc_Msg *conc__msg_dup(const conc_Msg *m) {
-  return msg_new(m->data, m->len, m->objs, m->nobjs);
+  return conc__msg_new(e->buf, e->len, e->objs, e->nobjs);
 }
 
 /* A message of plain values only is always 'c': it has nothing to refer
@@ -1185,7 +1163,7 @@ static conc_Msg *encode_flat_msg(lua_State *L, int idx, char *buf,
   }
   *len = 0;
   if (k == 0) return NULL;
-  m = msg_new((const char *)flat, k, NULL, 0);
+  m = conc__msg_new((const char *)flat, k, NULL, 0);
   if (m == NULL) luaL_error(L, "not enough memory");
   return m;
 }
@@ -1229,11 +1207,6 @@ conc_Msg *conc__encode_buf(lua_State *L, int first, int n,
   return encode_finish(&e);
 }
 
-void conc__msg_free(conc_Msg *m) {
-  if (m == NULL) return;
-  for (unsigned i = 0; i < m->nobjs; i++) conc__obj_decref(m->objs[i]);
-  free(m);
-}
 
 /* ======================================================================
 ** Decoder

@@ -10,7 +10,7 @@
 #include <limits.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "core.h"
 
 #define EVENT_SPINS 1000  /* pause steps (~10 µs here) before sleeping */
 

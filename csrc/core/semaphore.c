@@ -8,7 +8,7 @@
 #include <limits.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "core.h"
 
 struct conc_Semaphore {
   conc_Obj hdr;

@@ -12,7 +12,7 @@
 #include <limits.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "core.h"
 
 struct conc_Barrier {
   conc_Obj hdr;

@@ -10,7 +10,7 @@
 */
 #include <stdlib.h>
 
-#include "internal.h"
+#include "core.h"
 
 conc_ObjType conc__lock_type = {
   .name = "conc.Lock", .destroy = conc__obj_free, .bound = 1};

@@ -3,7 +3,7 @@
 */
 #include <stdlib.h>
 
-#include "internal.h"
+#include "core.h"
 
 void conc__obj_init(conc_Obj *o, conc_ObjType *type) {
   atomic_init(&o->refs, 1);

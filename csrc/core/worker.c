@@ -20,7 +20,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
-#include "internal.h"
+#include "core.h"
 
 #define MAX_IDLE 4
 #define MIN_WORKERS 4

@@ -8,7 +8,7 @@
 #include "lauxlib.h"
 
 #include "conc.h"
-#include "internal.h"
+#include "core.h"
 
 /* ---- transfer.c ---------------------------------------------------------- */
 
@@ -47,7 +47,7 @@ int conc__decode_free(lua_State *L, conc_Msg *m);
 int conc__decode_bytes(lua_State *L, const char *data, size_t len,
                        conc_Obj *const *objs, unsigned nobjs);
 
-/* ---- state.c ------------------------------------------------------------- */
+/* ---- state.c, proxy.c, errors.c, lib.c ------------------------------------ */
 
 /* Makes a state for a conc thread or worker: standard libraries, the given
 ** package.path/cpath (NULL: Lua's defaults), every conc module, then the
@@ -59,6 +59,8 @@ lua_State *conc__newstate_for_thread(const char *path, const char *cpath);
 ** lets the GC run). */
 void conc__state_ready(lua_State *L);
 void conc__closestate(lua_State *L);
+/* Called by conc_openlibs: parked workers may build warm states from now. */
+void conc__state_setup(void);
 
 /* ---- alloc.c ------------------------------------------------------------- */
 

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "core.h"
 
 static const conc_ShVal EMPTY_VAL = {NULL, 0, {0}};
 

@@ -5,7 +5,7 @@
 */
 #include <stdlib.h>
 
-#include "internal.h"
+#include "core.h"
 
 struct conc_RLock {
   conc_Obj hdr;

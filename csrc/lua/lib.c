@@ -1,0 +1,159 @@
+/*
+** lib.c -- conc's modules registered in a state (package.preload), the
+** conc.core table, and Python's end-of-script join of non-daemon threads.
+*/
+#include <stdio.h>
+
+#include "lconc.h"
+
+static const char SENTINEL_KEY = 's'; /* registry: joins threads at close */
+
+void conc__require(lua_State *L, const char *name) {
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, name) != LUA_TNIL) {
+    lua_remove(L, -2);
+    return;
+  }
+  lua_pop(L, 2);
+  lua_getglobal(L, "require");
+  lua_pushstring(L, name);
+  lua_call(L, 1, 1);
+}
+
+
+/* print, writing each call's line with one fwrite: stdio locks a FILE per
+** call, so lines printed by threads at the same time never interleave
+** (the base library's print writes every piece separately). */
+static int l_print(lua_State *L) {
+  int n = lua_gettop(L);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  for (int i = 1; i <= n; i++) {
+    if (i > 1) luaL_addchar(&b, '\t');
+    luaL_tolstring(L, i, NULL);
+    luaL_addvalue(&b);
+  }
+  luaL_addchar(&b, '\n');
+  luaL_pushresult(&b);
+  {
+    size_t len;
+    const char *line = lua_tolstring(L, -1, &len);
+    fwrite(line, 1, len, stdout);
+    fflush(stdout);
+  }
+  return 0;
+}
+
+static int load_embedded(lua_State *L) {
+  const conc_Embedded *m = lua_touserdata(L, lua_upvalueindex(1));
+  if (luaL_loadbufferx(L, (const char *)m->code, m->len, m->name, "b") != LUA_OK)
+    return lua_error(L);
+  lua_pushstring(L, m->name);
+  lua_call(L, 1, 1);
+  return 1;
+}
+
+void conc_openlibs(lua_State *L) {
+  lua_pushcfunction(L, l_print);
+  lua_setglobal(L, "print");
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+  lua_pushcfunction(L, luaopen_conc_core);
+  lua_setfield(L, -2, "conc.core");
+  for (const conc_Embedded *m = conc__embedded; m->name; m++) {
+    lua_pushlightuserdata(L, (void *)m);
+    lua_pushcclosure(L, load_embedded, 1);
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pop(L, 1);
+  conc__thread_main();  /* the thread that opens conc first is MainThread */
+  conc__state_setup();
+}
+
+int luaopen_conc(lua_State *L) {
+  conc_openlibs(L);
+  conc__require(L, "conc");
+  return 1;
+}
+
+static int shutdown_p(lua_State *L) {
+  conc_Thread *t;
+  while ((t = conc__thread_next_nondaemon()) != NULL) {
+    int rc = conc__thread_join(t, CONC_FOREVER);
+    conc__obj_decref((conc_Obj *)t);
+    conc__check_wait(L, rc);
+  }
+  return 0;
+}
+
+int conc_shutdown(lua_State *L) {
+  lua_pushcfunction(L, shutdown_p);
+  return lua_pcall(L, 0, 0, 0);
+}
+
+/* __gc of a sentinel in the main state's registry: under a stock lua5.4 the
+** script's end closes the state, and non-daemon threads are waited for there,
+** as Python does at exit. A Ctrl-C while waiting gives up the wait. */
+static int sentinel_gc(lua_State *L) {
+  conc_Thread *t;
+  while ((t = conc__thread_next_nondaemon()) != NULL) {
+    int rc = conc__thread_join(t, CONC_FOREVER);
+    conc__obj_decref((conc_Obj *)t);
+    if (rc != CONC_OK) break;
+  }
+  (void)L;
+  return 0;
+}
+
+static void install_sentinel(lua_State *L) {
+  if (conc__thread_current() != conc__thread_main()) return;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &SENTINEL_KEY) != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_newuserdatauv(L, 0, 0);
+  lua_newtable(L);
+  lua_pushcfunction(L, sentinel_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &SENTINEL_KEY);
+}
+
+/* ======================================================================
+** conc.core
+** ====================================================================== */
+
+static void push_live(lua_State *L, conc_ObjType *type) {
+  lua_pushinteger(L, (lua_Integer)atomic_load(&type->live));
+  lua_setfield(L, -2, type->name);
+}
+
+/* Objects alive per kind, for tests that check nothing is left behind. */
+static int l_live_objects(lua_State *L) {
+  lua_newtable(L);
+  push_live(L, &conc__thread_type);
+  push_live(L, &conc__lock_type);
+  push_live(L, &conc__rlock_type);
+  push_live(L, &conc__sem_type);
+  push_live(L, &conc__cond_type);
+  push_live(L, &conc__barrier_type);
+  push_live(L, &conc__event_type);
+  push_live(L, &conc__shlist_type);
+  push_live(L, &conc__shdict_type);
+  return 1;
+}
+
+int luaopen_conc_core(lua_State *L) {
+  static const luaL_Reg fns[] = {{"live_objects", l_live_objects}, {NULL, NULL}};
+  conc__thread_main();  /* the thread that opens conc first is MainThread */
+  luaL_newlib(L, fns);
+  conc__open_transfer(L);
+  conc__open_thread(L);
+  conc__open_time(L);
+  conc__open_sync(L);
+  conc__open_queue(L);
+  conc__open_shared(L);
+  install_sentinel(L);
+  return 1;
+}
+
