@@ -1,9 +1,9 @@
 /*
 ** barrier.c -- threading.Barrier: `parties` threads meet, then all go on.
 **
-** State sits under a small mutex (`guard`); waiters sleep on `seq`, a futex
-** word bumped by every change they must look at (a release, a break, a
-** reset). Cycles are numbered: a waiter of cycle g returns its index once
+** State sits under a small mutex (`guard`); waiters sleep on `seq`, a
+** sequence word (wait.c) signalled by every change they must look at (a
+** release, a break, a reset). Cycles are numbered: a waiter of cycle g returns its index once
 ** the barrier has moved past g by a release, and BrokenBarrierError if it
 ** moved past g by a reset or is broken (abort, a timeout, a failed action).
 ** The action is run by the binding (it is Lua) between conc__barrier_arrive
@@ -16,8 +16,9 @@
 
 struct conc_Barrier {
   conc_Obj hdr;
-  atomic_uint guard;       /* mutex word */
-  atomic_uint seq;         /* futex word for waiters */
+  conc_Mutex guard;
+  conc_Seq seq;            /* the waiters' */
+  int wake;                /* under guard: a change to tell the sleepers of */
   unsigned parties;
   unsigned count;          /* arrived in this cycle */
   unsigned cycle;
@@ -35,15 +36,16 @@ static void barrier_destroy(conc_Obj *o) {
 }
 
 conc_ObjType conc__barrier_type = {
-  .name = "conc.Barrier", .destroy = barrier_destroy, .bound = 1};
+  .name = "conc.Barrier", .destroy = barrier_destroy};
 
 conc_Barrier *conc__barrier_new(unsigned parties, double timeout, void *action,
                                 void (*free_action)(void *)) {
   conc_Barrier *b = malloc(sizeof *b);
   if (b == NULL) return NULL;
   conc__obj_init(&b->hdr, &conc__barrier_type);
-  atomic_init(&b->guard, 0);
-  atomic_init(&b->seq, 0);
+  conc__mutex_init(&b->guard, CONC_PRIVATE);
+  conc__seq_init(&b->seq, CONC_PRIVATE);
+  b->wake = 0;
   b->parties = parties;
   b->count = 0;
   b->cycle = 0;
@@ -56,17 +58,21 @@ conc_Barrier *conc__barrier_new(unsigned parties, double timeout, void *action,
 }
 
 static void lock(conc_Barrier *b) {
-  conc__mutex_acquire_nointr(&b->guard);
+  conc__mutex_lock(&b->guard);
 }
 
+/* Releases the guard, then wakes the sleepers a change under it called
+** for: they find the guard free. */
 static void unlock(conc_Barrier *b) {
-  conc__mutex_release(&b->guard);
+  int n = b->wake;
+  b->wake = 0;
+  conc__mutex_unlock(&b->guard);
+  conc__seq_wake(&b->seq, n);
 }
 
-/* With the guard held: wake everyone to look again. */
+/* With the guard held: everyone looks again. */
 static void changed(conc_Barrier *b) {
-  atomic_fetch_add_explicit(&b->seq, 1, memory_order_release);
-  conc__futex_wake(&b->seq, INT_MAX);
+  b->wake = conc__seq_signal(&b->seq, 1);
 }
 
 static void break_locked(conc_Barrier *b) {
@@ -74,15 +80,16 @@ static void break_locked(conc_Barrier *b) {
   changed(b);
 }
 
-int conc__barrier_arrive(conc_Barrier *b, unsigned *index, unsigned *cycle) {
-  int rc;
+int conc__barrier_arrive(conc_Barrier *b, unsigned *index, unsigned *cycle,
+                         int *last) {
+  int rc = CONC_OK;
   lock(b);
   if (b->broken) {
-    rc = CONC_BARRIER_BROKEN;
+    rc = CONC_EBROKEN;
   } else {
     *index = b->count++;
     *cycle = b->cycle;
-    rc = b->count == b->parties ? CONC_BARRIER_LAST : CONC_OK;
+    *last = b->count == b->parties;
   }
   unlock(b);
   return rc;
@@ -102,37 +109,31 @@ void conc__barrier_release(conc_Barrier *b, int action_failed) {
 }
 
 int conc__barrier_wait(conc_Barrier *b, unsigned cycle, double deadline) {
+  int rc = CONC_OK;
+  lock(b);
   for (;;) {
-    unsigned seen = atomic_load_explicit(&b->seq, memory_order_acquire);
-    int rc;
-    lock(b);
-    if (b->cycle != cycle) {
-      rc = b->released == cycle ? CONC_OK : CONC_BARRIER_BROKEN;
-      unlock(b);
-      return rc;
+    if (b->cycle != cycle) {  /* released, or reset: that wins */
+      rc = b->released == cycle ? CONC_OK : CONC_EBROKEN;
+      break;
     }
     if (b->broken) {
       if (b->count > 0) b->count--;
-      unlock(b);
-      return CONC_BARRIER_BROKEN;
+      rc = CONC_EBROKEN;
+      break;
     }
-    unlock(b);
-    rc = conc__futex_wait(&b->seq, seen, deadline);
-    if (rc == CONC_ETIMEDOUT || rc == CONC_EINTR) {
-      lock(b);
-      if (b->cycle != cycle) {  /* released just now: that wins */
-        rc = b->released == cycle ? CONC_OK : CONC_BARRIER_BROKEN;
-        unlock(b);
-        return rc;
-      }
+    if (rc != CONC_OK) {
       /* a timeout or a Ctrl-C breaks the barrier for everyone, as in
       ** Python */
       if (b->count > 0) b->count--;
-      break_locked(b);
-      unlock(b);
-      return rc == CONC_EINTR ? CONC_EINTR : CONC_BARRIER_BROKEN;
+      b->broken = 1;
+      changed(b);
+      if (rc != CONC_EINTR) rc = CONC_EBROKEN;
+      break;
     }
+    rc = conc__seq_sleep(&b->seq, &b->guard, deadline);
   }
+  unlock(b);
+  return rc;
 }
 
 void conc__barrier_reset(conc_Barrier *b) {

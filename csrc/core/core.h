@@ -1,16 +1,25 @@
 /*
-** core.h -- the Lua-free core: objects, primitives, queues, threads,
-** containers and the wait protocol (prefix conc__).
+** core.h -- the Lua-free core: objects, primitives, the wait protocol,
+** queues, threads, messages and containers (prefix conc__).
 **
 ** The layers, each a folder of csrc/, arrows pointing down only:
 **   host/   main.c, the conc interpreter, over include/conc.h alone
 **   lua/    the wire format, proxies, states, errors, the l*.c bindings
 **   core/   this header: no lua.h here (the build gives core/ no Lua
 **           include path, so including it fails to compile)
-**   os/     futex, clocks, interrupts, fork hooks (os.h): nothing above
+**   os/     futex, clocks, interrupts, fork hooks, shared memory (os.h)
+**
+** Results are codes of os/errors.h: CONC_OK or a negative CONC_E*.
+**
+** Primitives that a process may share (the mutex, the sequence word, the
+** semaphore, the event, the byte ring of ring.h) are plain data: integers
+** and atomics, no pointers, each told at init whether its futex words are
+** CONC_PRIVATE or CONC_SHARED. The objects threads see (conc_Lock, ...)
+** wrap them with a conc_Obj header and a wait list, which are this
+** process's own.
 */
-#ifndef CONC_INTERNAL_H
-#define CONC_INTERNAL_H
+#ifndef CONC_CORE_H
+#define CONC_CORE_H
 
 #include <stdatomic.h>
 #include <stddef.h>
@@ -21,34 +30,33 @@
 /* ======================================================================
 ** Refcounted objects (obj.c)
 ** Every conc object shared between states starts with a conc_Obj. Each state
-** that sees the object holds one proxy userdata per object (a weak cache keeps
-** identity), and each proxy owns one reference; so does each message in flight
-** that names the object. The object is freed when the last reference goes.
+** that sees the object holds one proxy per object (a weak cache keeps
+** identity), and each proxy owns one reference; so does each message in
+** flight that names the object. The object is freed when the last
+** reference goes.
 ** ====================================================================== */
 
 typedef struct conc_Obj conc_Obj;
 typedef struct conc_WaitList conc_WaitList;
 typedef struct conc_Msg conc_Msg;
+struct conc_Binding;  /* the Lua layer's details of a kind (lua/lconc.h) */
+
+/* What a wait can wait for (conc_WaitLink, conc_ObjType.ready). */
+#define CONC_READABLE 1u  /* an item to get, an event set, a future done */
+#define CONC_WRITABLE 2u  /* room to put, a lock free, a semaphore slot */
 
 typedef struct conc_ObjType {
-  const char *name;             /* metatable name, e.g. "conc.Thread" */
+  const char *name;             /* "conc.Lock": the metatable's name too */
   void (*destroy)(conc_Obj *o); /* frees the object; called once, at refs 0 */
   atomic_long live;             /* objects of this kind alive, for tests */
-  /* Kinds conc.select can wait on set both (waiter.c): would a wait end
-  ** now, and the list of waiters to wake when that may have changed. */
-  int (*ready)(conc_Obj *o);
+  /* Kinds one can wait on with others (conc.select, an event loop) set
+  ** both: which of `events` a wait would find now, and the list whose
+  ** links hear of changes (see the wait protocol below). Looking may arm
+  ** the object to notify (a held Lock marks itself contended). */
+  unsigned (*ready)(conc_Obj *o, unsigned events);
   conc_WaitList *(*waitlist)(conc_Obj *o);
-  /* Kinds whose proxies are tables holding their methods bound to the
-  ** object (state.c): set for kinds whose fields are all methods and
-  ** attributes, never the user's keys. `hides` (may be NULL) names the
-  ** methods one object lacks (a SimpleQueue's task_done). */
-  int bound;
-  int (*hides)(conc_Obj *o, const char *method);
-  /* A bit for each method name's conc__method_bit, set when a state makes
-  ** the kind's metatable (every state sets the same bits) or a script adds
-  ** a method to it: an __index function tells most keys that name no
-  ** method by it, not by a lookup. */
-  atomic_ullong method_bits;
+  /* Set by the Lua layer the first time a state opens the kind. */
+  _Atomic(struct conc_Binding *) binding;
 } conc_ObjType;
 
 struct conc_Obj {
@@ -60,6 +68,310 @@ void conc__obj_init(conc_Obj *o, conc_ObjType *type);
 void conc__obj_incref(conc_Obj *o);
 void conc__obj_decref(conc_Obj *o);
 void conc__obj_free(conc_Obj *o);  /* a destroy for plain blocks */
+
+/* Every kind of object, NULL-terminated: what live_objects counts. */
+extern conc_ObjType *const conc__obj_types[];
+
+/* threading.local: an object with no state of its own (the Lua layer
+** keeps each state's fields). */
+extern conc_ObjType conc__local_type;
+conc_Obj *conc__local_new(void);
+
+/* ======================================================================
+** Mutex (mutex.c): the lock under Lock, RLock and every internal lock
+** ====================================================================== */
+
+/*
+** state is 0 (free), 1 (held) or 2 (held, and someone may wait), as in
+** Drepper's "Futexes Are Tricky" (mutex 2); the waiters sleep on seq, a
+** sequence word a contended release bumps, so that a KeyboardInterrupt can
+** wake them (os.h). Taking a free one and giving back one nobody waits for
+** are inline: an uncontended pair is two atomic instructions and no call.
+*/
+typedef struct conc_Mutex {
+  atomic_uint state;
+  atomic_uint seq;
+  uint32_t shared;  /* CONC_PRIVATE or CONC_SHARED */
+} conc_Mutex;
+
+void conc__mutex_init(conc_Mutex *m, int shared);
+
+static inline int conc__mutex_try(conc_Mutex *m) {
+  unsigned c = 0;
+  return atomic_compare_exchange_strong_explicit(
+      &m->state, &c, 1, memory_order_acquire, memory_order_relaxed);
+}
+/* Takes it, spinning a moment first: CONC_OK, ETIMEDOUT or EINTR. */
+int conc__mutex_acquire(conc_Mutex *m, double deadline);
+/* The contended halves, out of line. */
+void conc__mutex_lock_slow(conc_Mutex *m);
+void conc__mutex_wake(conc_Mutex *m);
+/* Sleeps until it is taken (state left 2), or deadline or an interrupt
+** (unless CONC_WAIT_NOINTR in flags): CONC_OK, ETIMEDOUT, EINTR. */
+int conc__mutex_sleep(conc_Mutex *m, double deadline, int flags);
+/* Takes it for good, with no KeyboardInterrupt: the internal locks'
+** take, one compare-and-swap when it is free. */
+static inline void conc__mutex_lock(conc_Mutex *m) {
+  if (!conc__mutex_try(m)) conc__mutex_lock_slow(m);
+}
+/* Gives it back: CONC_EUNLOCKED if it was not held (then it still is not:
+** 0 was written over 0). A contended one wakes one sleeper. */
+static inline int conc__mutex_release(conc_Mutex *m) {
+  unsigned c = atomic_exchange_explicit(&m->state, 0, memory_order_release);
+  if (c == 0) return CONC_EUNLOCKED;
+  if (c == 2) conc__mutex_wake(m);
+  return CONC_OK;
+}
+static inline void conc__mutex_unlock(conc_Mutex *m) {
+  (void)conc__mutex_release(m);
+}
+
+/* ======================================================================
+** The wait protocol (wait.c): how every wait of conc sleeps and is woken
+**
+** Two halves, one set of rules:
+**  - A sequence word (conc_Seq) for the calls that block on one object
+**    (a get, an acquire, a wait): sleepers read the word, look at the
+**    object, and sleep while the word is unchanged; a change bumps the
+**    word and wakes as many as it should. Under the object's mutex, a
+**    wake takes its sleeper off the count at once, so that a burst of
+**    puts wakes a sleeper once (seq_sleep/seq_signal/seq_wake); objects
+**    with no mutex count their sleepers atomically (seq_enter/seq_wait/
+**    seq_leave/seq_notify).
+**  - A wait list (conc_WaitList) for waiters that watch objects from
+**    outside: conc.select, an event loop, a Condition's waits. A waiter
+**    (conc_Waiter) links itself (conc_WaitLink) to each object it
+**    watches, once, for CONC_READABLE and/or CONC_WRITABLE, and the link
+**    stays until removed: a loop registers once, not once per wait. A
+**    change notifies the list with its events; each matching link gets
+**    those events in `ready` and its waiter one signal -- coalesced: a
+**    waiter signalled and not yet woken is not signalled again, so an
+**    eventfd behind it is written once per batch. An exclusive link
+**    (CONC_EXCLUSIVE) is a wait one notify ends (Condition.notify(n)
+**    ends n, in arrival order); it is unlinked by the notify.
+** No wakeup is lost: a notifier changes the state, then looks for
+** sleepers or links; a waiter counts or links itself, then looks at the
+** state (all seq_cst). Every sleep is conc__wait_seq, which a
+** KeyboardInterrupt ends at once.
+** ====================================================================== */
+
+typedef struct conc_Seq {
+  atomic_uint seq;       /* the futex word: bumped by every wake */
+  atomic_uint sleepers;  /* asleep, or about to be */
+  uint32_t shared;       /* CONC_PRIVATE or CONC_SHARED */
+} conc_Seq;
+
+void conc__seq_init(conc_Seq *s, int shared);
+
+/* Under mutex mu: sleeps on s, mu dropped meanwhile and held again on
+** return; the result is conc__wait_seq's. */
+int conc__seq_sleep(conc_Seq *s, conc_Mutex *mu, double deadline);
+/* Under the same mutex: how many sleepers to wake (0, 1, or all for
+** `all`), taken off the count now; pass it to seq_wake once mu is
+** released. */
+int conc__seq_signal(conc_Seq *s, int all);
+void conc__seq_wake(conc_Seq *s, int n);
+
+/* With no mutex: count yourself in (returns the word to sleep on), look
+** at the state, sleep while it says wait, then leave. A notifier changes
+** the state, then calls seq_notify, which is a load when nobody sleeps. */
+unsigned conc__seq_enter(conc_Seq *s);
+int conc__seq_wait(conc_Seq *s, unsigned *seen, double deadline, int flags);
+void conc__seq_leave(conc_Seq *s);
+void conc__seq_notify(conc_Seq *s, int n);
+
+#define CONC_EXCLUSIVE 0x100u  /* a link one notify ends (wakes one) */
+
+typedef struct conc_Waiter conc_Waiter;
+struct conc_Waiter {
+  atomic_uint seq;       /* what it sleeps on: bumped by each signal */
+  atomic_uint pending;   /* 1 from a signal until the waiter takes it */
+  void (*wake)(conc_Waiter *w);  /* NULL: a futex wake of seq */
+  void *ud;
+};
+
+typedef struct conc_WaitLink {
+  struct conc_WaitLink *next, *prev;
+  conc_Waiter *waiter;
+  unsigned events;       /* CONC_READABLE, CONC_WRITABLE, CONC_EXCLUSIVE */
+  atomic_uint ready;     /* the events notified since the waiter looked */
+  int linked;            /* under the list's mutex */
+  void *ud;              /* the waiter's: which object this link watches */
+} conc_WaitLink;
+
+struct conc_WaitList {
+  conc_Mutex mu;         /* guards the links */
+  atomic_uint n;         /* links: a notify with none is one load */
+  conc_WaitLink *head, *tail;
+};
+
+/* wake: what a signal does (NULL: wake the futex the waiter sleeps on). */
+void conc__waiter_init(conc_Waiter *w, void (*wake)(conc_Waiter *w),
+                       void *ud);
+/* Coalesced: nothing if w was signalled and has not taken it yet. */
+void conc__waiter_signal(conc_Waiter *w);
+/* Takes a signal: 1 if there was one (the waiter then looks at its links'
+** ready events or objects), 0 if not. An event loop calls it after its
+** eventfd fires. */
+int conc__waiter_take(conc_Waiter *w);
+/* Sleeps until signalled (the signal taken), deadline or interrupt:
+** CONC_OK, ETIMEDOUT, EINTR. */
+int conc__waiter_wait(conc_Waiter *w, double deadline);
+
+void conc__waitlist_init(conc_WaitList *wl);
+/* Links l (the caller's memory, until removed) for events, FIFO. */
+void conc__waitlist_add(conc_WaitList *wl, conc_WaitLink *l, conc_Waiter *w,
+                        unsigned events, void *ud);
+/* Unlinks l if it still is: returns its ready events (under the list's
+** mutex, so that a notify cannot be half-way through it). */
+unsigned conc__waitlist_remove(conc_WaitList *wl, conc_WaitLink *l);
+/* Signals every link watching any of `events` and up to nexcl exclusive
+** ones (unlinked as they are woken); returns how many of those it woke.
+** Call after the change it should see, with no lock held that a waiter's
+** wake function could need. */
+unsigned long conc__waitlist_wake(conc_WaitList *wl, unsigned events,
+                                  unsigned long nexcl);
+/* The common call: a change that links may care about. One load when
+** nobody is linked. */
+static inline void conc__waitlist_notify(conc_WaitList *wl,
+                                         unsigned events) {
+  if (atomic_load_explicit(&wl->n, memory_order_seq_cst) > 0)
+    conc__waitlist_wake(wl, events, 0);
+}
+
+/* Waits for the first of n objects (each of a kind with `ready` and
+** `waitlist`) to be ready for `events`, using links[n] as scratch: CONC_OK
+** with *index set, CONC_ETIMEDOUT or CONC_EINTR. */
+int conc__select(conc_Obj *const *objs, conc_WaitLink *links, int n,
+                 unsigned events, double deadline, int *index);
+
+/* ======================================================================
+** Primitives as plain data: the event flag (event.c), the semaphore
+** counter (semaphore.c)
+** ====================================================================== */
+
+/* A flag threads wait for: the flag in bit 0 of word and a count of sets
+** above it, so a waiter knows a set() came even if a clear() followed. */
+typedef struct conc_Flag {
+  atomic_uint word;
+  conc_Seq seq;
+} conc_Flag;
+
+void conc__flag_init(conc_Flag *f, int shared);
+int conc__flag_set(conc_Flag *f);       /* 1 if it was clear */
+/* set's two halves, for a caller that must mark it under a lock of its
+** own and wake the sleepers after: mark (1 if it was clear), then wake. */
+int conc__flag_mark(conc_Flag *f);
+void conc__flag_wake(conc_Flag *f);
+void conc__flag_clear(conc_Flag *f);
+int conc__flag_is_set(conc_Flag *f);
+/* CONC_OK once set (or set and cleared) while waiting, else ETIMEDOUT or
+** EINTR; spins a moment first unless flags has CONC_WAIT_NOSPIN (and
+** CONC_WAIT_NOINTR, os.h, makes it wait for good). */
+#define CONC_WAIT_NOSPIN 4
+int conc__flag_wait(conc_Flag *f, double deadline, int flags);
+
+typedef struct conc_Count {
+  atomic_uint value;
+  conc_Seq seq;
+  unsigned bound;       /* BoundedSemaphore: value never passes it */
+  int bounded;
+} conc_Count;
+
+void conc__count_init(conc_Count *c, unsigned value, int bounded,
+                      int shared);
+int conc__count_try(conc_Count *c);     /* 1 if it took one */
+/* Takes one: CONC_OK, ETIMEDOUT (also for a failed non-blocking try),
+** EINTR. */
+int conc__count_take(conc_Count *c, int blocking, double deadline);
+/* Adds n: CONC_OK, or CONC_EOVERRELEASE past the bound (or the range). */
+int conc__count_give(conc_Count *c, unsigned n);
+unsigned conc__count_value(conc_Count *c);
+
+/* ======================================================================
+** Lock (lock.c), RLock (rlock.c), Semaphore (semaphore.c), Event
+** (event.c), Condition (condition.c), Barrier (barrier.c)
+** ====================================================================== */
+
+typedef struct conc_Lock {
+  conc_Obj hdr;
+  conc_Mutex mu;
+  conc_WaitList watchers;  /* links waiting for it to be free */
+} conc_Lock;
+extern conc_ObjType conc__lock_type;
+conc_Lock *conc__lock_new(void);
+static inline int conc__lock_try(conc_Lock *l) {      /* 1 if taken */
+  return conc__mutex_try(&l->mu);
+}
+int conc__lock_acquire(conc_Lock *l, double deadline); /* OK/ETIMEDOUT/EINTR */
+void conc__lock_contended(conc_Lock *l);
+/* CONC_OK, or CONC_EUNLOCKED (it was not held) */
+static inline int conc__lock_release(conc_Lock *l) {
+  unsigned c = atomic_exchange_explicit(&l->mu.state, 0, memory_order_release);
+  if (c == 0) return CONC_EUNLOCKED;
+  if (c == 2) conc__lock_contended(l);
+  return CONC_OK;
+}
+int conc__lock_locked(conc_Lock *l);
+
+typedef struct conc_RLock conc_RLock;
+extern conc_ObjType conc__rlock_type;
+conc_RLock *conc__rlock_new(void);
+/* CONC_OK, or CONC_ETIMEDOUT (also for a failed non-blocking try), EINTR */
+int conc__rlock_acquire(conc_RLock *r, int blocking, double deadline);
+int conc__rlock_release(conc_RLock *r);             /* or ENOTOWNER */
+int conc__rlock_owned(conc_RLock *r);
+/* Condition.wait's full release of an owned RLock, and its return. */
+unsigned long conc__rlock_release_save(conc_RLock *r);
+void conc__rlock_acquire_restore(conc_RLock *r, unsigned long count);
+
+typedef struct conc_Semaphore conc_Semaphore;
+extern conc_ObjType conc__sem_type;
+conc_Semaphore *conc__sem_new(unsigned value, int bounded);
+int conc__sem_acquire(conc_Semaphore *s, int blocking, double deadline);
+/* CONC_EOVERRELEASE past a BoundedSemaphore's initial value (or the
+** counter's range) */
+int conc__sem_release(conc_Semaphore *s, unsigned n);
+
+typedef struct conc_Event conc_Event;
+extern conc_ObjType conc__event_type;
+conc_Event *conc__event_new(void);
+void conc__event_set(conc_Event *e);
+void conc__event_clear(conc_Event *e);
+int conc__event_is_set(conc_Event *e);
+/* CONC_OK once set (or set and cleared) while waiting, else ETIMEDOUT/EINTR */
+int conc__event_wait(conc_Event *e, double deadline);
+
+typedef struct conc_Condition conc_Condition;
+extern conc_ObjType conc__cond_type;
+/* lock: a conc_Lock or conc_RLock, of which the condition takes a ref */
+conc_Condition *conc__cond_new(conc_Obj *lock);
+conc_Obj *conc__cond_lock(conc_Condition *c);
+/* CONC_EWAITUNOWNED when the lock is not held; else CONC_OK (notified),
+** ETIMEDOUT, EINTR; the lock is held again on return in every case */
+int conc__cond_wait(conc_Condition *c, double deadline);
+int conc__cond_notify(conc_Condition *c, unsigned long n);  /* or ENOTIFYUNOWNED */
+
+typedef struct conc_Barrier conc_Barrier;
+extern conc_ObjType conc__barrier_type;
+/* action: the binding's own (a message); free_action frees it with b */
+conc_Barrier *conc__barrier_new(unsigned parties, double timeout, void *action,
+                                void (*free_action)(void *));
+/* Arrives: CONC_OK, with index and cycle set and *last true when the
+** caller is the last to come (it runs the action, then releases; the
+** others wait), or CONC_EBROKEN. */
+int conc__barrier_arrive(conc_Barrier *b, unsigned *index, unsigned *cycle,
+                         int *last);
+void conc__barrier_release(conc_Barrier *b, int action_failed);
+/* CONC_OK (released), CONC_EBROKEN, or CONC_EINTR (and broken). */
+int conc__barrier_wait(conc_Barrier *b, unsigned cycle, double deadline);
+void conc__barrier_reset(conc_Barrier *b);
+void conc__barrier_abort(conc_Barrier *b);
+unsigned conc__barrier_parties(conc_Barrier *b);
+unsigned conc__barrier_n_waiting(conc_Barrier *b);
+int conc__barrier_broken(conc_Barrier *b);
+double conc__barrier_timeout(conc_Barrier *b);
+void *conc__barrier_action(conc_Barrier *b);
 
 /* ======================================================================
 ** Threads (thread.c): OS threads and the table of live ones.
@@ -75,14 +387,15 @@ extern conc_ObjType conc__thread_type;
 conc_Thread *conc__thread_new(const char *name, int daemon);
 conc_Thread *conc__thread_main(void);
 conc_Thread *conc__thread_current(void);   /* NULL in threads conc did not make */
-/* Starts t running body(t, arg). Returns 0, or an errno from pthread_create.
-** Fails with EINVAL if t was started already. */
+/* Starts t running body(t, arg). Returns 0, CONC_ESTARTED if t was started
+** already, or pthread_create's errno, negated. */
 int conc__thread_start(conc_Thread *t, conc_ThreadBody body, void *arg);
 /* Waits for t to finish: CONC_OK (finished), CONC_ETIMEDOUT or CONC_EINTR. */
 int conc__thread_join(conc_Thread *t, double deadline);
 int conc__thread_status(conc_Thread *t);
 int conc__thread_daemon(conc_Thread *t);
-int conc__thread_set_daemon(conc_Thread *t, int daemon); /* -1 if started */
+/* CONC_ERUNTIME once started */
+int conc__thread_set_daemon(conc_Thread *t, int daemon);
 /* Copies the name into buf (truncated to size) and returns buf. */
 char *conc__thread_name(conc_Thread *t, char *buf, size_t size);
 void conc__thread_set_name(conc_Thread *t, const char *name);
@@ -94,204 +407,12 @@ int conc__thread_each(void (*fn)(conc_Thread *t, void *ud), void *ud);
 /* Takes a reference to a live non-daemon thread other than the caller, or
 ** returns NULL when there is none: what shutdown waits for. */
 conc_Thread *conc__thread_next_nondaemon(void);
-uint64_t conc__thread_self_ident(void);
-long conc__thread_self_native_id(void);
+uint64_t conc__thread_self_ident(void);  /* Python's get_ident() */
+/* The calling OS thread's kernel id: unique among the live threads of
+** every process (an RLock's owner, even in shared memory). Cached; a fork
+** hook refreshes it in the child. */
+uint32_t conc__thread_self_tid(void);
 long conc__thread_next_number(void);  /* Thread-N numbering */
-
-/* ======================================================================
-** Lock (lock.c) and Event (event.c)
-** ====================================================================== */
-
-/* The mutex word under Lock, RLock and every internal lock: 0 free, 1 held,
-** 2 held + waiters. Taking a free one and giving back one nobody waits for
-** are inline here: an uncontended Lock pair is two atomic instructions and
-** no call beyond the binding's. */
-static inline int conc__mutex_try(atomic_uint *m) {
-  unsigned c = 0;
-  return atomic_compare_exchange_strong_explicit(
-      m, &c, 1, memory_order_acquire, memory_order_relaxed);
-}
-int conc__mutex_acquire(atomic_uint *m, double deadline);
-void conc__mutex_lock_slow(atomic_uint *m);
-/* Takes it, waiting for good (no KeyboardInterrupt): the internal locks'
-** take, a compare-and-swap inline when the word is free. */
-static inline void conc__mutex_acquire_nointr(atomic_uint *m) {
-  if (!conc__mutex_try(m)) conc__mutex_lock_slow(m);
-}
-/* -1 if it was not held (then it still is not: 0 was written over 0) */
-static inline int conc__mutex_release(atomic_uint *m) {
-  unsigned c = atomic_exchange_explicit(m, 0, memory_order_release);
-  if (c == 0) return -1;
-  if (c == 2) conc__futex_wake(m, 1);
-  return 0;
-}
-
-typedef struct conc_Lock {
-  conc_Obj hdr;
-  atomic_uint state;
-} conc_Lock;
-extern conc_ObjType conc__lock_type;
-conc_Lock *conc__lock_new(void);
-static inline int conc__lock_try(conc_Lock *l) {      /* 1 if taken */
-  return conc__mutex_try(&l->state);
-}
-int conc__lock_acquire(conc_Lock *l, double deadline); /* CONC_OK/ETIMEDOUT/EINTR */
-static inline int conc__lock_release(conc_Lock *l) {  /* -1 if it was not held */
-  return conc__mutex_release(&l->state);
-}
-int conc__lock_locked(conc_Lock *l);
-atomic_uint *conc__lock_word(conc_Lock *l);  /* its mutex word (condition.c) */
-
-typedef struct conc_RLock conc_RLock;
-extern conc_ObjType conc__rlock_type;
-conc_RLock *conc__rlock_new(void);
-/* CONC_OK, or CONC_ETIMEDOUT (also for a failed non-blocking try), EINTR */
-int conc__rlock_acquire(conc_RLock *r, int blocking, double deadline);
-int conc__rlock_release(conc_RLock *r);             /* -1 if not the owner */
-int conc__rlock_owned(conc_RLock *r);
-/* Condition.wait's full release of an owned RLock, and its return. */
-unsigned long conc__rlock_release_save(conc_RLock *r);
-void conc__rlock_acquire_restore(conc_RLock *r, unsigned long count);
-
-typedef struct conc_Condition conc_Condition;
-extern conc_ObjType conc__cond_type;
-/* lock: a conc_Lock or conc_RLock, of which the condition takes a ref */
-conc_Condition *conc__cond_new(conc_Obj *lock);
-conc_Obj *conc__cond_lock(conc_Condition *c);
-/* -1 when the lock is not held; else CONC_OK (notified), ETIMEDOUT, EINTR;
-** the lock is held again on return in every case */
-int conc__cond_wait(conc_Condition *c, double deadline);
-int conc__cond_notify(conc_Condition *c, unsigned long n);  /* -1: not held */
-
-typedef struct conc_Semaphore conc_Semaphore;
-extern conc_ObjType conc__sem_type;
-conc_Semaphore *conc__sem_new(unsigned value, int bounded);
-int conc__sem_acquire(conc_Semaphore *s, int blocking, double deadline);
-/* -1 past a BoundedSemaphore's initial value (or the counter's range) */
-int conc__sem_release(conc_Semaphore *s, unsigned n);
-unsigned conc__sem_value(conc_Semaphore *s);
-
-typedef struct conc_Barrier conc_Barrier;
-extern conc_ObjType conc__barrier_type;
-#define CONC_BARRIER_BROKEN 1
-#define CONC_BARRIER_LAST 2
-/* action: the binding's own (a message); free_action frees it with b */
-conc_Barrier *conc__barrier_new(unsigned parties, double timeout, void *action,
-                                void (*free_action)(void *));
-/* Arrives: CONC_OK (wait next), CONC_BARRIER_LAST (run the action, then
-** release) or CONC_BARRIER_BROKEN; index and cycle are set on the first two. */
-int conc__barrier_arrive(conc_Barrier *b, unsigned *index, unsigned *cycle);
-void conc__barrier_release(conc_Barrier *b, int action_failed);
-/* CONC_OK (released), CONC_BARRIER_BROKEN, or CONC_EINTR (and broken). */
-int conc__barrier_wait(conc_Barrier *b, unsigned cycle, double deadline);
-void conc__barrier_reset(conc_Barrier *b);
-void conc__barrier_abort(conc_Barrier *b);
-unsigned conc__barrier_parties(conc_Barrier *b);
-unsigned conc__barrier_n_waiting(conc_Barrier *b);
-int conc__barrier_broken(conc_Barrier *b);
-double conc__barrier_timeout(conc_Barrier *b);
-void *conc__barrier_action(conc_Barrier *b);
-
-typedef struct conc_Event conc_Event;
-extern conc_ObjType conc__event_type;
-conc_Event *conc__event_new(void);
-void conc__event_set(conc_Event *e);
-void conc__event_clear(conc_Event *e);
-int conc__event_is_set(conc_Event *e);
-/* CONC_OK once set (or set and cleared) while waiting, else ETIMEDOUT/EINTR */
-int conc__event_wait(conc_Event *e, double deadline);
-
-/* ======================================================================
-** Waiting on several objects (waiter.c)
-** ====================================================================== */
-
-typedef struct conc_Waiter conc_Waiter;
-struct conc_Waiter {
-  atomic_uint word;                 /* bumped by every wake */
-  void (*wake)(conc_Waiter *w);     /* NULL: a futex wake of word */
-};
-
-typedef struct conc_WaitLink {
-  struct conc_WaitLink *next, *prev;
-  conc_Waiter *waiter;
-} conc_WaitLink;
-
-struct conc_WaitList {
-  atomic_uint mu;        /* a conc mutex word guarding head */
-  atomic_uint n;         /* links in the list: notify skips the lock at 0 */
-  conc_WaitLink *head;
-};
-
-void conc__waitlist_init(conc_WaitList *wl);
-void conc__waitlist_add(conc_WaitList *wl, conc_WaitLink *link,
-                        conc_Waiter *w);
-void conc__waitlist_remove(conc_WaitList *wl, conc_WaitLink *link);
-void conc__waitlist_wake_all(conc_WaitList *wl);
-void conc__waiter_wake(conc_Waiter *w);
-/* Wakes every waiter linked to wl; call after the change it should see
-** (seq_cst), with no lock held that a waiter's wake function could need. */
-static inline void conc__waitlist_notify(conc_WaitList *wl) {
-  if (atomic_load_explicit(&wl->n, memory_order_seq_cst) > 0)
-    conc__waitlist_wake_all(wl);
-}
-/* Waits for the first ready one of n objects (each of a kind with `ready`
-** and `waitlist`), using links[n] as scratch: CONC_OK with *index set,
-** CONC_ETIMEDOUT or CONC_EINTR. */
-int conc__select(conc_Obj *const *objs, conc_WaitLink *links, int n,
-                 double deadline, int *index);
-
-/* ======================================================================
-** Queues (queue.c)
-** ====================================================================== */
-
-/*
-** An item in a queue: a value in the wire format, inline when the message
-** is small and names no conc object (the common case allocates nothing),
-** else in its own conc_Msg. A PriorityQueue item also carries its sort key
-** (see queue.c), inline after the bytes when it fits, else in `key`.
-*/
-#define CONC_ITEM_INLINE 40
-
-typedef struct conc_Item {
-  conc_Msg *msg;          /* NULL: the message is inl[0 .. len) */
-  char *key;              /* NULL: the key is inline, after the message */
-  uint32_t len, keylen;
-  uint64_t seq;           /* PriorityQueue: arrival order, for ties */
-  char inl[CONC_ITEM_INLINE];
-} conc_Item;
-
-const char *conc__item_data(const conc_Item *it);
-const char *conc__item_key(const conc_Item *it);
-void conc__item_free(conc_Item *it);
-
-enum { CONC_FIFO, CONC_LIFO, CONC_PRIORITY };
-
-/* Results beyond CONC_OK, ETIMEDOUT and EINTR */
-#define CONC_QEMPTY (-1001)     /* get found nothing (also after a timeout) */
-#define CONC_QFULL (-1002)      /* put found no room */
-#define CONC_QSHUTDOWN (-1003)
-#define CONC_QUNORDERED (-1004) /* a PriorityQueue key did not compare */
-
-typedef struct conc_Queue conc_Queue;
-extern conc_ObjType conc__queue_type;
-/* maxsize <= 0: unbounded; simple: a SimpleQueue (no tasks, no shutdown) */
-conc_Queue *conc__queue_new(int kind, double maxsize, int simple);
-/* Takes the item on CONC_OK, else leaves it the caller's. On QUNORDERED,
-** *ta and *tb name the kinds that did not compare. */
-int conc__queue_put(conc_Queue *q, conc_Item *it, int block, double deadline,
-                    const char **ta, const char **tb);
-int conc__queue_get(conc_Queue *q, conc_Item *out, int block, double deadline);
-int conc__queue_task_done(conc_Queue *q);       /* -1: called too often */
-int conc__queue_join(conc_Queue *q);            /* CONC_OK or CONC_EINTR */
-void conc__queue_shutdown(conc_Queue *q, int immediate);
-size_t conc__queue_qsize(conc_Queue *q);
-size_t conc__queue_maxsize(conc_Queue *q);        /* the bound; 0: none */
-double conc__queue_maxsize_arg(conc_Queue *q);    /* as given */
-unsigned long conc__queue_unfinished(conc_Queue *q);
-int conc__queue_kind(conc_Queue *q);
-/* Is name a method or field this queue lacks (a SimpleQueue's task_done)? */
-int conc__queue_lacks(conc_Queue *q, const char *name);
-int conc__queue_is_shutdown(conc_Queue *q);
 
 /* ======================================================================
 ** Workers (worker.c): reusable OS threads.
@@ -310,8 +431,8 @@ void conc__worker_set_warmup(conc_WorkerWarmup prepare, void (*drop)(void *));
 void *conc__worker_take_warm(void);
 
 /* ======================================================================
-** Messages (msg.c): values in the wire format, as queues, containers and
-** threads hold them. Only lua/ reads and writes the bytes.
+** Messages and values (msg.c): the wire format's bytes, as queues,
+** containers and threads hold them. Only lua/ reads and writes the bytes.
 ** ====================================================================== */
 
 /*
@@ -335,32 +456,84 @@ void conc__msg_free(conc_Msg *m);  /* NULL is fine */
 /* A copy with its own references to the objects; NULL when out of memory. */
 conc_Msg *conc__msg_dup(const conc_Msg *m);
 
+/*
+** A value: a one-value message, its bytes inline when they fit and name no
+** conc object (a small scalar or record: holding it allocates nothing),
+** else a conc_Msg the value owns. The empty value (msg NULL, len 0) owns
+** nothing. What a queue item and a shared container's entry hold.
+*/
+#define CONC_VAL_INLINE 44
+typedef struct conc_Val {
+  conc_Msg *msg;    /* NULL: the bytes are inl[0 .. len) */
+  uint32_t len;
+  char inl[CONC_VAL_INLINE];
+} conc_Val;
+
+extern const conc_Val conc__val_empty;
+const char *conc__val_data(const conc_Val *v, size_t *len);
+void conc__val_free(conc_Val *v);  /* leaves it empty */
+void conc__vals_free(conc_Val *v, size_t n);  /* each, then the array */
+/* A copy with its own message: 0 or ENOMEM. */
+int conc__val_copy(conc_Val *dst, const conc_Val *src);
+/* The same bytes, naming the same objects. */
+int conc__val_equal(const conc_Val *a, const conc_Val *b);
+
 /* ======================================================================
-** Shared containers (shared.c): conc.shared.list and conc.shared.dict.
-** Each holds its items as one-value messages of the wire format, each call
-** atomic under the container's mutex word. A call that takes values takes
-** them all on success and none on failure; what a call replaces or removes
-** is freed after the lock is released (the last reference to another conc
-** object may go with it).
+** Queues (queue.c)
 ** ====================================================================== */
 
-#define CONC_ENOENT (-2)    /* no such key, or no item equal to the value */
-#define CONC_ENOMEM (-12)
-#define CONC_ERANGE (-34)   /* index out of range */
+/*
+** An item in a queue: its value, and for a PriorityQueue its sort key (see
+** queue.c), inline after an inline value's bytes when it fits, else in
+** `key`.
+*/
+typedef struct conc_Item {
+  conc_Val v;
+  char *key;              /* NULL: the key is inline, after the bytes */
+  uint32_t keylen;
+  uint64_t seq;           /* PriorityQueue: arrival order, for ties */
+} conc_Item;
 
-/* A value: a one-value message, its bytes inline when they fit (small
-** scalars: reading and writing them allocates nothing), else a conc_Msg
-** the value owns. The empty value (msg NULL, len 0) owns nothing. */
-#define CONC_SHVAL_INLINE 36
-typedef struct conc_ShVal {
-  conc_Msg *msg;    /* NULL: the bytes are inline */
-  uint32_t len;     /* of the inline bytes */
-  char bytes[CONC_SHVAL_INLINE];
-} conc_ShVal;
+const char *conc__item_key(const conc_Item *it);
+void conc__item_free(conc_Item *it);
 
-const char *conc__shval_data(const conc_ShVal *v, size_t *len);
-void conc__shval_free(conc_ShVal *v);  /* leaves it empty */
-void conc__shvals_free(conc_ShVal *v, size_t n);  /* each, then the array */
+enum { CONC_FIFO, CONC_LIFO, CONC_PRIORITY };
+
+/* Results beyond CONC_OK, ETIMEDOUT and EINTR: EEMPTY (a get found
+** nothing, also after a timeout), EFULL (a put found no room), ESHUTDOWN,
+** EUNORDERED (a PriorityQueue key did not compare), ENOMEM. */
+
+typedef struct conc_Queue conc_Queue;
+extern conc_ObjType conc__queue_type;
+/* maxsize <= 0: unbounded; simple: a SimpleQueue (no tasks, no shutdown) */
+conc_Queue *conc__queue_new(int kind, double maxsize, int simple);
+/* Takes the item on CONC_OK, else leaves it the caller's. On EUNORDERED,
+** *ta and *tb name the kinds that did not compare. */
+int conc__queue_put(conc_Queue *q, conc_Item *it, int block, double deadline,
+                    const char **ta, const char **tb);
+int conc__queue_get(conc_Queue *q, conc_Item *out, int block, double deadline);
+int conc__queue_task_done(conc_Queue *q);       /* or ETASKDONE */
+int conc__queue_join(conc_Queue *q);            /* CONC_OK or CONC_EINTR */
+void conc__queue_shutdown(conc_Queue *q, int immediate);
+size_t conc__queue_qsize(conc_Queue *q);
+size_t conc__queue_maxsize(conc_Queue *q);        /* the bound; 0: none */
+double conc__queue_maxsize_arg(conc_Queue *q);    /* as given */
+/* Changes the bound, as Python's `q.maxsize = n` does for the puts after
+** it (putters waiting for room look again). */
+void conc__queue_set_maxsize(conc_Queue *q, double maxsize);
+unsigned long conc__queue_unfinished(conc_Queue *q);
+int conc__queue_kind(conc_Queue *q);
+int conc__queue_is_simple(conc_Queue *q);
+int conc__queue_is_shutdown(conc_Queue *q);
+
+/* ======================================================================
+** Shared containers (shared.c): conc.shared.list and conc.shared.dict.
+** Each holds its items as values (conc_Val), each call atomic under the
+** container's mutex. A call that takes values takes them all on success
+** and none on failure; what a call replaces or removes is freed after the
+** lock is released (the last reference to another conc object may go with
+** it).
+** ====================================================================== */
 
 /* Lists: indices are 1-based, a negative one counts from the end (-1 is
 ** the last item), as conc.shared.list's are. */
@@ -369,26 +542,26 @@ extern conc_ObjType conc__shlist_type;
 conc_ShList *conc__shlist_new(void);
 size_t conc__shlist_len(conc_ShList *l);
 /* A copy of item i into out, which the caller frees: 0, ERANGE, ENOMEM. */
-int conc__shlist_get(conc_ShList *l, int64_t i, conc_ShVal *out);
+int conc__shlist_get(conc_ShList *l, int64_t i, conc_Val *out);
 /* Replaces item i, or appends at len + 1: 0, ERANGE, ENOMEM. */
-int conc__shlist_set(conc_ShList *l, int64_t i, conc_ShVal *v);
+int conc__shlist_set(conc_ShList *l, int64_t i, conc_Val *v);
 /* Inserts the n values before item i, clamped as Python's insert clamps
 ** (INT64_MAX appends): 0 or ENOMEM. */
-int conc__shlist_insert(conc_ShList *l, int64_t i, conc_ShVal *v, size_t n);
-/* Removes item i into out: 0, ERANGE, or ENOENT when the list is empty. */
-int conc__shlist_pop(conc_ShList *l, int64_t i, conc_ShVal *out);
+int conc__shlist_insert(conc_ShList *l, int64_t i, conc_Val *v, size_t n);
+/* Removes item i into out: 0, ERANGE, or EEMPTYLIST. */
+int conc__shlist_pop(conc_ShList *l, int64_t i, conc_Val *out);
 /* Items equal to any of the nneedle values (the same bytes and objects):
 ** the first one's position (0 for none), how many, or removing the first
-** (0 or ENOENT). */
-int64_t conc__shlist_index(conc_ShList *l, const conc_ShVal *needle,
+** (0 or ENOTFOUND). */
+int64_t conc__shlist_index(conc_ShList *l, const conc_Val *needle,
                            int nneedle);
-size_t conc__shlist_count(conc_ShList *l, const conc_ShVal *needle,
+size_t conc__shlist_count(conc_ShList *l, const conc_Val *needle,
                           int nneedle);
-int conc__shlist_remove(conc_ShList *l, const conc_ShVal *needle, int nneedle);
+int conc__shlist_remove(conc_ShList *l, const conc_Val *needle, int nneedle);
 void conc__shlist_clear(conc_ShList *l);
 /* Copies of all items into a new array (*out, *n; free it with
-** conc__shvals_free): 0 or ENOMEM. */
-int conc__shlist_snapshot(conc_ShList *l, conc_ShVal **out, size_t *n);
+** conc__vals_free): 0 or ENOMEM. */
+int conc__shlist_snapshot(conc_ShList *l, conc_Val **out, size_t *n);
 
 /* Dicts: keys are messages of plain values (no objects), equal when their
 ** bytes are; insertion order is kept, as Python's dict keeps it. */
@@ -396,25 +569,25 @@ typedef struct conc_ShDict conc_ShDict;
 extern conc_ObjType conc__shdict_type;
 conc_ShDict *conc__shdict_new(void);
 size_t conc__shdict_len(conc_ShDict *d);
-/* A copy of the value under key into out: 0, ENOENT, ENOMEM. */
-int conc__shdict_get(conc_ShDict *d, const conc_ShVal *key, conc_ShVal *out);
+/* A copy of the value under key into out: 0, EKEY, ENOMEM. */
+int conc__shdict_get(conc_ShDict *d, const conc_Val *key, conc_Val *out);
 /* Sets key to v, taking both: 0 or ENOMEM. */
-int conc__shdict_set(conc_ShDict *d, conc_ShVal *key, conc_ShVal *v);
-/* Removes key, its value into out: 0 or ENOENT. */
-int conc__shdict_pop(conc_ShDict *d, const conc_ShVal *key, conc_ShVal *out);
+int conc__shdict_set(conc_ShDict *d, conc_Val *key, conc_Val *v);
+/* Removes key, its value into out: 0 or EKEY. */
+int conc__shdict_pop(conc_ShDict *d, const conc_Val *key, conc_Val *out);
 /* A copy of the value under key into out, after setting it to v (taken)
 ** when absent: 0 or ENOMEM. */
-int conc__shdict_setdefault(conc_ShDict *d, conc_ShVal *key, conc_ShVal *v,
-                            conc_ShVal *out);
+int conc__shdict_setdefault(conc_ShDict *d, conc_Val *key, conc_Val *v,
+                            conc_Val *out);
 /* Sets n keys from kv (key, value, key, value, ...), taking them all:
 ** 0 or ENOMEM. */
-int conc__shdict_update(conc_ShDict *d, conc_ShVal *kv, size_t n);
+int conc__shdict_update(conc_ShDict *d, conc_Val *kv, size_t n);
 void conc__shdict_clear(conc_ShDict *d);
 /* Copies of the keys (CONC_SH_KEYS), values (CONC_SH_VALUES) or both,
 ** alternating, in insertion order: *n items in the new array *out. */
 #define CONC_SH_KEYS 1
 #define CONC_SH_VALUES 2
-int conc__shdict_snapshot(conc_ShDict *d, int which, conc_ShVal **out,
+int conc__shdict_snapshot(conc_ShDict *d, int which, conc_Val **out,
                           size_t *n);
 
 #endif

@@ -1,5 +1,6 @@
 /*
-** obj.c -- the refcounted header every shared conc object starts with.
+** obj.c -- the refcounted header every shared conc object starts with, and
+** the list of every kind there is.
 */
 #include <stdlib.h>
 
@@ -30,3 +31,19 @@ void conc__obj_decref(conc_Obj *o) {
 void conc__obj_free(conc_Obj *o) {
   free(o);
 }
+
+conc_ObjType conc__local_type = {.name = "conc.local",
+                                 .destroy = conc__obj_free};
+
+conc_Obj *conc__local_new(void) {
+  conc_Obj *o = malloc(sizeof *o);
+  if (o) conc__obj_init(o, &conc__local_type);
+  return o;
+}
+
+/* A new kind is listed here, or live_objects cannot see it leak. */
+conc_ObjType *const conc__obj_types[] = {
+  &conc__thread_type, &conc__lock_type, &conc__rlock_type, &conc__sem_type,
+  &conc__cond_type, &conc__barrier_type, &conc__event_type,
+  &conc__queue_type, &conc__shlist_type, &conc__shdict_type,
+  &conc__local_type, NULL};

@@ -7,11 +7,12 @@
 ** FIFO queues use it as a ring, LIFO as a stack, priority queues as a binary
 ** heap ordered by each item's sort key, ties broken by arrival.
 **
-** Sleeping: not_empty, not_full and all_done are futex words used as
-** sequence numbers. A waiter counts itself under the mutex, reads the word,
-** drops the mutex and sleeps while the word is unchanged; a change bumps the
-** word under the mutex and wakes after dropping it, only if someone is
-** counted. Before sleeping, get and put spin for a moment on a lock-free
+** Sleeping: not_empty, not_full and all_done are sequence words of the
+** wait protocol (wait.c), used under the queue's mutex: a change signals
+** under the mutex and wakes after dropping it, only if someone is
+** counted. Links on `watchers` (conc.select, an event loop) hear of each
+** put (CONC_READABLE), each get that makes room in a bounded queue
+** (CONC_WRITABLE) and a shutdown (both). Before sleeping, get and put spin for a moment on a lock-free
 ** mirror of the size: a consumer that keeps up with its producer on another
 ** core then never enters the kernel, on either side. On one CPU they yield
 ** once instead (see spin_while_size).
@@ -35,36 +36,30 @@
 ** get on two cores each moved it several times over). */
 struct conc_Queue {
   conc_Obj hdr;
-  int kind, simple;           /* fixed at birth, like maxsize */
-  size_t maxsize;             /* 0: unbounded */
-  double maxsize_arg;         /* as given: Queue(-3).maxsize is -3 */
-  conc_WaitList watchers;     /* conc.select: ready when an item is there */
-  _Alignas(64) atomic_uint mu;
+  int kind, simple;           /* fixed at birth */
+  conc_WaitList watchers;
+  _Alignas(64) conc_Mutex mu;
+  atomic_size_t maxsize;      /* 0: unbounded; written under mu */
+  double maxsize_arg;         /* as given (Queue(-3).maxsize is -3), under mu */
   conc_Item *items;
   size_t cap, head, count;    /* a ring for FIFO; from 0 otherwise */
   uint64_t seq;               /* arrivals, for the heap's ties */
   unsigned long unfinished;
-  unsigned getters, putters, joiners;   /* asleep on each word */
-  atomic_uint not_empty, not_full, all_done;
+  conc_Seq not_empty, not_full, all_done;
   _Alignas(64) atomic_size_t size;  /* count, readable without the mutex */
   atomic_int shutdown;        /* written under mu, read also without */
 };
 
 /* ---- items --------------------------------------------------------------- */
 
-const char *conc__item_data(const conc_Item *it) {
-  return it->msg ? it->msg->data : it->inl;
-}
-
 const char *conc__item_key(const conc_Item *it) {
   if (it->key) return it->key;
-  return it->msg ? it->inl : it->inl + it->len;
+  return it->v.msg ? it->v.inl : it->v.inl + it->v.len;
 }
 
 void conc__item_free(conc_Item *it) {
-  conc__msg_free(it->msg);
+  conc__val_free(&it->v);
   free(it->key);
-  it->msg = NULL;
   it->key = NULL;
 }
 
@@ -211,7 +206,7 @@ static int heap_push(conc_Queue *q, conc_Item *it, const char **ta,
     if (!item_less(it, &q->items[parent], &unordered, ta, tb)) break;
     stop = parent;
   }
-  if (unordered) return CONC_QUNORDERED;
+  if (unordered) return CONC_EUNORDERED;
   while (i > stop) {
     size_t parent = (i - 1) / 2;
     q->items[i] = q->items[parent];
@@ -287,35 +282,36 @@ static void queue_destroy(conc_Obj *o) {
   free(q);
 }
 
-static int queue_ready(conc_Obj *o) {
+static size_t bound(conc_Queue *q) {
+  return atomic_load_explicit(&q->maxsize, memory_order_relaxed);
+}
+
+static unsigned queue_ready(conc_Obj *o, unsigned events) {
   conc_Queue *q = (conc_Queue *)o;
-  return atomic_load_explicit(&q->size, memory_order_seq_cst) > 0 ||
-         atomic_load_explicit(&q->shutdown, memory_order_seq_cst);
+  size_t n = atomic_load_explicit(&q->size, memory_order_seq_cst), max;
+  unsigned ready = 0;
+  if (atomic_load_explicit(&q->shutdown, memory_order_seq_cst))
+    return events & (CONC_READABLE | CONC_WRITABLE);  /* neither blocks */
+  max = bound(q);
+  if (n > 0) ready |= CONC_READABLE;
+  if (max == 0 || n < max) ready |= CONC_WRITABLE;
+  return ready & events;
 }
 
 static conc_WaitList *queue_waitlist(conc_Obj *o) {
   return &((conc_Queue *)o)->watchers;
 }
 
-/* What a SimpleQueue lacks, methods and fields, as Python's does: the one
-** list its proxy (hides), its __index and its methods all go by. */
-int conc__queue_lacks(conc_Queue *q, const char *name) {
-  static const char *const names[] = {
-    "task_done", "join", "shutdown", "full", "maxsize", "unfinished_tasks",
-    "is_shutdown", NULL};
-  if (!q->simple) return 0;
-  for (int i = 0; names[i]; i++)
-    if (strcmp(name, names[i]) == 0) return 1;
-  return 0;
-}
-
-static int queue_hides(conc_Obj *o, const char *method) {
-  return conc__queue_lacks((conc_Queue *)o, method);
-}
-
 conc_ObjType conc__queue_type = {
   .name = "conc.Queue", .destroy = queue_destroy, .ready = queue_ready,
-  .waitlist = queue_waitlist, .bound = 1, .hides = queue_hides};
+  .waitlist = queue_waitlist};
+
+/* Python compares qsize() >= maxsize: a bound of 1.5 is full at 2 */
+static size_t bound_of(double maxsize) {
+  if (!(maxsize > 0)) return 0;
+  return maxsize >= (double)(SIZE_MAX / 2) ? SIZE_MAX / 2
+                                           : (size_t)ceil(maxsize);
+}
 
 conc_Queue *conc__queue_new(int kind, double maxsize, int simple) {
   conc_Queue *q = aligned_alloc(64, sizeof *q);
@@ -325,10 +321,11 @@ conc_Queue *conc__queue_new(int kind, double maxsize, int simple) {
   q->kind = kind;
   q->simple = simple;
   q->maxsize_arg = maxsize;
-  /* Python compares qsize() >= maxsize: a bound of 1.5 is full at 2 */
-  if (maxsize > 0)
-    q->maxsize = maxsize >= (double)(SIZE_MAX / 2) ? SIZE_MAX / 2
-                                                   : (size_t)ceil(maxsize);
+  atomic_init(&q->maxsize, bound_of(maxsize));
+  conc__mutex_init(&q->mu, CONC_PRIVATE);
+  conc__seq_init(&q->not_empty, CONC_PRIVATE);
+  conc__seq_init(&q->not_full, CONC_PRIVATE);
+  conc__seq_init(&q->all_done, CONC_PRIVATE);
   conc__waitlist_init(&q->watchers);
   if (grow(q) != 0) {
     free(q);
@@ -338,11 +335,11 @@ conc_Queue *conc__queue_new(int kind, double maxsize, int simple) {
 }
 
 static void lock(conc_Queue *q) {
-  conc__mutex_acquire_nointr(&q->mu);
+  conc__mutex_lock(&q->mu);
 }
 
 static void unlock(conc_Queue *q) {
-  conc__mutex_release(&q->mu);
+  conc__mutex_unlock(&q->mu);
 }
 
 /* Spins while the size is `bad`, for about SPINS pause steps. The gaps
@@ -365,76 +362,39 @@ static void spin_while_size(conc_Queue *q, size_t bad, double deadline) {
   }
 }
 
-/* Sleeps on word (its value read under the mutex as `seen`), the mutex
-** dropped meanwhile; *sleepers counts us until a waker pays us off (see
-** wake_one). Returns the futex wait's result. */
-static int sleep_on(conc_Queue *q, atomic_uint *word, unsigned *sleepers,
-                    double deadline) {
-  unsigned seen = atomic_load_explicit(word, memory_order_relaxed);
-  int rc;
-  (*sleepers)++;
-  unlock(q);
-  rc = conc__futex_wait(word, seen, deadline);
-  lock(q);
-  /* the word moved: a waker took one off the count on someone's behalf
-  ** (maybe ours; counts are anonymous, and one too many only costs a wake
-  ** later); unmoved: we are still counted, and take ourselves off */
-  if (atomic_load_explicit(word, memory_order_relaxed) == seen) (*sleepers)--;
-  return rc;
-}
-
-/* Under the mutex: 1 if a sleeper on word must be woken (after unlocking).
-** The woken one leaves the count now, not when it next runs: a producer
-** whose consumer was woken but has not run yet makes no more wake calls
-** (before, it made one per put, each a system call). */
-static int wake_one(atomic_uint *word, unsigned *sleepers) {
-  if (*sleepers == 0) return 0;
-  (*sleepers)--;
-  atomic_fetch_add_explicit(word, 1, memory_order_relaxed);
-  return 1;
-}
-
-/* The same for waking every sleeper. */
-static int wake_all(atomic_uint *word, unsigned *sleepers) {
-  if (*sleepers == 0) return 0;
-  *sleepers = 0;
-  atomic_fetch_add_explicit(word, 1, memory_order_relaxed);
-  return 1;
-}
-
 int conc__queue_put(conc_Queue *q, conc_Item *it, int block, double deadline,
                     const char **ta, const char **tb) {
-  int rc = CONC_OK, wake;
-  if (block && q->maxsize > 0 &&
-      atomic_load_explicit(&q->size, memory_order_relaxed) >= q->maxsize)
-    spin_while_size(q, q->maxsize, deadline);
+  int rc = CONC_OK, wake = 0;
+  size_t max = bound(q);
+  if (block && max > 0 &&
+      atomic_load_explicit(&q->size, memory_order_relaxed) >= max)
+    spin_while_size(q, max, deadline);
   lock(q);
   for (;;) {
     if (atomic_load_explicit(&q->shutdown, memory_order_relaxed)) {
-      rc = CONC_QSHUTDOWN;
+      rc = CONC_ESHUTDOWN;
       break;
     }
-    if (q->maxsize == 0 || q->count < q->maxsize) {
+    max = bound(q);
+    if (max == 0 || q->count < max) {
       rc = store(q, it, ta, tb);
       break;
     }
     if (!block) {
-      rc = CONC_QFULL;
+      rc = CONC_EFULL;
       break;
     }
-    rc = sleep_on(q, &q->not_full, &q->putters, deadline);
+    rc = conc__seq_sleep(&q->not_full, &q->mu, deadline);
     if (rc == CONC_EINTR) break;
     if (rc == CONC_ETIMEDOUT) block = 0;  /* one last look, then Full */
   }
   if (rc == CONC_OK) {
     q->unfinished++;
-    wake = wake_one(&q->not_empty, &q->getters);
-  } else {
-    wake = 0;
+    wake = conc__seq_signal(&q->not_empty, 0);
   }
   unlock(q);
-  if (wake) conc__futex_wake(&q->not_empty, 1);
-  if (rc == CONC_OK) conc__waitlist_notify(&q->watchers);
+  conc__seq_wake(&q->not_empty, wake);
+  if (rc == CONC_OK) conc__waitlist_notify(&q->watchers, CONC_READABLE);
   return rc;
 }
 
@@ -447,37 +407,40 @@ int conc__queue_get(conc_Queue *q, conc_Item *out, int block,
   for (;;) {
     if (q->count > 0) {
       take(q, out);
-      wake = wake_one(&q->not_full, &q->putters);
+      wake = conc__seq_signal(&q->not_full, 0);
       rc = CONC_OK;
       break;
     }
     if (atomic_load_explicit(&q->shutdown, memory_order_relaxed)) {
-      rc = CONC_QSHUTDOWN;
+      rc = CONC_ESHUTDOWN;
       break;
     }
     if (!block) {
-      rc = CONC_QEMPTY;
+      rc = CONC_EEMPTY;
       break;
     }
-    rc = sleep_on(q, &q->not_empty, &q->getters, deadline);
+    rc = conc__seq_sleep(&q->not_empty, &q->mu, deadline);
     if (rc == CONC_EINTR) break;
     if (rc == CONC_ETIMEDOUT) block = 0;
   }
   unlock(q);
-  if (wake) conc__futex_wake(&q->not_full, 1);
+  conc__seq_wake(&q->not_full, wake);
+  /* room in a bounded queue; an unbounded one always has it */
+  if (rc == CONC_OK && bound(q) > 0)
+    conc__waitlist_notify(&q->watchers, CONC_WRITABLE);
   return rc;
 }
 
 int conc__queue_task_done(conc_Queue *q) {
-  int rc = 0, wake = 0;
+  int rc = CONC_OK, wake = 0;
   lock(q);
   if (q->unfinished == 0) {
-    rc = -1;
+    rc = CONC_ETASKDONE;
   } else if (--q->unfinished == 0) {
-    wake = wake_all(&q->all_done, &q->joiners);
+    wake = conc__seq_signal(&q->all_done, 1);
   }
   unlock(q);
-  if (wake) conc__futex_wake(&q->all_done, INT32_MAX);
+  conc__seq_wake(&q->all_done, wake);
   return rc;
 }
 
@@ -485,7 +448,7 @@ int conc__queue_join(conc_Queue *q) {
   int rc = CONC_OK;
   lock(q);
   while (q->unfinished > 0) {
-    rc = sleep_on(q, &q->all_done, &q->joiners, CONC_FOREVER);
+    rc = conc__seq_sleep(&q->all_done, &q->mu, CONC_FOREVER);
     if (rc == CONC_EINTR) break;
   }
   unlock(q);
@@ -494,7 +457,7 @@ int conc__queue_join(conc_Queue *q) {
 
 void conc__queue_shutdown(conc_Queue *q, int immediate) {
   conc_Item it;
-  int wake_done = 0;
+  int wake_done = 0, wake_get, wake_put;
   lock(q);
   atomic_store_explicit(&q->shutdown, 1, memory_order_seq_cst);
   if (immediate) {
@@ -503,17 +466,16 @@ void conc__queue_shutdown(conc_Queue *q, int immediate) {
       conc__item_free(&it);  /* frees no memory a waiter could touch */
       if (q->unfinished > 0) q->unfinished--;
     }
-    wake_done = wake_all(&q->all_done, &q->joiners);
+    wake_done = conc__seq_signal(&q->all_done, 1);
   }
   /* every sleeper looks again and finds the queue shut down */
-  q->getters = q->putters = 0;
-  atomic_fetch_add_explicit(&q->not_empty, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&q->not_full, 1, memory_order_relaxed);
+  wake_get = conc__seq_signal(&q->not_empty, 1);
+  wake_put = conc__seq_signal(&q->not_full, 1);
   unlock(q);
-  conc__futex_wake(&q->not_empty, INT32_MAX);
-  conc__futex_wake(&q->not_full, INT32_MAX);
-  if (wake_done) conc__futex_wake(&q->all_done, INT32_MAX);
-  conc__waitlist_notify(&q->watchers);
+  conc__seq_wake(&q->not_empty, wake_get);
+  conc__seq_wake(&q->not_full, wake_put);
+  conc__seq_wake(&q->all_done, wake_done);
+  conc__waitlist_notify(&q->watchers, CONC_READABLE | CONC_WRITABLE);
 }
 
 size_t conc__queue_qsize(conc_Queue *q) {
@@ -521,11 +483,26 @@ size_t conc__queue_qsize(conc_Queue *q) {
 }
 
 size_t conc__queue_maxsize(conc_Queue *q) {
-  return q->maxsize;
+  return bound(q);
 }
 
 double conc__queue_maxsize_arg(conc_Queue *q) {
-  return q->maxsize_arg;
+  double m;
+  lock(q);
+  m = q->maxsize_arg;
+  unlock(q);
+  return m;
+}
+
+void conc__queue_set_maxsize(conc_Queue *q, double maxsize) {
+  int wake;
+  lock(q);
+  q->maxsize_arg = maxsize;
+  atomic_store_explicit(&q->maxsize, bound_of(maxsize), memory_order_relaxed);
+  wake = conc__seq_signal(&q->not_full, 1);  /* the bound may have grown */
+  unlock(q);
+  conc__seq_wake(&q->not_full, wake);
+  conc__waitlist_notify(&q->watchers, CONC_WRITABLE);
 }
 
 unsigned long conc__queue_unfinished(conc_Queue *q) {
@@ -538,6 +515,10 @@ unsigned long conc__queue_unfinished(conc_Queue *q) {
 
 int conc__queue_kind(conc_Queue *q) {
   return q->kind;
+}
+
+int conc__queue_is_simple(conc_Queue *q) {
+  return q->simple;
 }
 
 int conc__queue_is_shutdown(conc_Queue *q) {

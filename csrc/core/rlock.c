@@ -1,7 +1,8 @@
 /*
 ** rlock.c -- threading.RLock: a lock its owner may take again, released for
 ** others after as many releases as acquires. The owner is the OS thread's
-** ident (conc threads each run on one OS thread at a time).
+** kernel id (conc__thread_self_tid), unique among the live threads of all
+** processes, so the same layout serves a lock in shared memory.
 */
 #include <stdlib.h>
 
@@ -9,58 +10,59 @@
 
 struct conc_RLock {
   conc_Obj hdr;
-  atomic_uint mutex;      /* lock.c's mutex word */
-  atomic_ullong owner;    /* ident of the holder, 0 when free */
+  conc_Mutex mu;
+  atomic_uint owner;      /* tid of the holder, 0 when free */
   unsigned long count;    /* recursion depth; only the owner touches it */
 };
 
-conc_ObjType conc__rlock_type = {
-  .name = "conc.RLock", .destroy = conc__obj_free, .bound = 1};
+conc_ObjType conc__rlock_type = {.name = "conc.RLock",
+                                 .destroy = conc__obj_free};
 
 conc_RLock *conc__rlock_new(void) {
   conc_RLock *r = malloc(sizeof *r);
   if (r == NULL) return NULL;
   conc__obj_init(&r->hdr, &conc__rlock_type);
-  atomic_init(&r->mutex, 0);
+  conc__mutex_init(&r->mu, CONC_PRIVATE);
   atomic_init(&r->owner, 0);
   r->count = 0;
   return r;
 }
 
-/* Only the holder can read its own ident here: another thread may see a
+/* Only the holder can read its own id here: another thread may see a
 ** stale owner, but never one equal to itself. */
 static int owned(conc_RLock *r) {
   return atomic_load_explicit(&r->owner, memory_order_relaxed) ==
-         conc__thread_self_ident();
+         conc__thread_self_tid();
+}
+
+static void own(conc_RLock *r, unsigned long count) {
+  atomic_store_explicit(&r->owner, conc__thread_self_tid(),
+                        memory_order_relaxed);
+  r->count = count;
 }
 
 int conc__rlock_acquire(conc_RLock *r, int blocking, double deadline) {
-  int rc;
   if (owned(r)) {
     r->count++;
     return CONC_OK;
   }
-  if (conc__mutex_try(&r->mutex)) {
-    rc = CONC_OK;
-  } else if (!blocking) {
-    return CONC_ETIMEDOUT;
-  } else {
-    rc = conc__mutex_acquire(&r->mutex, deadline);
+  if (!conc__mutex_try(&r->mu)) {
+    int rc;
+    if (!blocking) return CONC_ETIMEDOUT;
+    rc = conc__mutex_acquire(&r->mu, deadline);
     if (rc != CONC_OK) return rc;
   }
-  atomic_store_explicit(&r->owner, conc__thread_self_ident(),
-                        memory_order_relaxed);
-  r->count = 1;
-  return rc;
+  own(r, 1);
+  return CONC_OK;
 }
 
 int conc__rlock_release(conc_RLock *r) {
-  if (!owned(r)) return -1;
+  if (!owned(r)) return CONC_ENOTOWNER;
   if (--r->count == 0) {
     atomic_store_explicit(&r->owner, 0, memory_order_relaxed);
-    conc__mutex_release(&r->mutex);
+    conc__mutex_unlock(&r->mu);
   }
-  return 0;
+  return CONC_OK;
 }
 
 int conc__rlock_owned(conc_RLock *r) {
@@ -71,13 +73,11 @@ unsigned long conc__rlock_release_save(conc_RLock *r) {
   unsigned long count = r->count;
   r->count = 0;
   atomic_store_explicit(&r->owner, 0, memory_order_relaxed);
-  conc__mutex_release(&r->mutex);
+  conc__mutex_unlock(&r->mu);
   return count;
 }
 
 void conc__rlock_acquire_restore(conc_RLock *r, unsigned long count) {
-  conc__mutex_acquire_nointr(&r->mutex);
-  atomic_store_explicit(&r->owner, conc__thread_self_ident(),
-                        memory_order_relaxed);
-  r->count = count;
+  conc__mutex_lock(&r->mu);
+  own(r, count);
 }

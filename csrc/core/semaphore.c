@@ -1,41 +1,28 @@
 /*
-** semaphore.c -- threading.Semaphore and BoundedSemaphore: a counter in a
-** futex word. Taking with a count above zero is one compare-and-swap; a
-** release wakes sleepers only when some are counted (seq_cst between the
-** waiter's count and its look at the value, and the releaser's add and its
-** look at the waiters: one of the two sees the other).
+** semaphore.c -- conc_Count, a counter threads take from and give to, and
+** threading.Semaphore and BoundedSemaphore over it.
+**
+** Taking with a count above zero is one compare-and-swap; giving wakes
+** sleepers only when some are counted (the protocol's lock-free half,
+** wait.c). A Semaphore's wait list hears of every give: a slot may be free.
 */
 #include <limits.h>
 #include <stdlib.h>
 
 #include "core.h"
 
-struct conc_Semaphore {
-  conc_Obj hdr;
-  atomic_uint value;
-  atomic_uint waiters;
-  int bounded;            /* a BoundedSemaphore: value never passes bound */
-  unsigned bound;
-};
-
-conc_ObjType conc__sem_type = {
-  .name = "conc.Semaphore", .destroy = conc__obj_free, .bound = 1};
-
-conc_Semaphore *conc__sem_new(unsigned value, int bounded) {
-  conc_Semaphore *s = malloc(sizeof *s);
-  if (s == NULL) return NULL;
-  conc__obj_init(&s->hdr, &conc__sem_type);
-  atomic_init(&s->value, value);
-  atomic_init(&s->waiters, 0);
-  s->bounded = bounded;
-  s->bound = value;
-  return s;
+void conc__count_init(conc_Count *c, unsigned value, int bounded,
+                      int shared) {
+  atomic_init(&c->value, value);
+  conc__seq_init(&c->seq, shared);
+  c->bounded = bounded;
+  c->bound = value;
 }
 
-static int take(conc_Semaphore *s) {
-  unsigned v = atomic_load_explicit(&s->value, memory_order_seq_cst);
+int conc__count_try(conc_Count *c) {
+  unsigned v = atomic_load_explicit(&c->value, memory_order_seq_cst);
   while (v > 0) {
-    if (atomic_compare_exchange_weak_explicit(&s->value, &v, v - 1,
+    if (atomic_compare_exchange_weak_explicit(&c->value, &v, v - 1,
                                               memory_order_acquire,
                                               memory_order_relaxed))
       return 1;
@@ -43,35 +30,77 @@ static int take(conc_Semaphore *s) {
   return 0;
 }
 
-int conc__sem_acquire(conc_Semaphore *s, int blocking, double deadline) {
+int conc__count_take(conc_Count *c, int blocking, double deadline) {
+  unsigned seen;
   int rc = CONC_OK;
-  if (take(s)) return CONC_OK;
+  if (conc__count_try(c)) return CONC_OK;
   if (!blocking) return CONC_ETIMEDOUT;
-  atomic_fetch_add_explicit(&s->waiters, 1, memory_order_seq_cst);
-  while (!take(s)) {
-    rc = conc__futex_wait(&s->value, 0, deadline);
-    if (rc == CONC_ETIMEDOUT || rc == CONC_EINTR) {
-      if (take(s)) rc = CONC_OK;  /* a release came with the timeout */
+  seen = conc__seq_enter(&c->seq);
+  while (!conc__count_try(c)) {
+    rc = conc__seq_wait(&c->seq, &seen, deadline, 0);
+    if (rc != CONC_OK) {
+      if (conc__count_try(c)) rc = CONC_OK;  /* a give came with it */
       break;
     }
-    rc = CONC_OK;
   }
-  atomic_fetch_sub_explicit(&s->waiters, 1, memory_order_relaxed);
+  conc__seq_leave(&c->seq);
   return rc;
 }
 
-int conc__sem_release(conc_Semaphore *s, unsigned n) {
-  unsigned v = atomic_load_explicit(&s->value, memory_order_relaxed);
+int conc__count_give(conc_Count *c, unsigned n) {
+  unsigned v = atomic_load_explicit(&c->value, memory_order_relaxed);
   do {
-    if (s->bounded && (v > s->bound || n > s->bound - v)) return -1;
-    if (n > UINT_MAX - v) return -1;
+    if (c->bounded && (v > c->bound || n > c->bound - v))
+      return CONC_EOVERRELEASE;
+    if (n > UINT_MAX - v) return CONC_EOVERRELEASE;
   } while (!atomic_compare_exchange_weak_explicit(
-      &s->value, &v, v + n, memory_order_seq_cst, memory_order_relaxed));
-  if (atomic_load_explicit(&s->waiters, memory_order_seq_cst) > 0)
-    conc__futex_wake(&s->value, n > INT_MAX ? INT_MAX : (int)n);
-  return 0;
+      &c->value, &v, v + n, memory_order_seq_cst, memory_order_relaxed));
+  conc__seq_notify(&c->seq, n > INT_MAX ? INT_MAX : (int)n);
+  return CONC_OK;
 }
 
-unsigned conc__sem_value(conc_Semaphore *s) {
-  return atomic_load_explicit(&s->value, memory_order_relaxed);
+unsigned conc__count_value(conc_Count *c) {
+  return atomic_load_explicit(&c->value, memory_order_relaxed);
+}
+
+/* ---- threading.Semaphore -------------------------------------------------- */
+
+struct conc_Semaphore {
+  conc_Obj hdr;
+  conc_Count count;
+  conc_WaitList watchers;  /* ready while a slot is free */
+};
+
+static unsigned sem_ready(conc_Obj *o, unsigned events) {
+  return (events & CONC_WRITABLE) &&
+                 conc__count_value(&((conc_Semaphore *)o)->count) > 0
+             ? CONC_WRITABLE
+             : 0;
+}
+
+static conc_WaitList *sem_waitlist(conc_Obj *o) {
+  return &((conc_Semaphore *)o)->watchers;
+}
+
+conc_ObjType conc__sem_type = {
+  .name = "conc.Semaphore", .destroy = conc__obj_free, .ready = sem_ready,
+  .waitlist = sem_waitlist};
+
+conc_Semaphore *conc__sem_new(unsigned value, int bounded) {
+  conc_Semaphore *s = malloc(sizeof *s);
+  if (s == NULL) return NULL;
+  conc__obj_init(&s->hdr, &conc__sem_type);
+  conc__count_init(&s->count, value, bounded, CONC_PRIVATE);
+  conc__waitlist_init(&s->watchers);
+  return s;
+}
+
+int conc__sem_acquire(conc_Semaphore *s, int blocking, double deadline) {
+  return conc__count_take(&s->count, blocking, deadline);
+}
+
+int conc__sem_release(conc_Semaphore *s, unsigned n) {
+  int rc = conc__count_give(&s->count, n);
+  if (rc == CONC_OK) conc__waitlist_notify(&s->watchers, CONC_WRITABLE);
+  return rc;
 }

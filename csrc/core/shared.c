@@ -2,7 +2,7 @@
 ** shared.c -- conc.shared.list and conc.shared.dict: containers every thread
 ** sees, Python's Manager().list() and .dict() without the manager process.
 **
-** An item is a one-value message of the wire format (a conc_ShVal): what a
+** An item is a one-value message of the wire format (a conc_Val): what a
 ** reader gets is a fresh copy, and conc objects inside a value cross by
 ** reference (the message holds one). Small messages live inline in the item,
 ** so reading or writing a small scalar allocates nothing; each container is
@@ -23,82 +23,34 @@
 
 #include "core.h"
 
-static const conc_ShVal EMPTY_VAL = {NULL, 0, {0}};
-
-static void lock(atomic_uint *mu) {
-  conc__mutex_acquire_nointr(mu);
+static void lock(conc_Mutex *mu) {
+  conc__mutex_lock(mu);
 }
 
-static void unlock(atomic_uint *mu) {
-  conc__mutex_release(mu);
+static void unlock(conc_Mutex *mu) {
+  conc__mutex_unlock(mu);
 }
 
 /* ======================================================================
 ** Values
 ** ====================================================================== */
 
-const char *conc__shval_data(const conc_ShVal *v, size_t *len) {
-  if (v->msg) {
-    *len = v->msg->len;
-    return v->msg->data;
-  }
-  *len = v->len;
-  return v->bytes;
-}
-
-void conc__shval_free(conc_ShVal *v) {
-  if (v->msg) conc__msg_free(v->msg);
-  v->msg = NULL;  /* empty; the inline bytes need not be cleared */
-  v->len = 0;
-}
-
-void conc__shvals_free(conc_ShVal *v, size_t n) {
-  if (v == NULL) return;
-  for (size_t i = 0; i < n; i++) conc__shval_free(&v[i]);
-  free(v);
-}
-
-/* An inline value is copied whole: a fixed-size copy is a few moves, where
-** copying just its len bytes was a call to memcpy. */
-static int shval_copy(conc_ShVal *dst, const conc_ShVal *src) {
-  if (src->msg) {
-    dst->msg = conc__msg_dup(src->msg);
-    dst->len = 0;
-    return dst->msg ? 0 : CONC_ENOMEM;
-  }
-  *dst = *src;
-  return 0;
-}
-
 /* Moves src into dst, leaving src empty. */
-static void shval_move(conc_ShVal *dst, conc_ShVal *src) {
+static void val_move(conc_Val *dst, conc_Val *src) {
   *dst = *src;
-  *src = EMPTY_VAL;
+  *src = conc__val_empty;
 }
 
-/* Equal values: the same bytes, naming the same objects. */
-static int shval_equal(const conc_ShVal *a, const conc_ShVal *b) {
-  size_t alen, blen;
-  if (a->msg == NULL && b->msg == NULL)  /* both inline: a dict's keys */
-    return a->len == b->len && memcmp(a->bytes, b->bytes, a->len) == 0;
-  const char *ad = conc__shval_data(a, &alen), *bd = conc__shval_data(b, &blen);
-  unsigned na = a->msg ? a->msg->nobjs : 0, nb = b->msg ? b->msg->nobjs : 0;
-  if (alen != blen || na != nb || memcmp(ad, bd, alen) != 0) return 0;
-  for (unsigned i = 0; i < na; i++)
-    if (a->msg->objs[i] != b->msg->objs[i]) return 0;
-  return 1;
-}
-
-static int matches(const conc_ShVal *v, const conc_ShVal *needle, int n) {
+static int matches(const conc_Val *v, const conc_Val *needle, int n) {
   for (int i = 0; i < n; i++)
-    if (shval_equal(v, &needle[i])) return 1;
+    if (conc__val_equal(v, &needle[i])) return 1;
   return 0;
 }
 
 /* A new array of n values (at least one slot, so NULL means no memory). */
-static conc_ShVal *shvals_new(size_t n) {
-  if (n > SIZE_MAX / sizeof(conc_ShVal)) return NULL;
-  return malloc((n ? n : 1) * sizeof(conc_ShVal));
+static conc_Val *vals_new(size_t n) {
+  if (n > SIZE_MAX / sizeof(conc_Val)) return NULL;
+  return malloc((n ? n : 1) * sizeof(conc_Val));
 }
 
 /* ======================================================================
@@ -107,14 +59,14 @@ static conc_ShVal *shvals_new(size_t n) {
 
 struct conc_ShList {
   conc_Obj hdr;
-  atomic_uint mu;
+  conc_Mutex mu;
   size_t n, cap;
-  conc_ShVal *items;
+  conc_Val *items;
 };
 
 static void shlist_destroy(conc_Obj *o) {
   conc_ShList *l = (conc_ShList *)o;
-  conc__shvals_free(l->items, l->n);
+  conc__vals_free(l->items, l->n);
   free(l);
 }
 
@@ -125,7 +77,7 @@ conc_ShList *conc__shlist_new(void) {
   conc_ShList *l = malloc(sizeof *l);
   if (l == NULL) return NULL;
   conc__obj_init(&l->hdr, &conc__shlist_type);
-  atomic_init(&l->mu, 0);
+  conc__mutex_init(&l->mu, CONC_PRIVATE);
   l->n = l->cap = 0;
   l->items = NULL;
   return l;
@@ -143,7 +95,7 @@ static int position(int64_t i, size_t n, size_t *at) {
 /* Room for extra more items; under the lock. */
 static int list_reserve(conc_ShList *l, size_t extra) {
   size_t cap;
-  conc_ShVal *items;
+  conc_Val *items;
   if (extra <= l->cap - l->n) return 0;
   if (extra > SIZE_MAX / sizeof *items / 2 - l->n) return CONC_ENOMEM;
   cap = l->cap * 2 > l->n + extra ? l->cap * 2 : l->n + extra;
@@ -156,14 +108,14 @@ static int list_reserve(conc_ShList *l, size_t extra) {
 }
 
 /* The first item equal to a needle, or -1; under the lock. */
-static int64_t list_find(conc_ShList *l, const conc_ShVal *needle, int nn) {
+static int64_t list_find(conc_ShList *l, const conc_Val *needle, int nn) {
   for (size_t i = 0; i < l->n; i++)
     if (matches(&l->items[i], needle, nn)) return (int64_t)i;
   return -1;
 }
 
 /* Takes item `at` out, closing the gap; under the lock. */
-static void list_take(conc_ShList *l, size_t at, conc_ShVal *out) {
+static void list_take(conc_ShList *l, size_t at, conc_Val *out) {
   *out = l->items[at];
   memmove(&l->items[at], &l->items[at + 1],
           (l->n - at - 1) * sizeof *l->items);
@@ -178,35 +130,35 @@ size_t conc__shlist_len(conc_ShList *l) {
   return n;
 }
 
-int conc__shlist_get(conc_ShList *l, int64_t i, conc_ShVal *out) {
+int conc__shlist_get(conc_ShList *l, int64_t i, conc_Val *out) {
   size_t at;
   int rc = CONC_ERANGE;
   lock(&l->mu);
-  if (position(i, l->n, &at)) rc = shval_copy(out, &l->items[at]);
+  if (position(i, l->n, &at)) rc = conc__val_copy(out, &l->items[at]);
   unlock(&l->mu);
   return rc;
 }
 
-int conc__shlist_set(conc_ShList *l, int64_t i, conc_ShVal *v) {
-  conc_ShVal old = EMPTY_VAL;
+int conc__shlist_set(conc_ShList *l, int64_t i, conc_Val *v) {
+  conc_Val old = conc__val_empty;
   size_t at;
   int rc = 0;
   lock(&l->mu);
   if (position(i, l->n, &at)) {
     old = l->items[at];
-    shval_move(&l->items[at], v);
+    val_move(&l->items[at], v);
   } else if (i > 0 && (uint64_t)i == l->n + 1) {
     rc = list_reserve(l, 1);
-    if (rc == 0) shval_move(&l->items[l->n++], v);
+    if (rc == 0) val_move(&l->items[l->n++], v);
   } else {
     rc = CONC_ERANGE;
   }
   unlock(&l->mu);
-  conc__shval_free(&old);
+  conc__val_free(&old);
   return rc;
 }
 
-int conc__shlist_insert(conc_ShList *l, int64_t i, conc_ShVal *v, size_t n) {
+int conc__shlist_insert(conc_ShList *l, int64_t i, conc_Val *v, size_t n) {
   size_t at;
   int rc;
   lock(&l->mu);
@@ -216,25 +168,25 @@ int conc__shlist_insert(conc_ShList *l, int64_t i, conc_ShVal *v, size_t n) {
     if (i > 0) at = (uint64_t)i - 1 < l->n ? (size_t)(i - 1) : l->n;
     else if (!position(i, l->n, &at)) at = 0;
     memmove(&l->items[at + n], &l->items[at], (l->n - at) * sizeof *v);
-    for (size_t k = 0; k < n; k++) shval_move(&l->items[at + k], &v[k]);
+    for (size_t k = 0; k < n; k++) val_move(&l->items[at + k], &v[k]);
     l->n += n;
   }
   unlock(&l->mu);
   return rc;
 }
 
-int conc__shlist_pop(conc_ShList *l, int64_t i, conc_ShVal *out) {
+int conc__shlist_pop(conc_ShList *l, int64_t i, conc_Val *out) {
   size_t at;
   int rc = 0;
   lock(&l->mu);
-  if (l->n == 0) rc = CONC_ENOENT;
+  if (l->n == 0) rc = CONC_EEMPTYLIST;
   else if (!position(i, l->n, &at)) rc = CONC_ERANGE;
   else list_take(l, at, out);
   unlock(&l->mu);
   return rc;
 }
 
-int64_t conc__shlist_index(conc_ShList *l, const conc_ShVal *needle, int nn) {
+int64_t conc__shlist_index(conc_ShList *l, const conc_Val *needle, int nn) {
   int64_t at;
   lock(&l->mu);
   at = list_find(l, needle, nn);
@@ -242,7 +194,7 @@ int64_t conc__shlist_index(conc_ShList *l, const conc_ShVal *needle, int nn) {
   return at + 1;
 }
 
-size_t conc__shlist_count(conc_ShList *l, const conc_ShVal *needle, int nn) {
+size_t conc__shlist_count(conc_ShList *l, const conc_Val *needle, int nn) {
   size_t count = 0;
   lock(&l->mu);
   for (size_t i = 0; i < l->n; i++) count += matches(&l->items[i], needle, nn);
@@ -250,19 +202,19 @@ size_t conc__shlist_count(conc_ShList *l, const conc_ShVal *needle, int nn) {
   return count;
 }
 
-int conc__shlist_remove(conc_ShList *l, const conc_ShVal *needle, int nn) {
-  conc_ShVal old = EMPTY_VAL;
+int conc__shlist_remove(conc_ShList *l, const conc_Val *needle, int nn) {
+  conc_Val old = conc__val_empty;
   int64_t at;
   lock(&l->mu);
   at = list_find(l, needle, nn);
   if (at >= 0) list_take(l, (size_t)at, &old);
   unlock(&l->mu);
-  conc__shval_free(&old);
-  return at >= 0 ? 0 : CONC_ENOENT;
+  conc__val_free(&old);
+  return at >= 0 ? 0 : CONC_ENOTFOUND;
 }
 
 void conc__shlist_clear(conc_ShList *l) {
-  conc_ShVal *items;
+  conc_Val *items;
   size_t n;
   lock(&l->mu);
   items = l->items;
@@ -270,16 +222,16 @@ void conc__shlist_clear(conc_ShList *l) {
   l->items = NULL;
   l->n = l->cap = 0;
   unlock(&l->mu);
-  conc__shvals_free(items, n);
+  conc__vals_free(items, n);
 }
 
 /* Copies of n values into a new array; under the caller's lock. */
-static int copy_all(const conc_ShVal *src, size_t n, conc_ShVal **out) {
-  conc_ShVal *v = shvals_new(n);
+static int copy_all(const conc_Val *src, size_t n, conc_Val **out) {
+  conc_Val *v = vals_new(n);
   if (v == NULL) return CONC_ENOMEM;
   for (size_t i = 0; i < n; i++) {
-    if (shval_copy(&v[i], &src[i]) != 0) {
-      conc__shvals_free(v, i);
+    if (conc__val_copy(&v[i], &src[i]) != 0) {
+      conc__vals_free(v, i);
       return CONC_ENOMEM;
     }
   }
@@ -287,7 +239,7 @@ static int copy_all(const conc_ShVal *src, size_t n, conc_ShVal **out) {
   return 0;
 }
 
-int conc__shlist_snapshot(conc_ShList *l, conc_ShVal **out, size_t *n) {
+int conc__shlist_snapshot(conc_ShList *l, conc_Val **out, size_t *n) {
   int rc;
   lock(&l->mu);
   *n = l->n;
@@ -305,12 +257,12 @@ int conc__shlist_snapshot(conc_ShList *l, conc_ShVal **out, size_t *n) {
 
 typedef struct Entry {
   uint64_t hash;
-  conc_ShVal key, val;  /* key empty: removed */
+  conc_Val key, val;  /* key empty: removed */
 } Entry;
 
 struct conc_ShDict {
   conc_Obj hdr;
-  atomic_uint mu;
+  conc_Mutex mu;
   size_t used;      /* keys present */
   size_t nentries;  /* entries written, the removed ones included */
   size_t capentries;
@@ -325,8 +277,8 @@ static int live(const Entry *e) {
 
 static void free_entries(Entry *e, size_t n) {
   for (size_t i = 0; i < n; i++) {
-    conc__shval_free(&e[i].key);
-    conc__shval_free(&e[i].val);
+    conc__val_free(&e[i].key);
+    conc__val_free(&e[i].val);
   }
   free(e);
 }
@@ -344,7 +296,7 @@ conc_ShDict *conc__shdict_new(void) {
   conc_ShDict *d = calloc(1, sizeof *d);
   if (d == NULL) return NULL;
   conc__obj_init(&d->hdr, &conc__shdict_type);
-  atomic_init(&d->mu, 0);
+  conc__mutex_init(&d->mu, CONC_PRIVATE);
   return d;
 }
 
@@ -359,9 +311,9 @@ static uint64_t load32(const char *p) {
 ** last 1 to 7 bytes are read as wyhash reads them, by loads that may
 ** overlap (two 4-byte ones, or three single bytes): copying them byte by
 ** byte into a word and loading that word stalled on store forwarding. */
-static uint64_t hash_key(const conc_ShVal *key) {
+static uint64_t hash_key(const conc_Val *key) {
   size_t n;
-  const char *p = conc__shval_data(key, &n);
+  const char *p = conc__val_data(key, &n);
   uint64_t h = n * 0x9E3779B97F4A7C15ull, w;
   for (; n >= 8; p += 8, n -= 8) {
     memcpy(&w, p, 8);
@@ -387,7 +339,7 @@ static uint64_t hash_key(const conc_ShVal *key) {
 ** ended the probe). The index always has an empty slot: every entry, removed
 ** or not, fills at most one, and there are fewer entries than slots.
 */
-static int64_t dict_find(const conc_ShDict *d, const conc_ShVal *key,
+static int64_t dict_find(const conc_ShDict *d, const conc_Val *key,
                          uint64_t h, size_t *slot) {
   size_t mask = d->nindex - 1, i, insert_at = SIZE_MAX;
   *slot = 0;  /* no index yet: dict_add resizes, then finds the slot again */
@@ -400,7 +352,7 @@ static int64_t dict_find(const conc_ShDict *d, const conc_ShVal *key,
     }
     if (ix == SLOT_DUMMY) {
       if (insert_at == SIZE_MAX) insert_at = i;
-    } else if (d->entries[ix].hash == h && shval_equal(&d->entries[ix].key,
+    } else if (d->entries[ix].hash == h && conc__val_equal(&d->entries[ix].key,
                                                        key)) {
       *slot = i;
       return ix;
@@ -443,7 +395,7 @@ static int dict_resize(conc_ShDict *d, size_t need) {
 
 /* Adds a key known to be absent, taking key and v; finds its slot again if
 ** the table has to grow. Under the lock. */
-static int dict_add(conc_ShDict *d, conc_ShVal *key, conc_ShVal *v, uint64_t h,
+static int dict_add(conc_ShDict *d, conc_Val *key, conc_Val *v, uint64_t h,
                     size_t slot) {
   Entry *e;
   if (d->nentries == d->capentries) {
@@ -452,8 +404,8 @@ static int dict_add(conc_ShDict *d, conc_ShVal *key, conc_ShVal *v, uint64_t h,
   }
   e = &d->entries[d->nentries];
   e->hash = h;
-  shval_move(&e->key, key);
-  shval_move(&e->val, v);
+  val_move(&e->key, key);
+  val_move(&e->val, v);
   d->index[slot] = (int32_t)d->nentries++;
   d->used++;
   return 0;
@@ -467,21 +419,21 @@ size_t conc__shdict_len(conc_ShDict *d) {
   return n;
 }
 
-int conc__shdict_get(conc_ShDict *d, const conc_ShVal *key, conc_ShVal *out) {
+int conc__shdict_get(conc_ShDict *d, const conc_Val *key, conc_Val *out) {
   uint64_t h = hash_key(key);
   size_t slot;
   int64_t ix;
-  int rc = CONC_ENOENT;
+  int rc = CONC_EKEY;
   lock(&d->mu);
   ix = dict_find(d, key, h, &slot);
-  if (ix >= 0) rc = shval_copy(out, &d->entries[ix].val);
+  if (ix >= 0) rc = conc__val_copy(out, &d->entries[ix].val);
   unlock(&d->mu);
   return rc;
 }
 
-int conc__shdict_set(conc_ShDict *d, conc_ShVal *key, conc_ShVal *v) {
+int conc__shdict_set(conc_ShDict *d, conc_Val *key, conc_Val *v) {
   uint64_t h = hash_key(key);
-  conc_ShVal old = EMPTY_VAL;
+  conc_Val old = conc__val_empty;
   size_t slot;
   int64_t ix;
   int rc = 0;
@@ -489,26 +441,26 @@ int conc__shdict_set(conc_ShDict *d, conc_ShVal *key, conc_ShVal *v) {
   ix = dict_find(d, key, h, &slot);
   if (ix >= 0) {
     old = d->entries[ix].val;
-    shval_move(&d->entries[ix].val, v);
+    val_move(&d->entries[ix].val, v);
   } else {
     rc = dict_add(d, key, v, h, slot);
   }
   unlock(&d->mu);
-  if (rc == 0) conc__shval_free(key);  /* the caller's copy, if not kept */
-  conc__shval_free(&old);
+  if (rc == 0) conc__val_free(key);  /* the caller's copy, if not kept */
+  conc__val_free(&old);
   return rc;
 }
 
-int conc__shdict_pop(conc_ShDict *d, const conc_ShVal *key, conc_ShVal *out) {
+int conc__shdict_pop(conc_ShDict *d, const conc_Val *key, conc_Val *out) {
   uint64_t h = hash_key(key);
-  conc_ShVal oldkey = EMPTY_VAL;
+  conc_Val oldkey = conc__val_empty;
   size_t slot;
   int64_t ix;
   lock(&d->mu);
   ix = dict_find(d, key, h, &slot);
   if (ix >= 0) {
-    shval_move(&oldkey, &d->entries[ix].key);
-    shval_move(out, &d->entries[ix].val);
+    val_move(&oldkey, &d->entries[ix].key);
+    val_move(out, &d->entries[ix].val);
     d->index[slot] = SLOT_DUMMY;
     if (--d->used == 0) {  /* start over: no dummies to probe past */
       d->nentries = 0;
@@ -516,12 +468,12 @@ int conc__shdict_pop(conc_ShDict *d, const conc_ShVal *key, conc_ShVal *out) {
     }
   }
   unlock(&d->mu);
-  conc__shval_free(&oldkey);
-  return ix >= 0 ? 0 : CONC_ENOENT;
+  conc__val_free(&oldkey);
+  return ix >= 0 ? 0 : CONC_EKEY;
 }
 
-int conc__shdict_setdefault(conc_ShDict *d, conc_ShVal *key, conc_ShVal *v,
-                            conc_ShVal *out) {
+int conc__shdict_setdefault(conc_ShDict *d, conc_Val *key, conc_Val *v,
+                            conc_Val *out) {
   uint64_t h = hash_key(key);
   size_t slot;
   int64_t ix;
@@ -529,32 +481,32 @@ int conc__shdict_setdefault(conc_ShDict *d, conc_ShVal *key, conc_ShVal *v,
   lock(&d->mu);
   ix = dict_find(d, key, h, &slot);
   if (ix >= 0) {
-    rc = shval_copy(out, &d->entries[ix].val);
+    rc = conc__val_copy(out, &d->entries[ix].val);
   } else {
-    rc = shval_copy(out, v);
+    rc = conc__val_copy(out, v);
     if (rc == 0 && (rc = dict_add(d, key, v, h, slot)) != 0)
-      conc__shval_free(out);
+      conc__val_free(out);
   }
   unlock(&d->mu);
   if (rc == 0) {
-    conc__shval_free(key);
-    conc__shval_free(v);
+    conc__val_free(key);
+    conc__val_free(v);
   }
   return rc;
 }
 
-int conc__shdict_update(conc_ShDict *d, conc_ShVal *kv, size_t n) {
+int conc__shdict_update(conc_ShDict *d, conc_Val *kv, size_t n) {
   int rc = 0;
   lock(&d->mu);
   if (n > d->capentries - d->nentries) rc = dict_resize(d, d->used + n);
   for (size_t i = 0; rc == 0 && i < n; i++) {
-    conc_ShVal *key = &kv[2 * i], *v = &kv[2 * i + 1];
+    conc_Val *key = &kv[2 * i], *v = &kv[2 * i + 1];
     uint64_t h = hash_key(key);
     size_t slot;
     int64_t ix = dict_find(d, key, h, &slot);
     if (ix >= 0) {
-      conc_ShVal old = d->entries[ix].val;  /* freed below, unlocked */
-      shval_move(&d->entries[ix].val, v);
+      conc_Val old = d->entries[ix].val;  /* freed below, unlocked */
+      val_move(&d->entries[ix].val, v);
       *v = old;
     } else {
       dict_add(d, key, v, h, slot);  /* cannot fail: room was made */
@@ -562,7 +514,7 @@ int conc__shdict_update(conc_ShDict *d, conc_ShVal *kv, size_t n) {
   }
   unlock(&d->mu);
   if (rc == 0)
-    for (size_t i = 0; i < 2 * n; i++) conc__shval_free(&kv[i]);
+    for (size_t i = 0; i < 2 * n; i++) conc__val_free(&kv[i]);
   return rc;
 }
 
@@ -579,22 +531,22 @@ void conc__shdict_clear(conc_ShDict *d) {
   free_entries(entries, n);
 }
 
-int conc__shdict_snapshot(conc_ShDict *d, int which, conc_ShVal **out,
+int conc__shdict_snapshot(conc_ShDict *d, int which, conc_Val **out,
                           size_t *n) {
   int per = (which & CONC_SH_KEYS ? 1 : 0) + (which & CONC_SH_VALUES ? 1 : 0);
   size_t j = 0;
-  conc_ShVal *v;
+  conc_Val *v;
   lock(&d->mu);
-  v = shvals_new(d->used * (size_t)per);
+  v = vals_new(d->used * (size_t)per);
   for (size_t i = 0; v != NULL && i < d->nentries; i++) {
     const Entry *e = &d->entries[i];
     int failed = 0;
     if (!live(e)) continue;
-    if (which & CONC_SH_KEYS) failed = shval_copy(&v[j++], &e->key) != 0;
+    if (which & CONC_SH_KEYS) failed = conc__val_copy(&v[j++], &e->key) != 0;
     if (!failed && (which & CONC_SH_VALUES))
-      failed = shval_copy(&v[j++], &e->val) != 0;
+      failed = conc__val_copy(&v[j++], &e->val) != 0;
     if (failed) {
-      conc__shvals_free(v, j - 1);
+      conc__vals_free(v, j - 1);
       v = NULL;
     }
   }

@@ -12,7 +12,10 @@
 ** one. A thread's ident and native_id can therefore repeat after it ends,
 ** which Python allows ("may be recycled when a thread exits").
 **
-** Lock order: pool_mu is a leaf.
+** Lock order: pool_mu is a leaf. In a forked child no worker exists: the
+** fork hook empties the pool (what the parked workers had prepared is left
+** in the child's memory, unreachable, as Python leaves other threads'
+** frames).
 */
 #include <errno.h>
 #include <limits.h>
@@ -48,7 +51,7 @@ typedef struct Worker {
   int has_next;         /* next_fn/next_arg are set, under pool_mu */
   void (*next_fn)(void *);
   void *next_arg;
-  atomic_uint assigned; /* futex word: fn/arg are set */
+  conc_Flag assigned;   /* fn/arg are set */
   void (*fn)(void *);
   void *arg;
   void *warm;           /* what warmup() prepared, for the next fn */
@@ -94,15 +97,17 @@ static void list_unlink(Worker **list, Worker *w) {
 ** secs (0). Called with pool_mu held; returns without it. */
 static int park(Worker *w, Worker **list, int *count, double secs) {
   double deadline = conc__monotonic() + secs;
-  atomic_store_explicit(&w->assigned, 0, memory_order_relaxed);
+  conc__flag_clear(&w->assigned);
   w->parked = 1;
   w->next = *list;
   *list = w;
   (*count)++;
   pthread_mutex_unlock(&pool_mu);
   for (;;) {
-    if (atomic_load_explicit(&w->assigned, memory_order_acquire)) return 1;
-    if (conc__futex_wait(&w->assigned, 0, deadline) == CONC_ETIMEDOUT) {
+    if (conc__flag_wait(&w->assigned, deadline,
+                        CONC_WAIT_NOINTR | CONC_WAIT_NOSPIN) == CONC_OK)
+      return 1;
+    {
       int leave = 0;
       pthread_mutex_lock(&pool_mu);
       if (w->parked) {  /* nobody took it: leave the pool */
@@ -129,7 +134,7 @@ static void *worker_main(void *p) {
   conc_WorkerWarmup prepare;
   void (*drop)(void *);
   self_worker = w;
-  conc__sync_signals_blocked();
+  conc__interrupt_blocked();
   for (;;) {
     int slot;
     w->fn(w->arg);
@@ -200,6 +205,33 @@ size_t conc__worker_stack_size(size_t size) {
   return old;
 }
 
+static void fork_prepare(void) {
+  pthread_mutex_lock(&pool_mu);
+}
+
+static void fork_parent(void) {
+  pthread_mutex_unlock(&pool_mu);
+}
+
+/* The child has no parked, bare or warming worker: only the forking thread,
+** which is a worker itself if a conc thread forked. */
+static void fork_child(void) {
+  idle = bare = warming = NULL;
+  nidle = nbare = nwarming = 0;
+  nworkers = self_worker != NULL;
+  pthread_mutex_unlock(&pool_mu);
+}
+
+static conc_ForkHook fork_hook = {.rank = CONC_FORK_WORKERS,
+                                  .prepare = fork_prepare,
+                                  .parent = fork_parent,
+                                  .child = fork_child};
+static pthread_once_t hook_once = PTHREAD_ONCE_INIT;
+
+static void register_hook(void) {
+  conc__fork_register(&fork_hook);
+}
+
 int conc__worker_run(void (*fn)(void *), void *arg) {
   Worker *w;
   pthread_attr_t attr;
@@ -207,6 +239,7 @@ int conc__worker_run(void (*fn)(void *), void *arg) {
   sigset_t all, old;
   size_t stack;
   int rc;
+  pthread_once(&hook_once, register_hook);
   pthread_mutex_lock(&pool_mu);
   stack = stack_size ? stack_size : STACK_SIZE;
   w = take_parked(&idle, &nidle, stack);
@@ -228,12 +261,12 @@ int conc__worker_run(void (*fn)(void *), void *arg) {
   if (w) {
     w->fn = fn;
     w->arg = arg;
-    atomic_store_explicit(&w->assigned, 1, memory_order_release);
-    conc__futex_wake(&w->assigned, 1);
+    conc__flag_set(&w->assigned);
     return 0;
   }
   w = calloc(1, sizeof *w);
   if (w == NULL) return ENOMEM;
+  conc__flag_init(&w->assigned, CONC_PRIVATE);
   w->fn = fn;
   w->arg = arg;
   w->stack = stack;

@@ -56,8 +56,29 @@ static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
 static char *cached[MAX_CACHED];
 static int ncached;
 
+/* The cached regions are plain memory, as valid in a forked child as in
+** the parent: the hook only keeps cache_mu from being copied taken. */
+static void fork_prepare(void) {
+  pthread_mutex_lock(&cache_mu);
+}
+
+static void fork_after(void) {
+  pthread_mutex_unlock(&cache_mu);
+}
+
+static conc_ForkHook fork_hook = {.rank = CONC_FORK_REGIONS,
+                                  .prepare = fork_prepare,
+                                  .parent = fork_after,
+                                  .child = fork_after};
+static pthread_once_t hook_once = PTHREAD_ONCE_INIT;
+
+static void register_hook(void) {
+  conc__fork_register(&fork_hook);
+}
+
 static char *region_get(void) {
   char *r = NULL;
+  pthread_once(&hook_once, register_hook);
   pthread_mutex_lock(&cache_mu);
   if (ncached > 0) r = cached[--ncached];
   pthread_mutex_unlock(&cache_mu);

@@ -7,7 +7,9 @@
 #include "lconc.h"
 
 
-void conc__pusherror(lua_State *L, const char *cls, const char *msg) {
+/* Pushes an instance of the conc.errors class named cls, message msg (or
+** none). */
+static void push_error(lua_State *L, const char *cls, const char *msg) {
   conc__require(L, "conc.errors");
   lua_getfield(L, -1, cls);
   lua_remove(L, -2);
@@ -16,53 +18,102 @@ void conc__pusherror(lua_State *L, const char *cls, const char *msg) {
   lua_call(L, 1, 1);
 }
 
-int conc__raise(lua_State *L, const char *cls, const char *fmt, ...) {
-  va_list ap;
-  const char *msg = NULL;
-  if (fmt) {
+/* The state conc_interrupt last armed its hook in (the host's main one). */
+static lua_State *volatile interrupt_L;
+
+/* A KeyboardInterrupt is being raised: it is no longer pending, and the
+** hook that would raise it again is off. */
+static void consume_interrupt(void) {
+  conc__interrupt_clear();
+  if (interrupt_L) lua_sethook(interrupt_L, NULL, 0, 0);
+}
+
+int conc__raise(lua_State *L, int code, const char *fmt, ...) {
+  const char *cls = conc__err_class(code), *msg = conc__err_message(code);
+  if (fmt != NULL) {
+    va_list ap;
     va_start(ap, fmt);
     msg = lua_pushvfstring(L, fmt, ap);
     va_end(ap);
   }
-  conc__pusherror(L, cls, msg);
+  if (cls == NULL) {  /* a code the table lacks: say so, do not guess */
+    cls = "SystemError";
+    msg = lua_pushfstring(L, "unexpected error code %d%s%s", code,
+                          msg ? ": " : "", msg ? msg : "");
+  }
+  if (code == CONC_EINTR) consume_interrupt();
+  push_error(L, cls, msg);
   return lua_error(L);
 }
 
-static lua_State *volatile interrupt_L;
-
-int conc__raise_interrupt(lua_State *L) {
-  conc__interrupt_clear();
-  if (interrupt_L) lua_sethook(interrupt_L, NULL, 0, 0);
-  return conc__raise(L, "KeyboardInterrupt", NULL);
-}
-
 int conc__check_wait(lua_State *L, int rc) {
-  if (rc == CONC_EINTR) return conc__raise_interrupt(L);
-  return rc == CONC_OK;
-}
-
-double conc__opttimeout(lua_State *L, int idx) {
-  if (lua_isnoneornil(L, idx)) return CONC_FOREVER;
-  return luaL_checknumber(L, idx);
+  if (rc == CONC_OK) return 1;
+  if (rc == CONC_ETIMEDOUT) return 0;
+  return conc__raise(L, rc, NULL);
 }
 
 /* ======================================================================
-** Interrupts and shutdown
+** Timeouts: one reading of a timeout argument for every blocking call
 ** ====================================================================== */
 
-static void interrupt_hook(lua_State *L, lua_Debug *ar) {
-  (void)ar;
-  conc__raise_interrupt(L);
+double conc__opt_timeout(lua_State *L, int idx, int negative,
+                         const char *negmsg) {
+  double t;
+  if (lua_isnoneornil(L, idx)) return CONC_FOREVER;
+  if (lua_type(L, idx) != LUA_TNUMBER)  /* no string coercion, as Python */
+    conc__raise(L, CONC_ETYPE, "timeout must be a number, not %s",
+                luaL_typename(L, idx));
+  t = (double)lua_tonumber(L, idx);
+  if (t != t) conc__raise(L, CONC_EVALUE, "Invalid value NaN (not a number)");
+  if (t >= 0) return t;
+  switch (negative) {
+    case CONC_NEG_NOWAIT: return 0;
+    case CONC_NEG_MINUS1:
+      if (t == -1) return CONC_FOREVER;
+      /* fall through */
+    default:
+      return conc__raise(L, CONC_EVALUE, "%s",
+                         negmsg ? negmsg
+                                : "timeout value must be a non-negative number");
+  }
 }
 
-/* The lua.c way: a signal handler may set a hook and nothing more, and the
-** hook raises at the next instruction. sync.c's flag covers the case where
-** the state is blocked in C. */
+double conc__opt_deadline(lua_State *L, int idx, int negative,
+                          const char *negmsg) {
+  return conc__deadline(conc__opt_timeout(L, idx, negative, negmsg));
+}
+
+/* ======================================================================
+** KeyboardInterrupt
+** ====================================================================== */
+
+/* The hook conc_interrupt arms. It raises only where no completed operation
+** can be taken back: at a call of a Lua function (inside its frame, so an
+** enclosing pcall catches it) or every INTERRUPT_COUNT instructions of Lua
+** code that makes no call. Not at a return, whose values the raise would
+** drop (a get that took an item, a put that stored one, an acquire that
+** took the lock), and not at a call of a C function: conc's own blocking
+** calls look at the flag before doing anything (conc__check_interrupt), and
+** a raise there would land outside a pcall being called. */
+static void interrupt_hook(lua_State *L, lua_Debug *ar) {
+  if (ar->event == LUA_HOOKCALL || ar->event == LUA_HOOKTAILCALL) {
+    if (!lua_getinfo(L, "S", ar) || ar->what[0] == 'C') return;
+  } else if (ar->event != LUA_HOOKCOUNT) {
+    return;
+  }
+  conc__raise(L, CONC_EINTR, NULL);
+}
+
+/* Long enough for a loop of conc calls to reach its next check first. */
+#define INTERRUPT_COUNT 1000
+
+/* The lua.c way: a signal handler may set a hook and nothing more. The
+** flag (os/intr.c) wakes and fails a wait the state is blocked in. */
 void conc_interrupt(lua_State *L) {
   interrupt_L = L;
   conc__interrupt_set();
-  lua_sethook(L, interrupt_hook,
-              LUA_MASKCALL | LUA_MASKRET | LUA_MASKLINE | LUA_MASKCOUNT, 1);
+  lua_sethook(L, interrupt_hook, LUA_MASKCALL | LUA_MASKCOUNT,
+              INTERRUPT_COUNT);
 }
 
 int conc_iserror(lua_State *L, int idx, const char *name) {

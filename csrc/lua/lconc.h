@@ -116,7 +116,7 @@ static inline conc_Obj *conc__checkobj(lua_State *L, int idx,
 }
 
 /* conc__checkobj for the kinds whose proxies are tables of bound methods
-** (`bound` in conc_ObjType): called on its own table (upvalue 2), such a
+** (`bound` in conc_Binding): called on its own table (upvalue 2), such a
 ** method's object is its upvalue 1, the box (trusted: only conc__pushobj
 ** makes these closures; the type check guards any other C function with
 ** two upvalues). Otherwise (a metamethod, or a method called on another
@@ -145,19 +145,45 @@ static inline int conc__entered(lua_State *L) {
   return 1;
 }
 
-/* Registers `open`, which makes the metatable of a kind of object, to run
-** the first time this state pushes such an object. */
-void conc__lazymeta(lua_State *L, conc_ObjType *type, lua_CFunction open);
-/* Creates the metatable for a kind of object: __name, __gc, the methods in
-** `methods` reachable through __index unless `methods` sets __index itself. */
-void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods);
+/*
+** What the Lua layer knows of a kind of object, beyond the core's
+** conc_ObjType: one static per kind, in its binding file.
+*/
+typedef struct conc_Binding {
+  conc_ObjType *type;
+  lua_CFunction open;   /* makes the kind's metatable (conc__newmeta) */
+  /* Proxies are tables holding the methods bound to the object (see
+  ** proxy.c): for kinds whose fields are all methods and attributes, never
+  ** the user's keys. `hides` (may be NULL) names the methods one object
+  ** lacks (a SimpleQueue's task_done). */
+  int bound;
+  int (*hides)(conc_Obj *o, const char *method);
+  /* A bit for each method name's conc__method_bit, set when a state makes
+  ** the kind's metatable (every state sets the same bits) or a script adds
+  ** a method to it: an __index function tells most keys that name no
+  ** method by it, not by a lookup. */
+  atomic_ullong method_bits;
+} conc_Binding;
+
+/* Makes the kind known to the process: its conc_ObjType points at b from
+** now on, and b->open makes its metatable in each state the first time
+** that state pushes such an object. */
+void conc__bind(conc_Binding *b);
+/* In b->open: creates the metatable: __name, __gc, the methods in
+** `methods` reachable through __index unless `methods` sets __index
+** itself. */
+void conc__newmeta(lua_State *L, conc_Binding *b, const luaL_Reg *methods);
+
+/* The end of a __newindex of a bound kind, for a key that names no C
+** state: a table proxy keeps it as its own field (this state's only, as
+** any proxy field); a box, which cannot, raises AttributeError. */
+int conc__set_own_field(lua_State *L);
 
 /* In an __index function given to conc__newmeta: pushes the method the key
 ** at 2 names and returns 1, or returns 0 having pushed nothing. k and len
 ** are that key (k NULL when it is not a string). */
-int conc__getmethod(lua_State *L, conc_ObjType *type, const char *k,
-                    size_t len);
-/* Where a name falls in conc_ObjType's method_bits. */
+int conc__getmethod(lua_State *L, conc_Binding *b, const char *k, size_t len);
+/* Where a name falls in conc_Binding's method_bits. */
 static inline unsigned conc__method_bit(const char *k, size_t len) {
   return ((unsigned char)k[0] * 7u + (unsigned char)k[len ? len - 1 : 0] +
           (unsigned)len * 13u) & 63u;
@@ -165,18 +191,36 @@ static inline unsigned conc__method_bit(const char *k, size_t len) {
 
 /* Pushes package.loaded[name], requiring it if need be. */
 void conc__require(lua_State *L, const char *name);
-/* Pushes an instance of the error class `cls` (a name in conc.errors) with
-** message msg (may be NULL). */
-void conc__pusherror(lua_State *L, const char *cls, const char *msg);
-/* Raises such an error, with a printf-style message. */
-int conc__raise(lua_State *L, const char *cls, const char *fmt, ...);
-/* Raises KeyboardInterrupt, consuming the pending interrupt. */
-int conc__raise_interrupt(lua_State *L);
-/* Turns a wait result into a Lua error (EINTR) or a boolean (timeout). */
+/* Raises the error of a code of the table (os/errors.h): its Python
+** class, with the printf-style message (lua_pushfstring's formats) or, for
+** fmt NULL, the table's. A code the table lacks raises SystemError naming
+** it. CONC_EINTR raises KeyboardInterrupt and consumes the pending
+** interrupt. Never returns. */
+int conc__raise(lua_State *L, int code, const char *fmt, ...);
+/* A wait's result as Lua sees it: 1 for CONC_OK, 0 for CONC_ETIMEDOUT
+** (the call returns false), any other code raised. */
 int conc__check_wait(lua_State *L, int rc);
-/* A Python-style timeout argument: nil or absent is forever; negative is
-** "no wait" unless forbidden. */
-double conc__opttimeout(lua_State *L, int idx);
+/* Raises KeyboardInterrupt if one is pending for this OS thread: the first
+** thing every blocking call does, so that an interrupt that came while the
+** script ran Lua code fails the next call before it does anything. */
+static inline void conc__check_interrupt(lua_State *L) {
+  if (conc__interrupt_pending()) conc__raise(L, CONC_EINTR, NULL);
+}
+
+/* A Python-style timeout argument, in seconds: nil or none is
+** CONC_FOREVER; a non-number (a string too) raises TypeError and NaN
+** ValueError; a negative one means what `negative` says, as Python's
+** call does: */
+enum {
+  CONC_NEG_NOWAIT,  /* no wait (Event.wait, Condition.wait, join, ...) */
+  CONC_NEG_MINUS1,  /* -1 is forever, others ValueError (Lock.acquire) */
+  CONC_NEG_ERROR    /* ValueError with negmsg (Queue.get, time.sleep) */
+};
+double conc__opt_timeout(lua_State *L, int idx, int negative,
+                         const char *negmsg);
+/* The same as a deadline (conc__deadline). */
+double conc__opt_deadline(lua_State *L, int idx, int negative,
+                          const char *negmsg);
 
 /* The Lua facades compiled into the library (embedded.c, generated). */
 typedef struct conc_Embedded {
@@ -194,5 +238,6 @@ void conc__open_transfer(lua_State *L);
 void conc__open_sync(lua_State *L);
 void conc__open_queue(lua_State *L);
 void conc__open_shared(lua_State *L);
+void conc__open_proc(lua_State *L);
 
 #endif

@@ -13,6 +13,29 @@
 
 #include "lconc.h"
 
+/* What a SimpleQueue lacks, methods and fields, as Python's does: the one
+** list its proxy (hides), its __index, __newindex and methods go by. */
+static int lacks(conc_Queue *q, const char *name) {
+  static const char *const names[] = {
+    "task_done", "join", "shutdown", "full", "maxsize", "unfinished_tasks",
+    "is_shutdown", NULL};
+  if (!conc__queue_is_simple(q)) return 0;
+  for (int i = 0; names[i]; i++)
+    if (strcmp(name, names[i]) == 0) return 1;
+  return 0;
+}
+
+static int queue_hides(conc_Obj *o, const char *method) {
+  return lacks((conc_Queue *)o, method);
+}
+
+static int meta_queue(lua_State *L);
+
+/* The kind, for proxy.c: proxies are tables of bound methods. */
+static conc_Binding queue_binding = {.type = &conc__queue_type,
+                                     .open = meta_queue, .bound = 1,
+                                     .hides = queue_hides};
+
 static conc_Queue *check_queue(lua_State *L) {
   return (conc_Queue *)conc__checkbound(L, 1, &conc__queue_type);
 }
@@ -141,7 +164,7 @@ static void key_value(lua_State *L, Key *k, int idx, int depth) {
 /* Gives it its key: inline after the bytes when there is room. */
 static void make_key(lua_State *L, int idx, conc_Item *it) {
   Key k;
-  size_t used = it->msg ? 0 : it->len;
+  size_t used = it->v.msg ? 0 : it->v.len;
   k.p = k.inl;
   k.n = 0;
   k.cap = sizeof k.inl;
@@ -150,11 +173,11 @@ static void make_key(lua_State *L, int idx, conc_Item *it) {
   if (k.nomem || k.n > UINT32_MAX) {
     if (k.p != k.inl) free(k.p);
     conc__item_free(it);
-    luaL_error(L, "not enough memory");
+    conc__raise(L, CONC_ENOMEM, NULL);
   }
   it->keylen = (uint32_t)k.n;
-  if (used + k.n <= CONC_ITEM_INLINE) {
-    memcpy(it->inl + used, k.p, k.n);
+  if (used + k.n <= CONC_VAL_INLINE) {
+    memcpy(it->v.inl + used, k.p, k.n);
     if (k.p != k.inl) free(k.p);
   } else if (k.p != k.inl) {
     it->key = k.p;
@@ -162,7 +185,7 @@ static void make_key(lua_State *L, int idx, conc_Item *it) {
     it->key = malloc(k.n);
     if (it->key == NULL) {
       conc__item_free(it);
-      luaL_error(L, "not enough memory");
+      conc__raise(L, CONC_ENOMEM, NULL);
     }
     memcpy(it->key, k.p, k.n);
   }
@@ -172,12 +195,12 @@ static void make_key(lua_State *L, int idx, conc_Item *it) {
 
 static void make_item(lua_State *L, int idx, conc_Item *it, int kind) {
   static const char *const names[] = {"item"};
-  size_t len = CONC_ITEM_INLINE;
+  size_t len = CONC_VAL_INLINE;
   it->key = NULL;
   it->keylen = 0;
   it->seq = 0;
-  it->msg = conc__encode_buf(L, idx, 1, names, it->inl, &len);
-  it->len = (uint32_t)(it->msg ? 0 : len);
+  it->v.msg = conc__encode_buf(L, idx, 1, names, it->v.inl, &len);
+  it->v.len = (uint32_t)(it->v.msg ? 0 : len);
   if (kind == CONC_PRIORITY) make_key(L, idx, it);
 }
 
@@ -187,11 +210,11 @@ static void push_item(lua_State *L, conc_Item *it) {
     free(it->key);
     it->key = NULL;
   }
-  if (it->msg == NULL) {
-    conc__decode_bytes(L, it->inl, it->len, NULL, 0);
+  if (it->v.msg == NULL) {
+    conc__decode_bytes(L, it->v.inl, it->v.len, NULL, 0);
   } else {
-    conc_Msg *m = it->msg;
-    it->msg = NULL;
+    conc_Msg *m = it->v.msg;
+    it->v.msg = NULL;
     conc__decode_free(L, m);
   }
 }
@@ -206,17 +229,13 @@ static void push_item(lua_State *L, conc_Item *it) {
 ** it is empty). Each of those states is final, so the call cannot block. */
 static double wait_args(lua_State *L, conc_Queue *q, int idx, int *block,
                         int put) {
-  double timeout;
   *block = lua_isnoneornil(L, idx) || lua_toboolean(L, idx);
   if (!*block || lua_isnoneornil(L, idx + 1)) return CONC_FOREVER;
   if (put && conc__queue_maxsize(q) == 0) return CONC_FOREVER;
-  timeout = luaL_checknumber(L, idx + 1);
-  if (!(timeout >= 0)) {
-    if (conc__queue_is_shutdown(q) && (put || conc__queue_qsize(q) == 0))
-      return CONC_FOREVER;
-    conc__raise(L, "ValueError", "'timeout' must be a non-negative number");
-  }
-  return conc__monotonic() + timeout;
+  if (conc__queue_is_shutdown(q) && (put || conc__queue_qsize(q) == 0))
+    return CONC_FOREVER;
+  return conc__opt_deadline(L, idx + 1, CONC_NEG_ERROR,
+                            "'timeout' must be a non-negative number");
 }
 
 static int do_put(lua_State *L, conc_Queue *q, int block, double deadline) {
@@ -224,31 +243,26 @@ static int do_put(lua_State *L, conc_Queue *q, int block, double deadline) {
   const char *ta = NULL, *tb = NULL;
   int rc;
   luaL_checkany(L, 2);
+  conc__check_interrupt(L);
   make_item(L, 2, &it, conc__queue_kind(q));
   rc = conc__queue_put(q, &it, block, deadline, &ta, &tb);
   if (rc == CONC_OK) return 0;
   conc__item_free(&it);
-  switch (rc) {
-    case CONC_QFULL: return conc__raise(L, "Full", NULL);
-    case CONC_QSHUTDOWN: return conc__raise(L, "ShutDown", NULL);
-    case CONC_QUNORDERED:
-      return conc__raise(L, "TypeError",
-                         "'<' not supported between instances of '%s' and '%s'",
-                         ta, tb);
-    case CONC_ENOMEM: return luaL_error(L, "not enough memory");
-    default: return conc__raise_interrupt(L);
-  }
+  if (rc == CONC_EUNORDERED)
+    return conc__raise(L, rc,
+                       "'<' not supported between instances of '%s' and '%s'",
+                       ta, tb);
+  return conc__raise(L, rc, NULL);
 }
 
 static int do_get(lua_State *L, conc_Queue *q, int block, double deadline) {
   conc_Item it;
-  int rc = conc__queue_get(q, &it, block, deadline);
-  switch (rc) {
-    case CONC_OK: push_item(L, &it); return 1;
-    case CONC_QEMPTY: return conc__raise(L, "Empty", NULL);
-    case CONC_QSHUTDOWN: return conc__raise(L, "ShutDown", NULL);
-    default: return conc__raise_interrupt(L);
-  }
+  int rc;
+  conc__check_interrupt(L);
+  rc = conc__queue_get(q, &it, block, deadline);
+  if (rc != CONC_OK) return conc__raise(L, rc, NULL);
+  push_item(L, &it);
+  return 1;
 }
 
 /* q:put(item, block=true, timeout=nil) */
@@ -289,8 +303,8 @@ static int queue_empty(lua_State *L) {
 ** these methods; this catches them called through the metatable). */
 static conc_Queue *check_tasks(lua_State *L, const char *method) {
   conc_Queue *q = check_queue(L);
-  if (conc__queue_lacks(q, method))
-    conc__raise(L, "AttributeError",
+  if (lacks(q, method))
+    conc__raise(L, CONC_EATTRIBUTE,
                 "'SimpleQueue' object has no attribute '%s'", method);
   return q;
 }
@@ -303,13 +317,14 @@ static int queue_full(lua_State *L) {
 }
 
 static int queue_task_done(lua_State *L) {
-  if (conc__queue_task_done(check_tasks(L, "task_done")) != 0)
-    return conc__raise(L, "ValueError", "task_done() called too many times");
-  return 0;
+  int rc = conc__queue_task_done(check_tasks(L, "task_done"));
+  return rc == CONC_OK ? 0 : conc__raise(L, rc, NULL);
 }
 
 static int queue_join(lua_State *L) {
-  conc__check_wait(L, conc__queue_join(check_tasks(L, "join")));
+  conc_Queue *q = check_tasks(L, "join");
+  conc__check_interrupt(L);
+  conc__check_wait(L, conc__queue_join(q));
   return 0;
 }
 
@@ -325,9 +340,9 @@ static int queue_index(lua_State *L) {
   size_t len = 0;
   const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len)
                                                 : NULL;
-  if (k && conc__queue_lacks(q, k)) {
+  if (k && lacks(q, k)) {
     lua_pushnil(L);
-  } else if (conc__getmethod(L, &conc__queue_type, k, len)) {
+  } else if (conc__getmethod(L, &queue_binding, k, len)) {
     return 1;
   } else if (k && strcmp(k, "maxsize") == 0) {
     lua_Number m = (lua_Number)conc__queue_maxsize_arg(q);
@@ -344,15 +359,38 @@ static int queue_index(lua_State *L) {
   return 1;
 }
 
+/* Fields backed by the queue's C state are never shadowed by a key of the
+** proxy's own: maxsize writes through (later puts see the new bound, as in
+** Python), the others are read-only. */
+static int queue_newindex(lua_State *L) {
+  conc_Queue *q = check_queue(L);
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+  if (k && lacks(q, k))
+    return conc__raise(L, CONC_EATTRIBUTE,
+                       "'SimpleQueue' object has no attribute '%s'", k);
+  if (k && strcmp(k, "maxsize") == 0) {
+    if (lua_type(L, 3) != LUA_TNUMBER)
+      return conc__raise(L, CONC_ETYPE, "maxsize must be a number, not %s",
+                         luaL_typename(L, 3));
+    conc__queue_set_maxsize(q, (double)lua_tonumber(L, 3));
+    return 0;
+  }
+  if (k && (strcmp(k, "unfinished_tasks") == 0 ||
+            strcmp(k, "is_shutdown") == 0))
+    return conc__raise(L, CONC_EATTRIBUTE, "attribute '%s' is read-only", k);
+  return conc__set_own_field(L);
+}
+
 static int meta_queue(lua_State *L) {
   static const luaL_Reg meta[] = {
-    {"__index", queue_index}, {"put", queue_put},
+    {"__index", queue_index}, {"__newindex", queue_newindex},
+    {"put", queue_put},
     {"put_nowait", queue_put_nowait}, {"get", queue_get},
     {"get_nowait", queue_get_nowait}, {"qsize", queue_qsize},
     {"empty", queue_empty}, {"full", queue_full},
     {"task_done", queue_task_done}, {"join", queue_join},
     {"shutdown", queue_shutdown}, {NULL, NULL}};
-  conc__newmeta(L, &conc__queue_type, meta);
+  conc__newmeta(L, &queue_binding, meta);
   return 0;
 }
 
@@ -366,17 +404,17 @@ static int meta_queue(lua_State *L) {
 static int l_select(lua_State *L) {
   conc_Obj *objs_inl[SELECT_INLINE], **objs = objs_inl;
   conc_WaitLink links_inl[SELECT_INLINE], *links = links_inl;
-  double timeout, deadline = CONC_FOREVER;
+  double deadline;
   lua_Integer n;
   int index, rc;
   luaL_checktype(L, 1, LUA_TTABLE);
   if (conc__toobj(L, 1) != NULL)  /* a table proxy: its [1] is its box */
     return luaL_typeerror(L, 1, "list of objects");
-  timeout = conc__opttimeout(L, 2);
+  deadline = conc__opt_deadline(L, 2, CONC_NEG_NOWAIT, NULL);
   n = (lua_Integer)lua_rawlen(L, 1);
   if (n < 1)
-    return conc__raise(L, "ValueError", "select needs objects to wait on");
-  if (n > 1 << 20) return conc__raise(L, "ValueError", "too many objects");
+    return conc__raise(L, CONC_EVALUE, "select needs objects to wait on");
+  if (n > 1 << 20) return conc__raise(L, CONC_EVALUE, "too many objects");
   lua_settop(L, 2);
   if (n > SELECT_INLINE) {
     objs = lua_newuserdatauv(L, (size_t)n * sizeof *objs, 0);
@@ -385,17 +423,17 @@ static int l_select(lua_State *L) {
   for (lua_Integer i = 0; i < n; i++) {
     lua_rawgeti(L, 1, i + 1);
     objs[i] = conc__toobj(L, -1);
-    if (objs[i] == NULL || objs[i]->type->ready == NULL)
-      return conc__raise(L, "TypeError",
+    if (objs[i] == NULL || (objs[i]->type != &conc__queue_type &&
+                            objs[i]->type != &conc__event_type))
+      return conc__raise(L, CONC_ETYPE,
                          "select: objs[%d] is a %s, not a Queue or an Event",
                          (int)i + 1, objs[i] ? objs[i]->type->name
                                              : luaL_typename(L, -1));
     lua_pop(L, 1);
   }
   /* the table keeps every proxy (so every object) alive meanwhile */
-  if (!lua_isnoneornil(L, 2))
-    deadline = conc__deadline(timeout > 0 ? timeout : 0);
-  rc = conc__select(objs, links, (int)n, deadline, &index);
+  conc__check_interrupt(L);
+  rc = conc__select(objs, links, (int)n, CONC_READABLE, deadline, &index);
   if (!conc__check_wait(L, rc)) return 0;
   lua_rawgeti(L, 1, index + 1);
   lua_pushinteger(L, index + 1);
@@ -407,6 +445,6 @@ void conc__open_queue(lua_State *L) {
     {"Queue", l_queue_new}, {"LifoQueue", l_lifo_new},
     {"PriorityQueue", l_priority_new}, {"SimpleQueue", l_simple_new},
     {"select", l_select}, {NULL, NULL}};
-  conc__lazymeta(L, &conc__queue_type, meta_queue);
+  conc__bind(&queue_binding);
   luaL_setfuncs(L, fns, 0);
 }

@@ -3,7 +3,7 @@
 ** (docs/shared.md is the user's reference).
 **
 ** Values go in as one-value messages and come out decoded afresh. A value
-** that fits inline is encoded into a conc_ShVal on the C stack and decoded
+** that fits inline is encoded into a conc_Val on the C stack and decoded
 ** from one: a read or write of a small scalar allocates nothing. Anything
 ** that owns memory while Lua code might raise (a message being decoded, a
 ** batch being encoded) is handled under lua_pcall, so an error frees it
@@ -13,6 +13,13 @@
 #include <string.h>
 
 #include "lconc.h"
+
+/* The kinds, for proxy.c: their proxies are userdata. */
+static int meta_list(lua_State *L);
+static int meta_dict(lua_State *L);
+
+static conc_Binding list_binding = {.type = &conc__shlist_type, .open = meta_list};
+static conc_Binding dict_binding = {.type = &conc__shdict_type, .open = meta_dict};
 
 static conc_ShList *check_list(lua_State *L) {
   return (conc_ShList *)conc__checkobj(L, 1, &conc__shlist_type);
@@ -24,7 +31,7 @@ static conc_ShDict *check_dict(lua_State *L) {
 
 /* The core's result codes that every call may give. */
 static int check_rc(lua_State *L, int rc) {
-  if (rc == CONC_ENOMEM) return luaL_error(L, "not enough memory");
+  if (rc == CONC_ENOMEM) return conc__raise(L, CONC_ENOMEM, NULL);
   return rc;
 }
 
@@ -33,15 +40,15 @@ static int check_rc(lua_State *L, int rc) {
 ** ====================================================================== */
 
 static int encode_p(lua_State *L) {
-  conc_ShVal *v = lua_touserdata(L, 1);
+  conc_Val *v = lua_touserdata(L, 1);
   v->msg = conc__encode(L, 2, 1, NULL);
   return 0;
 }
 
 /* Encodes the value at idx into v: inline when small, else as a message.
 ** held, a value made before (or NULL), is freed if this raises. */
-static void encode(lua_State *L, int idx, conc_ShVal *v, conc_ShVal *held) {
-  size_t n = conc__encode_small(L, idx, v->bytes, sizeof v->bytes);
+static void encode(lua_State *L, int idx, conc_Val *v, conc_Val *held) {
+  size_t n = conc__encode_small(L, idx, v->inl, sizeof v->inl);
   v->msg = NULL;
   v->len = (uint32_t)n;
   if (n > 0) return;
@@ -51,29 +58,29 @@ static void encode(lua_State *L, int idx, conc_ShVal *v, conc_ShVal *held) {
   }
   idx = lua_absindex(L, idx);
   if (!lua_checkstack(L, 3)) {
-    conc__shval_free(held);
+    conc__val_free(held);
     luaL_error(L, "stack overflow");
   }
   lua_pushcfunction(L, encode_p);
   lua_pushlightuserdata(L, v);
   lua_pushvalue(L, idx);
   if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
-    conc__shval_free(held);
+    conc__val_free(held);
     lua_error(L);
   }
 }
 
 /* Pushes a copy of the value v holds; v stays the caller's. */
-static void decode(lua_State *L, const conc_ShVal *v) {
+static void decode(lua_State *L, const conc_Val *v) {
   if (v->msg)
     conc__decode_bytes(L, v->msg->data, v->msg->len, v->msg->objs,
                        v->msg->nobjs);
   else
-    conc__decode_bytes(L, v->bytes, v->len, NULL, 0);
+    conc__decode_bytes(L, v->inl, v->len, NULL, 0);
 }
 
 /* Pushes the value v holds and frees v. */
-static int push_value(lua_State *L, conc_ShVal *v) {
+static int push_value(lua_State *L, conc_Val *v) {
   conc_Msg *m = v->msg;
   if (m == NULL) {  /* nothing to free: no pcall on the fast path */
     decode(L, v);
@@ -89,7 +96,7 @@ static int push_value(lua_State *L, conc_ShVal *v) {
 enum { AS_SEQ, AS_ITEMS, AS_MAP };
 
 typedef struct Batch {
-  conc_ShVal *v;
+  conc_Val *v;
   size_t n;
   int shape;
 } Batch;
@@ -120,28 +127,28 @@ static int snapshot_p(lua_State *L) {
 }
 
 /* Pushes a snapshot (n values from the core, freed here) as a table. */
-static int push_snapshot(lua_State *L, int rc, conc_ShVal *v, size_t n,
+static int push_snapshot(lua_State *L, int rc, conc_Val *v, size_t n,
                          int shape) {
   Batch b = {v, n, shape};
   check_rc(L, rc);
   lua_pushcfunction(L, snapshot_p);
   lua_pushlightuserdata(L, &b);
   rc = lua_pcall(L, 1, 1, 0);
-  conc__shvals_free(v, n);
+  conc__vals_free(v, n);
   if (rc != LUA_OK) lua_error(L);
   return 1;
 }
 
 /* Pushes a list's or dict's snapshot as a table of the given shape. */
 static int list_snapshot(lua_State *L, conc_ShList *l) {
-  conc_ShVal *v = NULL;
+  conc_Val *v = NULL;
   size_t n = 0;
   int rc = conc__shlist_snapshot(l, &v, &n);
   return push_snapshot(L, rc, v, n, AS_SEQ);
 }
 
 static int dict_snapshot(lua_State *L, conc_ShDict *d, int which, int shape) {
-  conc_ShVal *v = NULL;
+  conc_Val *v = NULL;
   size_t n = 0;
   int rc = conc__shdict_snapshot(d, which, &v, &n);
   return push_snapshot(L, rc, v, n, shape);
@@ -151,17 +158,17 @@ static int dict_snapshot(lua_State *L, conc_ShDict *d, int which, int shape) {
 ** Batches: many values encoded before one atomic call takes them all
 ** ====================================================================== */
 
-static conc_ShVal *batch_alloc(lua_State *L, Batch *b, lua_Integer n) {
+static conc_Val *batch_alloc(lua_State *L, Batch *b, lua_Integer n) {
   if (n < 0 || (lua_Unsigned)n > SIZE_MAX / sizeof *b->v / 2 - 1)
-    luaL_error(L, "not enough memory");
+    conc__raise(L, CONC_ENOMEM, NULL);
   b->v = malloc(((size_t)n + 1) * sizeof *b->v);
-  if (b->v == NULL) luaL_error(L, "not enough memory");
+  if (b->v == NULL) conc__raise(L, CONC_ENOMEM, NULL);
   return b->v;
 }
 
 static void no_nil(lua_State *L, int idx) {
   if (lua_isnoneornil(L, idx))
-    conc__raise(L, "ValueError",
+    conc__raise(L, CONC_EVALUE,
                 "a shared.list cannot hold nil (remove items with pop)");
 }
 
@@ -227,7 +234,7 @@ static int gather(lua_State *L, int idx, Batch *b, int dict) {
     return 1;
   }
   if (!lua_istable(L, idx))
-    return conc__raise(L, "TypeError",
+    return conc__raise(L, CONC_ETYPE,
                        "expected a table or a shared.%s, got %s",
                        dict ? "dict" : "list", luaL_typename(L, idx));
   lua_pushcfunction(L, dict ? map_p : seq_p);
@@ -235,7 +242,7 @@ static int gather(lua_State *L, int idx, Batch *b, int dict) {
   lua_pushvalue(L, idx);
   rc = lua_pcall(L, 2, 0, 0);
   if (rc != LUA_OK) {
-    conc__shvals_free(b->v, b->n);
+    conc__vals_free(b->v, b->n);
     lua_error(L);
   }
   return 1;
@@ -243,7 +250,7 @@ static int gather(lua_State *L, int idx, Batch *b, int dict) {
 
 /* Hands a batch to the core (rc its result), then frees what is left. */
 static void batch_done(lua_State *L, Batch *b, int rc) {
-  conc__shvals_free(b->v, b->n);
+  conc__vals_free(b->v, b->n);
   check_rc(L, rc);
 }
 
@@ -269,7 +276,7 @@ static lua_Integer check_index(lua_State *L, int idx) {
   lua_Integer i = 0;
   if (lua_type(L, idx) == LUA_TNUMBER) i = lua_tointegerx(L, idx, &isnum);
   if (!isnum)
-    conc__raise(L, "TypeError", "list indices must be integers, not %s",
+    conc__raise(L, CONC_ETYPE, "list indices must be integers, not %s",
                 lua_type(L, idx) == LUA_TNUMBER ? "float"
                                                 : luaL_typename(L, idx));
   return i;
@@ -277,12 +284,12 @@ static lua_Integer check_index(lua_State *L, int idx) {
 
 static int list_index_mm(lua_State *L) {
   conc_ShList *l = check_list(L);
-  conc_ShVal v;
+  conc_Val v;
   int rc;
   if (lua_type(L, 2) == LUA_TSTRING) {
     size_t len;
     const char *k = lua_tolstring(L, 2, &len);
-    if (!conc__getmethod(L, &conc__shlist_type, k, len))
+    if (!conc__getmethod(L, &list_binding, k, len))
       lua_pushnil(L);  /* l.append */
     return 1;
   }
@@ -297,14 +304,14 @@ static int list_index_mm(lua_State *L) {
 static int list_newindex(lua_State *L) {
   conc_ShList *l = check_list(L);
   lua_Integer i = check_index(L, 2);
-  conc_ShVal v;
+  conc_Val v;
   int rc;
   no_nil(L, 3);
   encode(L, 3, &v, NULL);
   rc = conc__shlist_set(l, i, &v);
-  conc__shval_free(&v);
+  conc__val_free(&v);
   if (check_rc(L, rc) == CONC_ERANGE)
-    return conc__raise(L, "IndexError", "list assignment index out of range");
+    return conc__raise(L, CONC_ERANGE, "list assignment index out of range");
   return 0;
 }
 
@@ -315,12 +322,12 @@ static int list_len(lua_State *L) {
 
 /* Inserts the value at idx before item i (INT64_MAX: at the end). */
 static int insert_value(lua_State *L, conc_ShList *l, lua_Integer i, int idx) {
-  conc_ShVal v;
+  conc_Val v;
   int rc;
   no_nil(L, idx);
   encode(L, idx, &v, NULL);
   rc = conc__shlist_insert(l, i, &v, 1);
-  conc__shval_free(&v);
+  conc__val_free(&v);
   check_rc(L, rc);
   return 0;
 }
@@ -338,7 +345,7 @@ static int list_extend(lua_State *L) {
   conc_ShList *l = check_list(L);
   Batch b;
   if (!gather(L, 2, &b, 0))
-    return conc__raise(L, "TypeError", "expected a table or a shared.list, "
+    return conc__raise(L, CONC_ETYPE, "expected a table or a shared.list, "
                        "got %s", luaL_typename(L, 2));
   batch_done(L, &b, conc__shlist_insert(l, INT64_MAX, b.v, b.n));
   return 0;
@@ -346,12 +353,11 @@ static int list_extend(lua_State *L) {
 
 static int list_pop(lua_State *L) {
   conc_ShList *l = check_list(L);
-  conc_ShVal v;
+  conc_Val v;
   int rc = conc__shlist_pop(l, luaL_optinteger(L, 2, -1), &v);
-  if (rc == CONC_ENOENT)
-    return conc__raise(L, "IndexError", "pop from empty list");
   if (rc == CONC_ERANGE)
-    return conc__raise(L, "IndexError", "pop index out of range");
+    return conc__raise(L, CONC_ERANGE, "pop index out of range");
+  if (rc != CONC_OK) return conc__raise(L, rc, NULL);
   return push_value(L, &v);
 }
 
@@ -360,7 +366,7 @@ static int list_pop(lua_State *L) {
 ** an integral value also the other of its integer and float forms, so that
 ** 1 finds 1.0 as Lua's == does. Returns how many (the caller frees them).
 */
-static int needles(lua_State *L, conc_ShVal *needle) {
+static int needles(lua_State *L, conc_Val *needle) {
   int isnum = 0, n = 1;
   luaL_checkany(L, 2);
   encode(L, 2, &needle[0], NULL);
@@ -380,17 +386,17 @@ static int needles(lua_State *L, conc_ShVal *needle) {
   return n;
 }
 
-static void free_needles(conc_ShVal *needle, int n) {
-  for (int i = 0; i < n; i++) conc__shval_free(&needle[i]);
+static void free_needles(conc_Val *needle, int n) {
+  for (int i = 0; i < n; i++) conc__val_free(&needle[i]);
 }
 
 static int not_in_list(lua_State *L, const char *what) {
-  return conc__raise(L, "ValueError", what, luaL_tolstring(L, 2, NULL));
+  return conc__raise(L, CONC_EVALUE, what, luaL_tolstring(L, 2, NULL));
 }
 
 static int list_index(lua_State *L) {
   conc_ShList *l = check_list(L);
-  conc_ShVal needle[2];
+  conc_Val needle[2];
   int n = needles(L, needle);
   int64_t at = conc__shlist_index(l, needle, n);
   free_needles(needle, n);
@@ -401,7 +407,7 @@ static int list_index(lua_State *L) {
 
 static int list_count(lua_State *L) {
   conc_ShList *l = check_list(L);
-  conc_ShVal needle[2];
+  conc_Val needle[2];
   int n = needles(L, needle);
   size_t count = conc__shlist_count(l, needle, n);
   free_needles(needle, n);
@@ -411,11 +417,11 @@ static int list_count(lua_State *L) {
 
 static int list_remove(lua_State *L) {
   conc_ShList *l = check_list(L);
-  conc_ShVal needle[2];
+  conc_Val needle[2];
   int n = needles(L, needle);
   int rc = conc__shlist_remove(l, needle, n);
   free_needles(needle, n);
-  if (rc == CONC_ENOENT)
+  if (rc == CONC_ENOTFOUND)
     return not_in_list(L, "list.remove(x): %s not in list");
   return 0;
 }
@@ -458,11 +464,11 @@ static int check_key(lua_State *L, int idx, int t) {
   lua_Integer i;
   if (t == LUA_TSTRING || t == LUA_TBOOLEAN) return idx;
   if (t != LUA_TNUMBER)
-    return conc__raise(L, "TypeError", "unhashable type: '%s'",
+    return conc__raise(L, CONC_ETYPE, "unhashable type: '%s'",
                        luaL_typename(L, idx));
   if (lua_isinteger(L, idx)) return idx;
   if (lua_tonumber(L, idx) != lua_tonumber(L, idx))
-    return conc__raise(L, "ValueError", "a shared.dict key cannot be NaN");
+    return conc__raise(L, CONC_EVALUE, "a shared.dict key cannot be NaN");
   i = lua_tointegerx(L, idx, &isint);
   if (!isint) return idx;
   lua_pushinteger(L, i);
@@ -472,24 +478,24 @@ static int check_key(lua_State *L, int idx, int t) {
 /* Keys are plain values: they always encode inline or without raising.
 ** A string key is the common case: it needs no check, and one that fits
 ** inline (most do) skips encode's general path. */
-static void encode_key_t(lua_State *L, int idx, int t, conc_ShVal *key) {
+static void encode_key_t(lua_State *L, int idx, int t, conc_Val *key) {
   if (t == LUA_TSTRING) {
     key->msg = NULL;
-    key->len = (uint32_t)conc__encode_small(L, idx, key->bytes,
-                                            sizeof key->bytes);
+    key->len = (uint32_t)conc__encode_small(L, idx, key->inl,
+                                            sizeof key->inl);
     if (key->len > 0) return;
   }
   encode(L, check_key(L, idx, t), key, NULL);
 }
 
-static void encode_key(lua_State *L, int idx, conc_ShVal *key) {
+static void encode_key(lua_State *L, int idx, conc_Val *key) {
   encode_key_t(L, idx, lua_type(L, idx), key);
 }
 
 static int key_error(lua_State *L, int idx) {
   if (lua_type(L, idx) == LUA_TSTRING)
-    return conc__raise(L, "KeyError", "'%s'", lua_tostring(L, idx));
-  return conc__raise(L, "KeyError", "%s", luaL_tolstring(L, idx, NULL));
+    return conc__raise(L, CONC_EKEY, "'%s'", lua_tostring(L, idx));
+  return conc__raise(L, CONC_EKEY, "%s", luaL_tolstring(L, idx, NULL));
 }
 
 static int l_dict_new(lua_State *L) {
@@ -507,11 +513,11 @@ static int l_dict_new(lua_State *L) {
 /* Pushes d[key at 2] (of type t), or the value at dflt (0: nil) when
 ** absent. */
 static int get_or(lua_State *L, conc_ShDict *d, int t, int dflt) {
-  conc_ShVal key, v;
+  conc_Val key, v;
   int rc;
   encode_key_t(L, 2, t, &key);
   rc = conc__shdict_get(d, &key, &v);
-  conc__shval_free(&key);
+  conc__val_free(&key);
   if (check_rc(L, rc) == 0) return push_value(L, &v);
   if (dflt) lua_pushvalue(L, dflt);
   else lua_pushnil(L);
@@ -525,7 +531,7 @@ static int dict_index_mm(lua_State *L) {
   if (t == LUA_TSTRING) {
     size_t len;
     const char *k = lua_tolstring(L, 2, &len);
-    if (conc__getmethod(L, &conc__shdict_type, k, len)) return 1;
+    if (conc__getmethod(L, &dict_binding, k, len)) return 1;
   }
   return get_or(L, d, t, 0);
 }
@@ -533,19 +539,19 @@ static int dict_index_mm(lua_State *L) {
 /* d[k] = v; nil removes k */
 static int dict_newindex(lua_State *L) {
   conc_ShDict *d = check_dict(L);
-  conc_ShVal key, v;
+  conc_Val key, v;
   int rc;
   encode_key(L, 2, &key);
   if (lua_isnil(L, 3)) {
     rc = conc__shdict_pop(d, &key, &v);
-    conc__shval_free(&key);
-    if (rc == 0) conc__shval_free(&v);
+    conc__val_free(&key);
+    if (rc == 0) conc__val_free(&v);
     return 0;
   }
   encode(L, 3, &v, &key);
   rc = conc__shdict_set(d, &key, &v);
-  conc__shval_free(&key);  /* empty unless the call failed */
-  conc__shval_free(&v);
+  conc__val_free(&key);  /* empty unless the call failed */
+  conc__val_free(&v);
   check_rc(L, rc);
   return 0;
 }
@@ -565,7 +571,7 @@ static int dict_get(lua_State *L) {
 ** default sets nothing: a dict cannot hold nil) */
 static int dict_setdefault(lua_State *L) {
   conc_ShDict *d = check_dict(L);
-  conc_ShVal key, v, out;
+  conc_Val key, v, out;
   int rc;
   luaL_checkany(L, 2);
   if (lua_isnoneornil(L, 3)) return get_or(L, d, lua_type(L, 2), 0);
@@ -573,8 +579,8 @@ static int dict_setdefault(lua_State *L) {
   encode(L, 3, &v, &key);
   rc = conc__shdict_setdefault(d, &key, &v, &out);
   if (rc != 0) {
-    conc__shval_free(&key);
-    conc__shval_free(&v);
+    conc__val_free(&key);
+    conc__val_free(&v);
     check_rc(L, rc);
   }
   return push_value(L, &out);
@@ -592,12 +598,12 @@ static int dict_update(lua_State *L) {
 ** no default was given (an explicit nil is a default) */
 static int dict_pop(lua_State *L) {
   conc_ShDict *d = check_dict(L);
-  conc_ShVal key, v;
+  conc_Val key, v;
   int rc, has_default = lua_gettop(L) >= 3;
   luaL_checkany(L, 2);
   encode_key(L, 2, &key);
   rc = conc__shdict_pop(d, &key, &v);
-  conc__shval_free(&key);
+  conc__val_free(&key);
   if (rc == 0) return push_value(L, &v);
   if (!has_default) return key_error(L, 2);
   lua_pushvalue(L, 3);
@@ -658,7 +664,7 @@ static int meta_list(lua_State *L) {
     {"insert", list_insert}, {"pop", list_pop}, {"remove", list_remove},
     {"index", list_index}, {"count", list_count}, {"clear", list_clear},
     {"copy", list_copy}, {NULL, NULL}};
-  conc__newmeta(L, &conc__shlist_type, meta);
+  conc__newmeta(L, &list_binding, meta);
   return 0;
 }
 
@@ -670,14 +676,14 @@ static int meta_dict(lua_State *L) {
     {"update", dict_update}, {"pop", dict_pop}, {"keys", dict_keys},
     {"values", dict_values}, {"items", dict_items}, {"clear", dict_clear},
     {"copy", dict_copy}, {NULL, NULL}};
-  conc__newmeta(L, &conc__shdict_type, meta);
+  conc__newmeta(L, &dict_binding, meta);
   return 0;
 }
 
 void conc__open_shared(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"shared_list", l_list_new}, {"shared_dict", l_dict_new}, {NULL, NULL}};
-  conc__lazymeta(L, &conc__shlist_type, meta_list);
-  conc__lazymeta(L, &conc__shdict_type, meta_dict);
+  conc__bind(&list_binding);
+  conc__bind(&dict_binding);
   luaL_setfuncs(L, fns, 0);
 }

@@ -11,6 +11,27 @@
 
 #include "lconc.h"
 
+/* The kinds, for proxy.c: every proxy a table of bound methods. */
+static int meta_lock(lua_State *L);
+static int meta_rlock(lua_State *L);
+static int meta_sem(lua_State *L);
+static int meta_cond(lua_State *L);
+static int meta_barrier(lua_State *L);
+static int meta_event(lua_State *L);
+
+static conc_Binding lock_binding = {.type = &conc__lock_type, .open = meta_lock,
+                                 .bound = 1};
+static conc_Binding rlock_binding = {.type = &conc__rlock_type, .open = meta_rlock,
+                                 .bound = 1};
+static conc_Binding sem_binding = {.type = &conc__sem_type, .open = meta_sem,
+                                 .bound = 1};
+static conc_Binding cond_binding = {.type = &conc__cond_type, .open = meta_cond,
+                                 .bound = 1};
+static conc_Binding barrier_binding = {.type = &conc__barrier_type, .open = meta_barrier,
+                                 .bound = 1};
+static conc_Binding event_binding = {.type = &conc__event_type, .open = meta_event,
+                                 .bound = 1};
+
 static conc_Lock *check_lock(lua_State *L) {
   return (conc_Lock *)conc__checkbound(L, 1, &conc__lock_type);
 }
@@ -26,14 +47,12 @@ static int l_lock_new(lua_State *L) {
 /* The arguments of Lock's and RLock's acquire(blocking=true, timeout=-1),
 ** checked as Python checks them; returns the deadline. */
 static double lock_args(lua_State *L, int *blocking) {
-  double timeout = luaL_optnumber(L, 3, -1);
+  double timeout = conc__opt_timeout(L, 3, CONC_NEG_MINUS1, NULL);
   *blocking = lua_isnoneornil(L, 2) || lua_toboolean(L, 2);
-  if (!*blocking && timeout != -1)
-    conc__raise(L, "ValueError",
+  if (!*blocking && timeout != CONC_FOREVER)
+    conc__raise(L, CONC_EVALUE,
                 "can't specify a timeout for a non-blocking call");
-  if (timeout < 0 && timeout != -1)
-    conc__raise(L, "ValueError", "timeout value must be a non-negative number");
-  return timeout == -1 ? CONC_FOREVER : conc__deadline(timeout);
+  return conc__deadline(timeout);
 }
 
 /* lock:acquire(blocking=true, timeout=-1) -> boolean, as Python's; also
@@ -41,6 +60,7 @@ static double lock_args(lua_State *L, int *blocking) {
 static int acquire_lock(lua_State *L, conc_Lock *l) {
   int blocking;
   double deadline;
+  conc__check_interrupt(L);
   if (lua_gettop(L) == 1 && conc__lock_try(l)) {  /* acquire(): the hot path */
     lua_pushboolean(L, 1);
     return 1;
@@ -63,9 +83,8 @@ static int lock_acquire(lua_State *L) {
 }
 
 static int release_lock(lua_State *L, conc_Lock *l) {
-  if (conc__lock_release(l) != 0)
-    return conc__raise(L, "RuntimeError", "release unlocked lock");
-  return 0;
+  int rc = conc__lock_release(l);
+  return rc == CONC_OK ? 0 : conc__raise(L, rc, NULL);
 }
 
 static int lock_release(lua_State *L) {
@@ -80,6 +99,7 @@ static int lock_locked(lua_State *L) {
 /* lock:enter(): Python's __enter__, for `local _ <close> = lock:enter()` */
 static int lock_enter(lua_State *L) {
   conc_Lock *l = check_lock(L);
+  conc__check_interrupt(L);
   if (!conc__lock_try(l))
     conc__check_wait(L, conc__lock_acquire(l, CONC_FOREVER));
   return conc__entered(L);
@@ -103,6 +123,7 @@ static int l_rlock_new(lua_State *L) {
 static int acquire_rlock(lua_State *L, conc_RLock *r) {
   int blocking;
   double deadline = lock_args(L, &blocking);
+  conc__check_interrupt(L);
   lua_pushboolean(L, conc__check_wait(L, conc__rlock_acquire(r, blocking,
                                                              deadline)));
   return 1;
@@ -113,9 +134,8 @@ static int rlock_acquire(lua_State *L) {
 }
 
 static int release_rlock(lua_State *L, conc_RLock *r) {
-  if (conc__rlock_release(r) != 0)
-    return conc__raise(L, "RuntimeError", "cannot release un-acquired lock");
-  return 0;
+  int rc = conc__rlock_release(r);
+  return rc == CONC_OK ? 0 : conc__raise(L, rc, NULL);
 }
 
 static int rlock_release(lua_State *L) {
@@ -123,6 +143,7 @@ static int rlock_release(lua_State *L) {
 }
 
 static int rlock_enter(lua_State *L) {
+  conc__check_interrupt(L);
   conc__check_wait(L, conc__rlock_acquire(check_rlock(L), 1, CONC_FOREVER));
   return conc__entered(L);
 }
@@ -136,9 +157,9 @@ static conc_Semaphore *check_sem(lua_State *L) {
 static int sem_new(lua_State *L, int bounded) {
   lua_Integer value = luaL_optinteger(L, 1, 1);
   if (value < 0)
-    return conc__raise(L, "ValueError", "semaphore initial value must be >= 0");
+    return conc__raise(L, CONC_EVALUE, "semaphore initial value must be >= 0");
   if (value > (lua_Integer)UINT_MAX / 2)
-    return conc__raise(L, "ValueError", "semaphore initial value too large");
+    return conc__raise(L, CONC_EVALUE, "semaphore initial value too large");
   return conc__pushnew(L, (conc_Obj *)conc__sem_new((unsigned)value, bounded));
 }
 
@@ -155,26 +176,27 @@ static int l_bsem_new(lua_State *L) {
 static int sem_acquire(lua_State *L) {
   conc_Semaphore *s = check_sem(L);
   int blocking = lua_isnoneornil(L, 2) || lua_toboolean(L, 2);
-  double timeout = conc__opttimeout(L, 3);
+  double deadline = conc__opt_deadline(L, 3, CONC_NEG_NOWAIT, NULL);
   if (!blocking && !lua_isnoneornil(L, 3))
-    return conc__raise(L, "ValueError",
+    return conc__raise(L, CONC_EVALUE,
                        "can't specify timeout for non-blocking acquire");
-  if (!lua_isnoneornil(L, 3) && !(timeout > 0)) timeout = 0;
-  lua_pushboolean(L, conc__check_wait(L, conc__sem_acquire(
-                         s, blocking, conc__deadline(timeout))));
+  conc__check_interrupt(L);
+  lua_pushboolean(L, conc__check_wait(L, conc__sem_acquire(s, blocking,
+                                                           deadline)));
   return 1;
 }
 
 static int sem_release(lua_State *L) {
   conc_Semaphore *s = check_sem(L);
   lua_Integer n = luaL_optinteger(L, 2, 1);
-  if (n < 1) return conc__raise(L, "ValueError", "n must be one or more");
-  if (n > INT_MAX || conc__sem_release(s, (unsigned)n) != 0)
-    return conc__raise(L, "ValueError", "Semaphore released too many times");
-  return 0;
+  int rc;
+  if (n < 1) return conc__raise(L, CONC_EVALUE, "n must be one or more");
+  rc = n > INT_MAX ? CONC_EOVERRELEASE : conc__sem_release(s, (unsigned)n);
+  return rc == CONC_OK ? 0 : conc__raise(L, rc, NULL);
 }
 
 static int sem_enter(lua_State *L) {
+  conc__check_interrupt(L);
   conc__check_wait(L, conc__sem_acquire(check_sem(L), 1, CONC_FOREVER));
   return conc__entered(L);
 }
@@ -196,12 +218,12 @@ static int l_cond_new(lua_State *L) {
   conc_Condition *c;
   if (lua_isnoneornil(L, 1)) {
     lock = (conc_Obj *)conc__rlock_new();
-    if (lock == NULL) return luaL_error(L, "not enough memory");
+    if (lock == NULL) return conc__raise(L, CONC_ENOMEM, NULL);
   } else {
     lock = conc__toobj(L, 1);
     if (lock == NULL || (lock->type != &conc__lock_type &&
                          lock->type != &conc__rlock_type))
-      return conc__raise(L, "TypeError",
+      return conc__raise(L, CONC_ETYPE,
                          "Condition needs a Lock or an RLock, got %s",
                          luaL_typename(L, 1));
     conc__obj_incref(lock);
@@ -227,6 +249,7 @@ static int cond_release(lua_State *L) {
 
 static int cond_enter(lua_State *L) {
   conc_Obj *lock = conc__cond_lock(check_cond(L));
+  conc__check_interrupt(L);
   if (lock->type == &conc__rlock_type)
     conc__check_wait(L, conc__rlock_acquire((conc_RLock *)lock, 1,
                                             CONC_FOREVER));
@@ -242,18 +265,15 @@ static int cond_close(lua_State *L) {
 
 /* Waits until deadline: true if notified. The lock is held again after. */
 static int wait_until(lua_State *L, conc_Condition *c, double deadline) {
-  int rc = conc__cond_wait(c, deadline);
-  if (rc == -1)
-    return conc__raise(L, "RuntimeError", "cannot wait on un-acquired lock");
-  return conc__check_wait(L, rc);
+  return conc__check_wait(L, conc__cond_wait(c, deadline));
 }
 
 /* cond:wait(timeout=nil) -> boolean; a negative timeout does not wait */
 static int cond_wait(lua_State *L) {
   conc_Condition *c = check_cond(L);
-  double timeout = conc__opttimeout(L, 2);
-  if (!lua_isnoneornil(L, 2) && !(timeout > 0)) timeout = 0;
-  lua_pushboolean(L, wait_until(L, c, conc__deadline(timeout)));
+  double deadline = conc__opt_deadline(L, 2, CONC_NEG_NOWAIT, NULL);
+  conc__check_interrupt(L);
+  lua_pushboolean(L, wait_until(L, c, deadline));
   return 1;
 }
 
@@ -261,10 +281,9 @@ static int cond_wait(lua_State *L) {
 ** as Python's: waits while it is falsy, up to timeout in all */
 static int cond_wait_for(lua_State *L) {
   conc_Condition *c = check_cond(L);
-  double timeout = conc__opttimeout(L, 3), deadline;
+  double deadline = conc__opt_deadline(L, 3, CONC_NEG_NOWAIT, NULL);
   luaL_checktype(L, 2, LUA_TFUNCTION);
-  if (!lua_isnoneornil(L, 3) && !(timeout > 0)) timeout = 0;
-  deadline = conc__deadline(timeout);
+  conc__check_interrupt(L);
   lua_settop(L, 2);
   for (;;) {
     lua_pushvalue(L, 2);
@@ -279,16 +298,15 @@ static int cond_wait_for(lua_State *L) {
 static int cond_notify(lua_State *L) {
   conc_Condition *c = check_cond(L);
   lua_Integer n = luaL_optinteger(L, 2, 1);
-  if (n < 0) return conc__raise(L, "ValueError", "n must be >= 0");
-  if (conc__cond_notify(c, (unsigned long)n) != 0)
-    return conc__raise(L, "RuntimeError", "cannot notify on un-acquired lock");
-  return 0;
+  int rc;
+  if (n < 0) return conc__raise(L, CONC_EVALUE, "n must be >= 0");
+  rc = conc__cond_notify(c, (unsigned long)n);
+  return rc == CONC_OK ? 0 : conc__raise(L, rc, NULL);
 }
 
 static int cond_notify_all(lua_State *L) {
-  if (conc__cond_notify(check_cond(L), (unsigned long)-1) != 0)
-    return conc__raise(L, "RuntimeError", "cannot notify on un-acquired lock");
-  return 0;
+  int rc = conc__cond_notify(check_cond(L), (unsigned long)-1);
+  return rc == CONC_OK ? 0 : conc__raise(L, rc, NULL);
 }
 
 /* ---- Barrier ------------------------------------------------------------- */
@@ -306,11 +324,11 @@ static void free_msg(void *m) {
 static int l_barrier_new(lua_State *L) {
   static const char *const names[] = {"action"};
   lua_Integer parties = luaL_checkinteger(L, 1);
-  double timeout = conc__opttimeout(L, 3);
+  double timeout = conc__opt_timeout(L, 3, CONC_NEG_NOWAIT, NULL);
   conc_Msg *action = NULL;
   conc_Barrier *b;
   if (parties < 1 || parties > INT_MAX)
-    return conc__raise(L, "ValueError", "parties must be > 0");
+    return conc__raise(L, CONC_EVALUE, "parties must be > 0");
   if (!lua_isnoneornil(L, 2)) {
     luaL_checktype(L, 2, LUA_TFUNCTION);
     action = conc__encode(L, 2, 1, names);
@@ -318,10 +336,6 @@ static int l_barrier_new(lua_State *L) {
   b = conc__barrier_new((unsigned)parties, timeout, action, free_msg);
   if (b == NULL) conc__msg_free(action);
   return conc__pushnew(L, (conc_Obj *)b);
-}
-
-static int broken_error(lua_State *L) {
-  return conc__raise(L, "BrokenBarrierError", NULL);
 }
 
 static int run_action_p(lua_State *L) {
@@ -335,12 +349,15 @@ static int run_action_p(lua_State *L) {
 /* b:wait(timeout=nil) -> this thread's index in its cycle */
 static int barrier_wait(lua_State *L) {
   conc_Barrier *b = check_barrier(L);
-  double timeout = lua_isnoneornil(L, 2) ? conc__barrier_timeout(b)
-                                         : luaL_checknumber(L, 2);
+  double timeout = lua_isnoneornil(L, 2)
+                       ? conc__barrier_timeout(b)
+                       : conc__opt_timeout(L, 2, CONC_NEG_NOWAIT, NULL);
   unsigned index, cycle;
-  int rc = conc__barrier_arrive(b, &index, &cycle);
-  if (rc == CONC_BARRIER_BROKEN) return broken_error(L);
-  if (rc == CONC_BARRIER_LAST) {
+  int last, rc;
+  conc__check_interrupt(L);
+  rc = conc__barrier_arrive(b, &index, &cycle, &last);
+  if (rc != CONC_OK) return conc__raise(L, rc, NULL);
+  if (last) {
     conc_Msg *action = conc__barrier_action(b);
     if (action) {
       lua_pushcfunction(L, run_action_p);
@@ -352,10 +369,8 @@ static int barrier_wait(lua_State *L) {
     }
     conc__barrier_release(b, 0);
   } else {
-    if (timeout < 0 && !lua_isnoneornil(L, 2)) timeout = 0;
     rc = conc__barrier_wait(b, cycle, conc__deadline(timeout));
-    if (rc == CONC_EINTR) return conc__raise_interrupt(L);
-    if (rc == CONC_BARRIER_BROKEN) return broken_error(L);
+    if (rc != CONC_OK) return conc__raise(L, rc, NULL);
   }
   lua_pushinteger(L, index);
   return 1;
@@ -378,7 +393,7 @@ static int barrier_index(lua_State *L) {
   const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len)
                                                 : NULL;
   b = check_barrier(L);
-  if (conc__getmethod(L, &conc__barrier_type, k, len)) return 1;
+  if (conc__getmethod(L, &barrier_binding, k, len)) return 1;
   if (k && strcmp(k, "parties") == 0) {
     lua_pushinteger(L, conc__barrier_parties(b));
   } else if (k && strcmp(k, "n_waiting") == 0) {
@@ -389,6 +404,17 @@ static int barrier_index(lua_State *L) {
     lua_pushnil(L);
   }
   return 1;
+}
+
+/* Python's properties: b.parties = 1 raises, it does not shadow the C
+** state. */
+static int barrier_newindex(lua_State *L) {
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+  check_barrier(L);
+  if (k && (strcmp(k, "parties") == 0 || strcmp(k, "n_waiting") == 0 ||
+            strcmp(k, "broken") == 0))
+    return conc__raise(L, CONC_EATTRIBUTE, "attribute '%s' is read-only", k);
+  return conc__set_own_field(L);
 }
 
 /* ---- Event --------------------------------------------------------------- */
@@ -416,22 +442,21 @@ static int event_is_set(lua_State *L) {
 ** timeout does not wait, as in Python */
 static int event_wait(lua_State *L) {
   conc_Event *e = check_event(L);
-  double timeout = conc__opttimeout(L, 2);
-  if (!lua_isnoneornil(L, 2) && !(timeout > 0)) timeout = 0;
-  lua_pushboolean(L, conc__check_wait(L, conc__event_wait(
-                         e, conc__deadline(timeout))));
+  double deadline = conc__opt_deadline(L, 2, CONC_NEG_NOWAIT, NULL);
+  conc__check_interrupt(L);
+  lua_pushboolean(L, conc__check_wait(L, conc__event_wait(e, deadline)));
   return 1;
 }
 
 /* The metatables, each made the first time a state meets the kind (see
-** conc__lazymeta): a thread's state that never sees a Barrier does not
+** proxy.c): a thread's state that never sees a Barrier does not
 ** build its metatable. */
 static int meta_lock(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"acquire", lock_acquire}, {"release", lock_release},
     {"locked", lock_locked}, {"enter", lock_enter}, {"__close", lock_close},
     {NULL, NULL}};
-  conc__newmeta(L, &conc__lock_type, methods);
+  conc__newmeta(L, &lock_binding, methods);
   return 0;
 }
 
@@ -439,7 +464,7 @@ static int meta_rlock(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"acquire", rlock_acquire}, {"release", rlock_release},
     {"enter", rlock_enter}, {"__close", rlock_release}, {NULL, NULL}};
-  conc__newmeta(L, &conc__rlock_type, methods);
+  conc__newmeta(L, &rlock_binding, methods);
   return 0;
 }
 
@@ -447,7 +472,7 @@ static int meta_sem(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"acquire", sem_acquire}, {"release", sem_release},
     {"enter", sem_enter}, {"__close", sem_close}, {NULL, NULL}};
-  conc__newmeta(L, &conc__sem_type, methods);
+  conc__newmeta(L, &sem_binding, methods);
   return 0;
 }
 
@@ -457,15 +482,16 @@ static int meta_cond(lua_State *L) {
     {"enter", cond_enter}, {"wait", cond_wait}, {"wait_for", cond_wait_for},
     {"notify", cond_notify}, {"notify_all", cond_notify_all},
     {"notifyAll", cond_notify_all}, {"__close", cond_close}, {NULL, NULL}};
-  conc__newmeta(L, &conc__cond_type, methods);
+  conc__newmeta(L, &cond_binding, methods);
   return 0;
 }
 
 static int meta_barrier(lua_State *L) {
   static const luaL_Reg meta[] = {
-    {"__index", barrier_index}, {"wait", barrier_wait},
+    {"__index", barrier_index}, {"__newindex", barrier_newindex},
+    {"wait", barrier_wait},
     {"reset", barrier_reset}, {"abort", barrier_abort}, {NULL, NULL}};
-  conc__newmeta(L, &conc__barrier_type, meta);
+  conc__newmeta(L, &barrier_binding, meta);
   return 0;
 }
 
@@ -473,7 +499,7 @@ static int meta_event(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"set", event_set}, {"clear", event_clear}, {"is_set", event_is_set},
     {"isSet", event_is_set}, {"wait", event_wait}, {NULL, NULL}};
-  conc__newmeta(L, &conc__event_type, methods);
+  conc__newmeta(L, &event_binding, methods);
   return 0;
 }
 
@@ -482,11 +508,11 @@ void conc__open_sync(lua_State *L) {
     {"Lock", l_lock_new}, {"RLock", l_rlock_new}, {"Condition", l_cond_new},
     {"Barrier", l_barrier_new}, {"Semaphore", l_sem_new},
     {"BoundedSemaphore", l_bsem_new}, {"Event", l_event_new}, {NULL, NULL}};
-  conc__lazymeta(L, &conc__lock_type, meta_lock);
-  conc__lazymeta(L, &conc__rlock_type, meta_rlock);
-  conc__lazymeta(L, &conc__sem_type, meta_sem);
-  conc__lazymeta(L, &conc__cond_type, meta_cond);
-  conc__lazymeta(L, &conc__barrier_type, meta_barrier);
-  conc__lazymeta(L, &conc__event_type, meta_event);
+  conc__bind(&lock_binding);
+  conc__bind(&rlock_binding);
+  conc__bind(&sem_binding);
+  conc__bind(&cond_binding);
+  conc__bind(&barrier_binding);
+  conc__bind(&event_binding);
   luaL_setfuncs(L, fns, 0);
 }

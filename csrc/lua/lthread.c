@@ -16,6 +16,15 @@
 static const char DUMMY_KEY = 'd';   /* registry: this state's Dummy thread */
 static const char LOCALS_KEY = 'l';  /* registry: local proxy -> its table */
 
+static int meta_thread(lua_State *L);
+static int meta_local(lua_State *L);
+
+/* The kinds, for proxy.c: their proxies are userdata. */
+static conc_Binding thread_binding = {.type = &conc__thread_type,
+                                      .open = meta_thread};
+static conc_Binding local_binding = {.type = &conc__local_type,
+                                     .open = meta_local};
+
 static conc_Thread *check_thread(lua_State *L, int idx) {
   return (conc_Thread *)conc__checkobj(L, idx, &conc__thread_type);
 }
@@ -104,27 +113,21 @@ static int thread_start(lua_State *L) {
   int rc;
   lua_settop(L, 5);
   if (conc__thread_status(t) != CONC_THREAD_NEW)
-    return conc__raise(L, "RuntimeError", "threads can only be started once");
+    return conc__raise(L, CONC_ERUNTIME, "threads can only be started once");
   msg = conc__encode(L, 2, 4, names);  /* raises before anything is owned */
   s = calloc(1, sizeof *s);
   if (s == NULL) {
     conc__msg_free(msg);
-    return luaL_error(L, "not enough memory");
+    return conc__raise(L, CONC_ENOMEM, NULL);
   }
   s->msg = msg;
   s->path = dupfield(L, "path");
   s->cpath = dupfield(L, "cpath");
   rc = conc__thread_start(t, thread_body, s);
-  if (rc == EINVAL) {
-    start_free(s);
-    return conc__raise(L, "RuntimeError", "threads can only be started once");
-  }
-  if (rc != 0) {
-    start_free(s);
-    return conc__raise(L, "RuntimeError", "can't start new thread: %s",
-                       strerror(rc));
-  }
-  return 0;
+  if (rc == CONC_OK) return 0;
+  start_free(s);
+  if (rc == CONC_ESTARTED) return conc__raise(L, rc, NULL);
+  return conc__raise(L, rc, "can't start new thread: %s", strerror(-rc));
 }
 
 /* ======================================================================
@@ -135,15 +138,12 @@ static int thread_start(lua_State *L) {
 ** max(timeout, 0); only nil waits forever. */
 static int thread_join(lua_State *L) {
   conc_Thread *t = check_thread(L, 1);
-  double timeout = conc__opttimeout(L, 2);
-  double deadline;
-  if (!lua_isnoneornil(L, 2) && !(timeout > 0)) timeout = 0;  /* NaN too */
-  deadline = conc__deadline(timeout);
+  double deadline = conc__opt_deadline(L, 2, CONC_NEG_NOWAIT, NULL);
   if (conc__thread_status(t) == CONC_THREAD_NEW)
-    return conc__raise(L, "RuntimeError",
+    return conc__raise(L, CONC_ERUNTIME,
                        "cannot join thread before it is started");
   if (t == conc__thread_current())
-    return conc__raise(L, "RuntimeError", "cannot join current thread");
+    return conc__raise(L, CONC_ERUNTIME, "cannot join current thread");
   conc__check_wait(L, conc__thread_join(t, deadline));
   return 0;
 }
@@ -179,10 +179,9 @@ static int thread_daemon(lua_State *L) {
 
 static int thread_set_daemon(lua_State *L) {
   conc_Thread *t = check_thread(L, 1);
-  if (conc__thread_set_daemon(t, lua_toboolean(L, 2)) != 0)
-    return conc__raise(L, "RuntimeError",
-                       "cannot set daemon status of active thread");
-  return 0;
+  int rc = conc__thread_set_daemon(t, lua_toboolean(L, 2));
+  if (rc == CONC_OK) return 0;
+  return conc__raise(L, rc, "cannot set daemon status of active thread");
 }
 
 static int thread_ident(lua_State *L) {
@@ -261,7 +260,7 @@ static int l_enumerate(lua_State *L) {
     c.cap = live + 8;
     c.n = 0;
     c.ts = malloc((size_t)c.cap * sizeof *c.ts);
-    if (c.ts == NULL) return luaL_error(L, "not enough memory");
+    if (c.ts == NULL) return conc__raise(L, CONC_ENOMEM, NULL);
   }
   lua_createtable(L, c.n, 0);
   for (int i = 0; i < c.n; i++) {
@@ -289,7 +288,7 @@ static int l_get_ident(lua_State *L) {
 }
 
 static int l_get_native_id(lua_State *L) {
-  lua_pushinteger(L, conc__thread_self_native_id());
+  lua_pushinteger(L, (long)conc__thread_self_tid());
   return 1;
 }
 
@@ -303,7 +302,7 @@ static int l_stack_size(lua_State *L) {
     conc__worker_stack_size(old);
   } else {
     if (size != 0 && size < 32768)
-      return conc__raise(L, "ValueError", "size not valid: %d bytes",
+      return conc__raise(L, CONC_EVALUE, "size not valid: %d bytes",
                          (int)size);
     old = conc__worker_stack_size((size_t)size);
   }
@@ -322,11 +321,8 @@ static int l_next_number(lua_State *L) {
 ** is "per thread".
 ** ====================================================================== */
 
-static conc_ObjType local_type = {
-  .name = "conc.local", .destroy = conc__obj_free};
-
 static void push_local_table(lua_State *L, int idx) {
-  conc__checkobj(L, idx, &local_type);
+  conc__checkobj(L, idx, &conc__local_type);
   conc__weak_registry(L, &LOCALS_KEY, "k");
   lua_pushvalue(L, idx);
   if (lua_rawget(L, -2) != LUA_TTABLE) {
@@ -355,12 +351,10 @@ static int local_newindex(lua_State *L) {
 }
 
 static int l_local_new(lua_State *L) {
-  conc_Obj *o = malloc(sizeof *o);
-  if (o) conc__obj_init(o, &local_type);
-  return conc__pushnew(L, o);
+  return conc__pushnew(L, conc__local_new());
 }
 
-void conc__open_thread(lua_State *L) {
+static int meta_thread(lua_State *L) {
   static const luaL_Reg methods[] = {
     {"start", thread_start}, {"join", thread_join},
     {"is_alive", thread_is_alive}, {"started", thread_started},
@@ -368,8 +362,22 @@ void conc__open_thread(lua_State *L) {
     {"daemon", thread_daemon}, {"set_daemon", thread_set_daemon},
     {"ident", thread_ident}, {"native_id", thread_native_id},
     {NULL, NULL}};
+  conc__newmeta(L, &thread_binding, methods);
+  luaL_getmetatable(L, conc__thread_type.name);
+  lua_pushcfunction(L, thread_eq);
+  lua_setfield(L, -2, "__eq");
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int meta_local(lua_State *L) {
   static const luaL_Reg local_meta[] = {
     {"__index", local_index}, {"__newindex", local_newindex}, {NULL, NULL}};
+  conc__newmeta(L, &local_binding, local_meta);
+  return 0;
+}
+
+void conc__open_thread(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"thread_new", l_thread_new}, {"current_thread", l_current_thread},
     {"main_thread", l_main_thread}, {"enumerate", l_enumerate},
@@ -377,11 +385,7 @@ void conc__open_thread(lua_State *L) {
     {"get_native_id", l_get_native_id}, {"next_number", l_next_number},
     {"stack_size", l_stack_size},
     {"local_new", l_local_new}, {NULL, NULL}};
-  conc__newmeta(L, &conc__thread_type, methods);
-  luaL_getmetatable(L, conc__thread_type.name);
-  lua_pushcfunction(L, thread_eq);
-  lua_setfield(L, -2, "__eq");
-  lua_pop(L, 1);
-  conc__newmeta(L, &local_type, local_meta);
+  conc__bind(&thread_binding);
+  conc__bind(&local_binding);
   luaL_setfuncs(L, fns, 0);
 }

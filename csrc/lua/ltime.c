@@ -1,18 +1,16 @@
 /*
 ** ltime.c -- conc.time: Python's time.sleep, monotonic, perf_counter, time.
 */
-#include <math.h>
-
 #include "lconc.h"
 
 static int l_sleep(lua_State *L) {
-  double secs;
-  if (lua_type(L, 1) != LUA_TNUMBER)  /* no string coercion: Python's TypeError */
-    return luaL_typeerror(L, 1, "number");
-  secs = lua_tonumber(L, 1);
-  if (secs < 0 || isnan(secs))
-    return conc__raise(L, "ValueError", "sleep length must be non-negative");
-  conc__check_wait(L, conc__sleep_until(conc__monotonic() + secs));
+  double deadline;
+  if (lua_isnoneornil(L, 1))  /* the one timeout that is not optional */
+    return conc__raise(L, CONC_ETYPE, "sleep() needs a number of seconds");
+  deadline = conc__opt_deadline(L, 1, CONC_NEG_ERROR,
+                                "sleep length must be non-negative");
+  conc__check_interrupt(L);
+  conc__check_wait(L, conc__sleep_until(deadline));
   return 0;
 }
 

@@ -26,7 +26,7 @@ static void push_proxies(lua_State *L) {
   conc__weak_registry(L, &PROXIES_KEY, "v");
 }
 
-static void push_meta(lua_State *L, conc_ObjType *type);
+static conc_Binding *push_meta(lua_State *L, conc_ObjType *type);
 
 /* Is the value on top one of the kind's methods as conc__newmeta made them,
 ** a C closure over the metatable at meta? Only those may be bound: any
@@ -48,7 +48,8 @@ static int own_method(lua_State *L, int meta) {
 ** finds its object by comparing its first argument with upvalue 2, with
 ** no metatable to look at. Called on anything else (`lock.acquire(other)`),
 ** the method checks its first argument as before. */
-static void bind_methods(lua_State *L, int methods, conc_Obj *o) {
+static void bind_methods(lua_State *L, int methods, conc_Obj *o,
+                         conc_Binding *b) {
   int box = lua_gettop(L), meta, proxy;
   lua_CFunction index_fn;
   lua_getmetatable(L, box);
@@ -66,7 +67,7 @@ static void bind_methods(lua_State *L, int methods, conc_Obj *o) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
     int own = k != NULL && k[0] != '_' && f != index_fn && own_method(L, meta);
     lua_pop(L, 1);
-    if (!own || (o->type->hides && o->type->hides(o, k))) continue;
+    if (!own || (b->hides && b->hides(o, k))) continue;
     lua_pushvalue(L, -1);
     lua_pushvalue(L, box);
     lua_pushvalue(L, proxy);
@@ -97,6 +98,7 @@ static conc_Box *anybox(lua_State *L, int idx) {
 ** userdata's goes through its metatable's __index. */
 void conc__pushobj(lua_State *L, conc_Obj *o) {
   conc_Box *box;
+  conc_Binding *b;
   push_proxies(L);
   if (lua_rawgetp(L, -1, o) != LUA_TNIL) {
     /* a box emptied by a __gc called by hand still sits in the cache, and
@@ -112,9 +114,9 @@ void conc__pushobj(lua_State *L, conc_Obj *o) {
   box->obj = o;
   box->magic = &conc__box_magic;
   conc__obj_incref(o);
-  push_meta(L, o->type);
+  b = push_meta(L, o->type);
   lua_setmetatable(L, -2);
-  if (o->type->bound) {
+  if (b->bound) {
     int top = lua_gettop(L);
     lua_getmetatable(L, top);
     if (lua_getfield(L, -1, "__index") != LUA_TTABLE) {
@@ -123,7 +125,7 @@ void conc__pushobj(lua_State *L, conc_Obj *o) {
     }
     lua_remove(L, -2);
     lua_pushvalue(L, top);
-    bind_methods(L, lua_gettop(L) - 1, o);
+    bind_methods(L, lua_gettop(L) - 1, o, b);
     lua_replace(L, top);
     lua_settop(L, top);
   }
@@ -132,32 +134,39 @@ void conc__pushobj(lua_State *L, conc_Obj *o) {
   lua_remove(L, -2);
 }
 
-void conc__lazymeta(lua_State *L, conc_ObjType *type, lua_CFunction open) {
-  lua_pushcfunction(L, open);
-  lua_rawsetp(L, LUA_REGISTRYINDEX, &type->live);
+void conc__bind(conc_Binding *b) {
+  atomic_store_explicit(&b->type->binding, b, memory_order_release);
 }
 
-/* Pushes the metatable of a kind of object, making it if this state has
-** not yet: by its registered maker, else by opening conc.core (a fresh
-** state that meets an object in a message may not have opened it). */
-static void push_meta(lua_State *L, conc_ObjType *type) {
-  if (luaL_getmetatable(L, type->name) == LUA_TTABLE) return;
-  lua_pop(L, 1);
-  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &type->live) != LUA_TFUNCTION) {
-    lua_pop(L, 1);
+static conc_Binding *binding(conc_ObjType *type) {
+  return atomic_load_explicit(&type->binding, memory_order_acquire);
+}
+
+/* Pushes the metatable of a kind of object, making it the first time this
+** state meets the kind (a thread's state that never sees a Barrier does
+** not build its metatable), and returns the kind's binding. Every kind is
+** bound once conc.core is open in some state of the process; a state that
+** meets an object before is made to open it. */
+static conc_Binding *push_meta(lua_State *L, conc_ObjType *type) {
+  conc_Binding *b = binding(type);
+  if (b == NULL) {
     luaL_requiref(L, "conc.core", luaopen_conc_core, 0);
     lua_pop(L, 1);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &type->live);
+    b = binding(type);
   }
-  if (lua_isfunction(L, -1)) lua_call(L, 0, 0);
-  else lua_pop(L, 1);
-  luaL_getmetatable(L, type->name);
+  if (luaL_getmetatable(L, type->name) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, b->open);
+    lua_call(L, 0, 0);
+    luaL_getmetatable(L, type->name);
+  }
+  return b;
 }
 
 /* The end of every constructor: the new object (its creator's reference)
 ** passes to its proxy. NULL means the allocation failed. */
 int conc__pushnew(lua_State *L, conc_Obj *o) {
-  if (o == NULL) return luaL_error(L, "not enough memory");
+  if (o == NULL) return conc__raise(L, CONC_ENOMEM, NULL);
   conc__pushobj(L, o);
   conc__obj_decref(o);
   return 1;
@@ -211,16 +220,25 @@ static int proxy_gc(lua_State *L) {
   return 0;
 }
 
+int conc__set_own_field(lua_State *L) {
+  if (lua_type(L, 1) != LUA_TTABLE)
+    return conc__raise(L, CONC_EATTRIBUTE, "cannot set field '%s' on %s",
+                       luaL_tolstring(L, 2, NULL), luaL_typename(L, 1));
+  lua_settop(L, 3);
+  lua_rawset(L, 1);
+  return 0;
+}
+
 /* __newindex of a metatable whose methods an __index function looks up:
 ** a method a script adds (getmetatable(q).peek = f) gets its bit, so that
 ** conc__getmethod looks for it. The bit is the process's: other states
 ** look that name up in vain, which costs them one lookup. */
 static int methods_newindex(lua_State *L) {
-  conc_ObjType *type = lua_touserdata(L, lua_upvalueindex(1));
+  conc_Binding *b = lua_touserdata(L, lua_upvalueindex(1));
   if (lua_type(L, 2) == LUA_TSTRING) {
     size_t len;
     const char *k = lua_tolstring(L, 2, &len);
-    atomic_fetch_or_explicit(&type->method_bits,
+    atomic_fetch_or_explicit(&b->method_bits,
                              1ull << conc__method_bit(k, len),
                              memory_order_relaxed);
   }
@@ -229,9 +247,9 @@ static int methods_newindex(lua_State *L) {
   return 0;
 }
 
-void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods) {
+void conc__newmeta(lua_State *L, conc_Binding *b, const luaL_Reg *methods) {
   uint64_t bits = 0;
-  if (!luaL_newmetatable(L, type->name)) {  /* made already */
+  if (!luaL_newmetatable(L, b->type->name)) {  /* made already */
     lua_pop(L, 1);
     return;
   }
@@ -243,7 +261,7 @@ void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods) {
   for (const luaL_Reg *r = methods; r->name; r++)
     if (r->name[0] != '_')  /* metamethods are never methods */
       bits |= 1ull << conc__method_bit(r->name, strlen(r->name));
-  atomic_fetch_or_explicit(&type->method_bits, bits, memory_order_relaxed);
+  atomic_fetch_or_explicit(&b->method_bits, bits, memory_order_relaxed);
   /* metamethods (__close, ...) given among the methods go to the metatable */
   for (const luaL_Reg *r = methods; r->name; r++) {
     if (r->name[0] != '_' || r->name[1] != '_' ||
@@ -265,7 +283,7 @@ void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods) {
     }
     lua_pop(L, 1);
     lua_createtable(L, 0, 1);  /* the watch on methods added later */
-    lua_pushlightuserdata(L, type);
+    lua_pushlightuserdata(L, b);
     lua_pushcclosure(L, methods_newindex, 1);
     lua_setfield(L, -2, "__newindex");
     lua_setmetatable(L, -2);
@@ -281,10 +299,9 @@ void conc__newmeta(lua_State *L, conc_ObjType *type, const luaL_Reg *methods) {
 ** at 2 names and returns 1, else returns 0 having pushed nothing. A method
 ** call (q:get()) then costs one table lookup, before any field name is
 ** compared. */
-int conc__getmethod(lua_State *L, conc_ObjType *type, const char *k,
+int conc__getmethod(lua_State *L, conc_Binding *b, const char *k,
                     size_t len) {
-  uint64_t bits = atomic_load_explicit(&type->method_bits,
-                                       memory_order_relaxed);
+  uint64_t bits = atomic_load_explicit(&b->method_bits, memory_order_relaxed);
   if (k == NULL || !(bits >> conc__method_bit(k, len) & 1)) return 0;
   lua_pushvalue(L, 2);
   if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL && k[0] != '_')

@@ -1,60 +1,150 @@
 /*
 ** os.h -- what conc needs from the operating system, in one place: clocks,
-** futex waits and wakes, the KeyboardInterrupt flag (prefix conc__).
-** Nothing here knows about conc's objects or about Lua.
+** futexes, the KeyboardInterrupt flag and the one sleep that honours it,
+** fork hooks, shared memory and processes (prefix conc__). Nothing here
+** knows about conc's objects or about Lua; every failure is a code of
+** errors.h.
 */
 #ifndef CONC_OS_H
 #define CONC_OS_H
 
 #include <stdatomic.h>
+#include <stddef.h>
+
+#include "errors.h"
 
 /* ======================================================================
-** Time and waiting (futex.c)
+** Clocks and futexes (futex.c)
 ** ====================================================================== */
 
 #define CONC_FOREVER (-1.0)
 
 double conc__monotonic(void);
 double conc__walltime(void);
-
-/* Results of a wait, as negative errno in the libuv manner. */
-#define CONC_OK 0
-#define CONC_ETIMEDOUT (-110)
-#define CONC_EINTR (-4)
-#define CONC_ENOMEM (-12)
-
-/*
-** Blocks while *word == expected, until woken, until `deadline`
-** (conc__monotonic() seconds; CONC_FOREVER for none) or, in the OS thread that
-** owns a pending KeyboardInterrupt, until interrupted. Returns CONC_OK (woken
-** or the word changed: callers re-check their condition), CONC_ETIMEDOUT or
-** CONC_EINTR.
-*/
-int conc__futex_wait(atomic_uint *word, unsigned expected, double deadline);
-/* The same, saying whether a pending KeyboardInterrupt may cut it short
-** (waits that must finish, such as retaking a lock, say no). */
-int conc__futex_wait_intr(atomic_uint *word, unsigned expected,
-                          double deadline, int interruptible);
-void conc__futex_wake(atomic_uint *word, int nwaiters);
-
-/* Sleeps until deadline; CONC_OK or CONC_EINTR. */
-int conc__sleep_until(double deadline);
-
-/* Deadline for a Python-style timeout: <0 or FOREVER means no deadline. */
+/* Deadline for a timeout in seconds: CONC_FOREVER (or any negative) for
+** none, else conc__monotonic() + timeout. */
 double conc__deadline(double timeout);
 
-/* Flags a KeyboardInterrupt for the calling OS thread (signal-safe). */
-void conc__interrupt_set(void);
-/* Called by threads that block all signals: their waits need no slicing. */
-void conc__sync_signals_blocked(void);
-/* Pending KeyboardInterrupt for the calling OS thread? */
-int conc__interrupt_pending(void);
-/* Consumes the pending interrupt (and the hook set on its state). */
-void conc__interrupt_clear(void);
+/*
+** Where a futex word lives: CONC_PRIVATE words are seen by this process
+** only (the kernel's cheaper private futexes), CONC_SHARED ones may sit in
+** memory shared with other processes. A word's waiters and wakers must
+** agree on it: every primitive records it at init.
+*/
+#define CONC_PRIVATE 0
+#define CONC_SHARED 1
+
+/* The raw wait: blocks while *word == expected, until woken, a signal, or
+** `deadline` (monotonic seconds, absolute; CONC_FOREVER for none). CONC_OK
+** (woken, changed, or a signal: look again) or CONC_ETIMEDOUT. Knows
+** nothing of KeyboardInterrupt: sleeps that honour it go through
+** conc__wait_seq. */
+int conc__futex_wait(atomic_uint *word, unsigned expected, double deadline,
+                     int shared);
+void conc__futex_wake(atomic_uint *word, int n, int shared);
 
 /* One step of a busy wait: a pause instruction where there is one. */
 void conc__spin_pause(void);
 /* May a waiter spin before sleeping? Not when this process runs on one CPU. */
 int conc__can_spin(void);
+
+/* ======================================================================
+** KeyboardInterrupt and sleeping (intr.c)
+**
+** Every blocking wait of conc sleeps on a sequence word: a futex word whose
+** only meaning is "something changed, look again" (the state it guards
+** lives elsewhere). So an interrupt can wake a wait at once, with no
+** polling: the signal handler, which runs in the thread it interrupts,
+** bumps the word that thread is sleeping on (see conc__wait_seq).
+** ====================================================================== */
+
+/* Flags a KeyboardInterrupt for the calling OS thread and wakes the wait
+** it is in (async-signal-safe: meant for a SIGINT handler). Also writes a
+** byte to the wakeup fd, if one is set. */
+void conc__interrupt_set(void);
+/* Pending KeyboardInterrupt for the calling OS thread? One load when
+** none is pending anywhere. */
+extern atomic_int conc__interrupt_flag;
+int conc__interrupt_mine(void);
+static inline int conc__interrupt_pending(void) {
+  return atomic_load_explicit(&conc__interrupt_flag, memory_order_relaxed) &&
+         conc__interrupt_mine();
+}
+/* Consumes the pending interrupt. */
+void conc__interrupt_clear(void);
+/* Called by threads that block every signal (conc's workers): their waits
+** are never interrupted. */
+void conc__interrupt_blocked(void);
+/* Python's signal.set_wakeup_fd: an fd (an event loop's) that gets one
+** byte per interrupt, or -1 for none. Returns the previous one. */
+int conc__interrupt_wakeup_fd(int fd);
+
+/* Flags of conc__wait_seq. */
+#define CONC_WAIT_SHARED CONC_SHARED  /* the word is CONC_SHARED */
+#define CONC_WAIT_NOINTR 2            /* a wait that must finish (a retake) */
+
+/*
+** The one sleep of conc: blocks while *seq == seen, until woken, until
+** `deadline` (CONC_FOREVER for none) or, unless CONC_WAIT_NOINTR, until a
+** KeyboardInterrupt for this OS thread. Returns CONC_OK (woken or the word
+** moved: callers look at their state again), CONC_ETIMEDOUT or CONC_EINTR.
+** seq must be a sequence word: an interrupt may bump it.
+*/
+int conc__wait_seq(atomic_uint *seq, unsigned seen, double deadline,
+                   int flags);
+/* Sleeps until deadline: CONC_OK, or CONC_EINTR. */
+int conc__sleep_until(double deadline);
+
+/* ======================================================================
+** Fork (fork.c): whoever owns process-wide state resets it in a child.
+** ====================================================================== */
+
+/*
+** A subsystem's fork handlers, libuv's pattern: prepare runs before fork
+** and takes the subsystem's internal locks, parent and child run after it
+** (child in the new process, in its only thread) and release them or put
+** the state right. Handlers run in rising `rank` for prepare and falling
+** rank after, so ranks are the lock order (see docs/architecture.md):
+*/
+enum {
+  CONC_FORK_STATE = 10,   /* lua/state.c: the state-init hook */
+  CONC_FORK_THREADS = 20, /* core/thread.c: the table of live threads */
+  CONC_FORK_WORKERS = 30, /* core/worker.c: the pool of parked workers */
+  CONC_FORK_REGIONS = 40, /* lua/alloc.c: cached startup regions */
+  CONC_FORK_INTR = 90     /* os/intr.c: the pending interrupt */
+};
+
+typedef struct conc_ForkHook {
+  int rank;
+  void (*prepare)(void);   /* any of the three may be NULL */
+  void (*parent)(void);
+  void (*child)(void);
+  struct conc_ForkHook *next;  /* the registry's */
+  int registered;
+} conc_ForkHook;
+
+/* Adds a hook, once (again is a no-op); from then on every fork of the
+** process runs it. The hook must live for good (a static). */
+void conc__fork_register(conc_ForkHook *h);
+
+/* ======================================================================
+** Shared memory and processes (shm.c, proc.c)
+** ====================================================================== */
+
+/* size bytes of zeroed memory shared with the children this process forks
+** from now on; NULL when out of memory. */
+void *conc__shm_map(size_t size);
+void conc__shm_unmap(void *p, size_t size);
+
+/* fork(): the child's pid in the parent, 0 in the child, or a negative
+** errno. The fork hooks run around it. */
+int conc__proc_fork(void);
+/* Waits for the child pid to end, until deadline: CONC_OK with *status set
+** to its exit code (or -N when killed by signal N), CONC_ETIMEDOUT,
+** CONC_EINTR, or a negative errno. */
+int conc__proc_wait(int pid, double deadline, int *status);
+/* Ends the process at once, running no atexit handler: how a forked child
+** finishes. */
+void conc__proc_exit(int code);
 
 #endif

@@ -1,0 +1,75 @@
+/*
+** mutex.c -- conc_Mutex, the lock under every internal lock and under
+** threading.Lock and RLock (core.h has its inline halves).
+**
+** Waiters sleep on `seq`, not on the state word, and a contended release
+** bumps seq before waking one: the state keeps Drepper's 0/1/2 meaning,
+** and a sleep can be cut short by a KeyboardInterrupt, which may bump any
+** sequence word but never a state (os/intr.c). A sleeper reads seq before
+** marking the state contended; a release that comes after the mark bumps
+** seq, so the sleep ends at once; one that came before left the state 0,
+** which the mark's exchange finds free. Ordering: acquire on taking,
+** release on giving back, so what one holder wrote is seen by the next.
+*/
+#include <limits.h>
+
+#include "core.h"
+
+void conc__mutex_init(conc_Mutex *m, int shared) {
+  atomic_init(&m->state, 0);
+  atomic_init(&m->seq, 0);
+  m->shared = (uint32_t)shared;
+}
+
+static void pauses(int n) {
+  for (int i = 0; i < n; i++) conc__spin_pause();
+}
+
+/* A holder usually lets go within a few hundred nanoseconds (a queue's
+** mutex is held for a copy of one item): trying again for a moment before
+** sleeping saves two system calls and a context switch each way. The gap
+** between tries doubles, 1 to 32 pauses (about 1-2 us in all): each try
+** pulls the word's cache line away from the holder, who must win it back
+** to let go. A producer and a consumer polling their queue's mutex every
+** pause slowed each other down: W2 went from 2 to 6 M items a second when
+** the gaps began to double, and was slower again with more tries. */
+#define MUTEX_TRIES 6
+
+static int spin_try(conc_Mutex *m) {
+  if (!conc__can_spin()) return 0;
+  for (int i = 0, gap = 1; i < MUTEX_TRIES; i++, gap *= 2) {
+    pauses(gap);  /* the caller has just tried */
+    if (atomic_load_explicit(&m->state, memory_order_relaxed) == 0 &&
+        conc__mutex_try(m))
+      return 1;
+  }
+  return 0;
+}
+
+/* A woken sleeper takes the lock if it is free, even for a moment: that
+** is how a sleeper gets in while the holder takes the lock in a loop. */
+int conc__mutex_sleep(conc_Mutex *m, double deadline, int flags) {
+  for (;;) {
+    unsigned seen = atomic_load_explicit(&m->seq, memory_order_seq_cst);
+    int rc;
+    if (atomic_exchange_explicit(&m->state, 2, memory_order_acquire) == 0)
+      return CONC_OK;
+    rc = conc__wait_seq(&m->seq, seen, deadline, flags | (int)m->shared);
+    if (rc != CONC_OK) return rc;
+  }
+}
+
+int conc__mutex_acquire(conc_Mutex *m, double deadline) {
+  if (conc__mutex_try(m) || spin_try(m)) return CONC_OK;
+  return conc__mutex_sleep(m, deadline, 0);
+}
+
+void conc__mutex_lock_slow(conc_Mutex *m) {
+  if (spin_try(m)) return;
+  conc__mutex_sleep(m, CONC_FOREVER, CONC_WAIT_NOINTR);
+}
+
+void conc__mutex_wake(conc_Mutex *m) {
+  atomic_fetch_add_explicit(&m->seq, 1, memory_order_seq_cst);
+  conc__futex_wake(&m->seq, 1, (int)m->shared);
+}

@@ -1,0 +1,77 @@
+/*
+** fork.c -- one registry of fork handlers (libuv's pattern: whoever owns
+** process-wide state resets it). pthread_atfork is called once, with three
+** handlers that run every registered hook: prepare in rising rank (the
+** lock order, os.h), parent and child in falling rank. A fork in one
+** thread while others hold conc's internal locks therefore finds them all
+** taken by prepare, and the child starts with every lock free and every
+** table describing the one thread it has.
+*/
+#include <pthread.h>
+#include <stdlib.h>
+
+#include "os.h"
+
+extern conc_ForkHook conc__intr_fork;
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t installed = PTHREAD_ONCE_INIT;
+static conc_ForkHook *hooks;     /* in rising rank */
+
+/* Under reg_mu. */
+static void add(conc_ForkHook *h) {
+  conc_ForkHook **p = &hooks;
+  if (h->registered) return;
+  while (*p && (*p)->rank <= h->rank) p = &(*p)->next;
+  h->next = *p;
+  *p = h;
+  h->registered = 1;
+}
+
+/* The falling order is walked as an array, made under reg_mu: the child
+** handler may not allocate. */
+#define MAX_HOOKS 32
+static conc_ForkHook *falling[MAX_HOOKS];
+static int nhooks;
+
+static void relist(void) {
+  int n = 0;
+  for (conc_ForkHook *h = hooks; h; h = h->next) n++;
+  if (n > MAX_HOOKS) abort();  /* conc has a handful: only a bug gets here */
+  nhooks = n;
+  for (conc_ForkHook *h = hooks; h && n > 0; h = h->next) falling[--n] = h;
+}
+
+static void prepare(void) {
+  pthread_mutex_lock(&reg_mu);
+  for (conc_ForkHook *h = hooks; h; h = h->next)
+    if (h->prepare) h->prepare();
+}
+
+static void parent(void) {
+  for (int i = 0; i < nhooks; i++)
+    if (falling[i]->parent) falling[i]->parent();
+  pthread_mutex_unlock(&reg_mu);
+}
+
+static void child(void) {
+  for (int i = 0; i < nhooks; i++)
+    if (falling[i]->child) falling[i]->child();
+  pthread_mutex_unlock(&reg_mu);  /* this thread's prepare took it */
+}
+
+static void install(void) {
+  if (pthread_atfork(prepare, parent, child) != 0) abort();
+  pthread_mutex_lock(&reg_mu);
+  add(&conc__intr_fork);
+  relist();
+  pthread_mutex_unlock(&reg_mu);
+}
+
+void conc__fork_register(conc_ForkHook *h) {
+  pthread_once(&installed, install);
+  pthread_mutex_lock(&reg_mu);
+  add(h);
+  relist();
+  pthread_mutex_unlock(&reg_mu);
+}
