@@ -62,6 +62,23 @@ foreach(spec ${SPEC_FILES})
     ENVIRONMENT "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\;${CMAKE_SOURCE_DIR}/spec/?.lua\;${BUSTED_PATH}\;\;;LUA_CPATH=${CMAKE_BINARY_DIR}/lib/?.so\;\;;${PRELOAD_ENV};${lua_env}")
 endforeach()
 
+# The handler itself, on fixtures that must fail: a case that kills the host
+# with SIGSEGV must be the last one named, after the case before it passed;
+# failures, errors and pending cases must each be named with their result.
+foreach(meta crash_names_case:crash_fixture results_name_cases:results_fixture)
+  string(REPLACE ":" ";" meta ${meta})
+  list(GET meta 0 test)
+  list(GET meta 1 fixture)
+  add_test(NAME meta.${test}
+    COMMAND ${CMAKE_COMMAND} -DRUNNER=$<TARGET_FILE:conc> -DBUSTED=${BUSTED_EXE}
+            -DHANDLER=${SPEC_OUTPUT} -DFIXTURE=spec/fixtures/${fixture}.lua
+            -DEXPECTED=${CMAKE_SOURCE_DIR}/spec/fixtures/${fixture}.expected
+            -P ${CMAKE_SOURCE_DIR}/cmake/check_busted.cmake
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(meta.${test} PROPERTIES TIMEOUT 120
+    ENVIRONMENT "LUA_PATH=${BUSTED_PATH}\;\;;${SAN_ENV}")
+endforeach()
+
 # Examples: each examples/<dir>/<name>.lua runs under the host and its output
 # must match <name>.expected (compared as a sorted set of lines when
 # <name>.sorted exists, where thread scheduling decides the order).
