@@ -25,6 +25,11 @@ else()
   set(PRELOAD_ENV "")
 endif()
 
+# Each spec prints every case's name as it starts and its result as it ends
+# (spec/case_output.lua), so a case that crashes the process is the last
+# one named in ctest's output.
+set(SPEC_OUTPUT ${CMAKE_SOURCE_DIR}/spec/case_output.lua)
+
 file(GLOB SPEC_FILES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/spec/*_spec.lua)
 foreach(spec ${SPEC_FILES})
   get_filename_component(name ${spec} NAME_WE)
@@ -37,7 +42,7 @@ foreach(spec ${SPEC_FILES})
     "CONC_SANITIZE=${CONC_SANITIZE}"
     ${SAN_ENV})
   add_test(NAME spec.${name}.conc
-    COMMAND $<TARGET_FILE:conc> ${BUSTED_EXE} -o plainTerminal ${spec}
+    COMMAND $<TARGET_FILE:conc> ${BUSTED_EXE} -o ${SPEC_OUTPUT} ${spec}
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set_tests_properties(spec.${name}.conc PROPERTIES TIMEOUT 300
     ENVIRONMENT "LUA_PATH=${CMAKE_SOURCE_DIR}/spec/?.lua\;${BUSTED_PATH}\;\;;${common_env}")
@@ -47,7 +52,7 @@ foreach(spec ${SPEC_FILES})
     continue()
   endif()
   add_test(NAME spec.${name}.lua5.4
-    COMMAND ${LUA_EXE} ${BUSTED_EXE} -o plainTerminal ${spec}
+    COMMAND ${LUA_EXE} ${BUSTED_EXE} -o ${SPEC_OUTPUT} ${spec}
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
   set(lua_env ${common_env})
   if(CONC_SANITIZE STREQUAL "address")
@@ -55,6 +60,23 @@ foreach(spec ${SPEC_FILES})
   endif()
   set_tests_properties(spec.${name}.lua5.4 PROPERTIES TIMEOUT 300
     ENVIRONMENT "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\;${CMAKE_SOURCE_DIR}/spec/?.lua\;${BUSTED_PATH}\;\;;LUA_CPATH=${CMAKE_BINARY_DIR}/lib/?.so\;\;;${PRELOAD_ENV};${lua_env}")
+endforeach()
+
+# The handler itself, on fixtures that must fail: a case that kills the host
+# with SIGSEGV must be the last one named, after the case before it passed;
+# failures, errors and pending cases must each be named with their result.
+foreach(meta crash_names_case:crash_fixture results_name_cases:results_fixture)
+  string(REPLACE ":" ";" meta ${meta})
+  list(GET meta 0 test)
+  list(GET meta 1 fixture)
+  add_test(NAME meta.${test}
+    COMMAND ${CMAKE_COMMAND} -DRUNNER=$<TARGET_FILE:conc> -DBUSTED=${BUSTED_EXE}
+            -DHANDLER=${SPEC_OUTPUT} -DFIXTURE=spec/fixtures/${fixture}.lua
+            -DEXPECTED=${CMAKE_SOURCE_DIR}/spec/fixtures/${fixture}.expected
+            -P ${CMAKE_SOURCE_DIR}/cmake/check_busted.cmake
+    WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
+  set_tests_properties(meta.${test} PROPERTIES TIMEOUT 120
+    ENVIRONMENT "LUA_PATH=${BUSTED_PATH}\;\;;${SAN_ENV}")
 endforeach()
 
 # Examples: each examples/<dir>/<name>.lua runs under the host and its output
