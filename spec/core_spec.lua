@@ -135,3 +135,35 @@ describe("conc.core", function()
     assert.truthy(msg:find("attempt to call a number value", 1, true), msg)
   end)
 end)
+
+describe("conc.core error table", function()
+  local errors = require "conc.errors"
+  local function raised(code)
+    local ok, err = pcall(core._raise, code)
+    assert.is_false(ok)
+    return err
+  end
+
+  it("raises each code as its Python class with its message", function()
+    assert.is_true(errors.isinstance(raised(-1011), errors.Full))
+    assert.is_true(errors.isinstance(raised(-1025), errors.BrokenBarrierError))
+    local e = raised(-1020)
+    assert.is_true(errors.isinstance(e, errors.RuntimeError))
+    assert.are.equal("release unlocked lock", e.message)
+    assert.is_true(errors.isinstance(raised(-12), errors.MemoryError))
+    assert.is_true(errors.isinstance(raised(-110), errors.TimeoutError))
+    assert.is_true(errors.isinstance(raised(-10), errors.ChildProcessError))
+  end)
+
+  it("raises SystemError naming a code it does not know", function()
+    for _, code in ipairs{-999, -1, 5, -5000} do
+      local e = raised(code)
+      assert.is_true(errors.isinstance(e, errors.SystemError), tostring(e))
+      assert.truthy(e.message:find(tostring(code), 1, true), e.message)
+    end
+  end)
+
+  it("raises KeyboardInterrupt for EINTR", function()
+    assert.is_true(errors.isinstance(raised(-4), errors.KeyboardInterrupt))
+  end)
+end)

@@ -429,6 +429,12 @@ typedef void *(*conc_WorkerWarmup)(void);
 void conc__worker_set_warmup(conc_WorkerWarmup prepare, void (*drop)(void *));
 /* In fn: what this worker prepared (NULL if nothing); the caller owns it. */
 void *conc__worker_take_warm(void);
+/* The pool as it stands, for tests: OS threads alive, parked with a state
+** built, parked bare, building a state. */
+typedef struct conc_PoolStats {
+  int workers, idle, bare, warming;
+} conc_PoolStats;
+conc_PoolStats conc__worker_stats(void);
 
 /* ======================================================================
 ** Messages and values (msg.c): the wire format's bytes, as queues,

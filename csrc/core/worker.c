@@ -205,6 +205,17 @@ size_t conc__worker_stack_size(size_t size) {
   return old;
 }
 
+conc_PoolStats conc__worker_stats(void) {
+  conc_PoolStats s;
+  pthread_mutex_lock(&pool_mu);
+  s.workers = nworkers;
+  s.idle = nidle;
+  s.bare = nbare;
+  s.warming = nwarming;
+  pthread_mutex_unlock(&pool_mu);
+  return s;
+}
+
 static void fork_prepare(void) {
   pthread_mutex_lock(&pool_mu);
 }

@@ -137,8 +137,15 @@ static int l_live_objects(lua_State *L) {
   return 1;
 }
 
+/* core._raise(code): raises the error a result code stands for, as every
+** binding does: for specs of the error table. */
+static int l_raise(lua_State *L) {
+  return conc__raise(L, (int)luaL_checkinteger(L, 1), NULL);
+}
+
 int luaopen_conc_core(lua_State *L) {
-  static const luaL_Reg fns[] = {{"live_objects", l_live_objects}, {NULL, NULL}};
+  static const luaL_Reg fns[] = {
+    {"live_objects", l_live_objects}, {"_raise", l_raise}, {NULL, NULL}};
   conc__thread_main();  /* the thread that opens conc first is MainThread */
   luaL_newlib(L, fns);
   conc__open_transfer(L);

@@ -310,6 +310,21 @@ static int l_stack_size(lua_State *L) {
   return 1;
 }
 
+/* core._pool(): the worker pool's counts, for tests. */
+static int l_pool(lua_State *L) {
+  conc_PoolStats s = conc__worker_stats();
+  lua_createtable(L, 0, 4);
+  lua_pushinteger(L, s.workers);
+  lua_setfield(L, -2, "workers");
+  lua_pushinteger(L, s.idle);
+  lua_setfield(L, -2, "idle");
+  lua_pushinteger(L, s.bare);
+  lua_setfield(L, -2, "bare");
+  lua_pushinteger(L, s.warming);
+  lua_setfield(L, -2, "warming");
+  return 1;
+}
+
 static int l_next_number(lua_State *L) {
   lua_pushinteger(L, conc__thread_next_number());
   return 1;
@@ -383,7 +398,7 @@ void conc__open_thread(lua_State *L) {
     {"main_thread", l_main_thread}, {"enumerate", l_enumerate},
     {"active_count", l_active_count}, {"get_ident", l_get_ident},
     {"get_native_id", l_get_native_id}, {"next_number", l_next_number},
-    {"stack_size", l_stack_size},
+    {"stack_size", l_stack_size}, {"_pool", l_pool},
     {"local_new", l_local_new}, {NULL, NULL}};
   conc__bind(&thread_binding);
   conc__bind(&local_binding);

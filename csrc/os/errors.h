@@ -19,6 +19,7 @@
 #define CONC_ERRORS(X)                                                       \
   X(EINTR,           -4,    "KeyboardInterrupt",  NULL)                      \
   X(E2BIG,           -7,    "ValueError",         "message too long")        \
+  X(ECHILD,          -10,   "ChildProcessError",  "no child processes")      \
   X(EAGAIN,          -11,   "RuntimeError",                                  \
     "resource temporarily unavailable")                                      \
   X(ENOMEM,          -12,   "MemoryError",        "not enough memory")       \
