@@ -135,15 +135,33 @@ describe("conc.core.fork", function()
     t:join(WAIT)
   end)
 
-  -- The hammers' loop allocates nothing (integers through the queue, the
-  -- lock's enter and close); thread starts allocate, in conc and in libc.
   -- gcc 12's AddressSanitizer runtime (Debian 12's) is not fork-safe: a
-  -- child of a thread that was inside its allocator at the fork deadlocks
-  -- in it (google/sanitizers, fixed in LLVM 18 by llvm-project#75290), so
-  -- under the sanitizers the thread starts pause while a fork is made;
-  -- everywhere else they run on through it. TSan refuses threads in a
-  -- child forked from threads at all (die_after_fork).
+  -- child forked while another thread is inside its allocator deadlocks
+  -- in it (google/sanitizers; fixed in LLVM 18 by llvm-project#75290).
+  -- So under the sanitizers every thread here pauses in a conc wait while
+  -- a fork is made, and no worker is between jobs; everywhere else they
+  -- run on through every fork. (core.fork_threads, the C test, hammers a
+  -- queue and a lock through each fork under ASan too: that loop
+  -- allocates nothing.) TSan refuses threads in a child forked from
+  -- threads at all (die_after_fork).
   local SAN = os.getenv("CONC_SANITIZE") or ""
+
+  -- The OS threads of this process, as the kernel counts them.
+  local function os_threads()
+    local f = assert(io.open("/proc/self/status"))
+    local s = f:read("a")
+    f:close()
+    return tonumber(s:match("\nThreads:%s*(%d+)"))
+  end
+
+  -- No thread is between two things: every worker but the `busy` ones is
+  -- parked, none is building a state, and the OS threads are this one and
+  -- the workers (a worker that ended has finished ending).
+  local function quiet(busy)
+    local p = core._pool()
+    return p.warming == 0 and p.idle + p.bare + busy >= p.workers
+           and os_threads() == p.workers + 1
+  end
 
   it("is safe while 4 threads hammer a queue, a lock and thread starts (200 forks)", function()
     if SAN == "thread" then
@@ -154,12 +172,16 @@ describe("conc.core.fork", function()
     local l = threading.Lock()
     local stop = threading.Event()
     local resume = threading.Event()   -- clear while a fork is made
-    local paused = threading.Event()   -- the starter is waiting for resume
+    local paused = threading.Semaphore(0)  -- a release per thread paused
     resume:set()
     local hammers = {}
     for i = 1, 4 do
       hammers[i] = threading.Thread{target = function()
         while not stop:is_set() do
+          if SAN ~= "" and not resume:is_set() then
+            paused:release()
+            resume:wait(WAIT)
+          end
           q:put(i)
           q:get()
           do local _ <close> = l:enter() end
@@ -171,7 +193,7 @@ describe("conc.core.fork", function()
     local starter = threading.Thread{target = function()
       while not stop:is_set() do
         if SAN ~= "" and not resume:is_set() then
-          paused:set()
+          paused:release()
           resume:wait(WAIT)
         end
         local s = threading.Thread{target = nothing}
@@ -180,15 +202,26 @@ describe("conc.core.fork", function()
       end
     end}
     starter:start()
+    if SAN ~= "" then
+      -- no worker may end mid-fork either: let the ones earlier specs left
+      -- time out (idle ones within 5 s) until the six this one needs are
+      -- left (5 running, 1 taking the starter's threads, reused at once)
+      local deadline = os.time() + WAIT
+      while core._pool().workers > 6 and os.time() < deadline do
+        threading.Event():wait(0.05)
+      end
+      assert.is_true(core._pool().workers <= 6, "workers left")
+    end
     local failed = {}
     for k = 1, 200 do
       if SAN ~= "" then
-        paused:clear()
         resume:clear()
-        assert.is_true(paused:wait(WAIT))
-        -- and the worker that ran its last thread has built its next state
+        for _ = 1, 5 do assert.is_true(paused:acquire(true, WAIT)) end
+        -- all five paused in waits; every other worker parked (the one
+        -- that ran the starter's last thread may still be freeing it or
+        -- building its next state) and no OS thread left but ours
         local deadline = os.time() + WAIT
-        while core._pool().warming > 0 and os.time() < deadline do
+        while not quiet(5) and os.time() < deadline do
           threading.Event():wait(0.001)
         end
       end
