@@ -1,4 +1,4 @@
--- The wire format (csrc/transfer.c): what survives a crossing and how, what
+-- The wire format (csrc/lua/wire.h): what survives a crossing and how, what
 -- is refused and with which message, and that corrupt bytes raise an error.
 --
 -- core.copy(...) is a full encode and decode in this state, conc objects
@@ -419,7 +419,7 @@ do
 end
 
 -- ======================================================================
--- Building messages by hand (the format at the top of csrc/transfer.c)
+-- Building messages by hand (the format at the top of csrc/lua/wire.h)
 -- ======================================================================
 
 local T = {NIL = 0, FALSE = 1, TRUE = 2, INT = 3, FLOAT = 4, STR = 5,
