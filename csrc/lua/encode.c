@@ -332,13 +332,20 @@ static void enc_ref(Enc *e, uint64_t id) {
   enc_done(e, wire_put_ref(enc_room(e, WIRE_HEAD_MAX), id));
 }
 
-/* Writes NAMED and returns 1 when the value at idx crosses by name: the
-** name the index of module values has for it. */
-static int enc_named(Enc *e, int idx, int rebuild) {
+/*
+** Writes NAMED and returns 1 when the value at idx crosses by name: the
+** name the index of module values has for it or, for a table with a
+** metatable (meta), the one it gives itself (conc__names_self: a class is
+** its instances' metatable and has one of its own, which makes them; a
+** record has none, and its path costs nothing more for this).
+*/
+static int enc_named(Enc *e, int idx, int rebuild, int meta) {
   lua_State *L = e->L;
   size_t n;
   const char *s;
-  if (!conc__names_find(L, idx, &e->names, rebuild)) return 0;
+  if (!conc__names_find(L, idx, &e->names, rebuild) &&
+      !(meta && conc__names_self(L, idx)))
+    return 0;
   s = lua_tolstring(L, -1, &n);
   enc_done(e, wire_put_named(enc_room(e, WIRE_HEAD_MAX + n), s, n));
   lua_pop(L, 1);
@@ -465,7 +472,7 @@ static void enc_function(Enc *e, int idx, int id) {
   const char *dump;
   lua_Debug ar;
   if (lua_iscfunction(L, idx)) {
-    if (enc_named(e, idx, 1)) return;  /* rebuilt: a module may have grown */
+    if (enc_named(e, idx, 1, 0)) return;  /* rebuilt: a module may have grown */
     enc_error(e, "C function (only those in a loaded module can cross)");
   }
   luaL_checkstack(L, 4, "value nested too deep");
@@ -516,7 +523,7 @@ static void enc_object(Enc *e, conc_Obj *o) {
 /* Tables, functions, userdata: the values whose identity matters. */
 static void enc_identity(Enc *e, int idx) {
   lua_State *L = e->L;
-  int t = lua_type(L, idx), id;
+  int t = lua_type(L, idx), meta = 0, id;
   conc_Obj *o = NULL;
   if (t == LUA_TTHREAD) enc_error(e, "coroutine");
   if (t == LUA_TLIGHTUSERDATA) enc_error(e, "light userdata");
@@ -525,6 +532,7 @@ static void enc_identity(Enc *e, int idx) {
     if (o == NULL) enc_error(e, "userdata");
   } else if (t == LUA_TTABLE && lua_getmetatable(L, idx)) {
     lua_pop(L, 1);
+    meta = 1;
     o = conc__toobj(L, idx);  /* a table proxy (a Lock's), or NULL */
   }
   lua_pushglobaltable(L);
@@ -543,7 +551,7 @@ static void enc_identity(Enc *e, int idx) {
     enc_object(e, o);
     return;
   }
-  if (enc_named(e, idx, 0)) return;
+  if (enc_named(e, idx, 0, meta)) return;
   if (e->depth >= WIRE_MAX_DEPTH) enc_error(e, "a value nested this deep");
   if (t == LUA_TTABLE) enc_table(e, idx);
   else enc_function(e, idx, e->nseen - 1);

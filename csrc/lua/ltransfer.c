@@ -4,7 +4,6 @@
 ** objects: a value holding a conc object cannot be dumped to a string.
 */
 #include "lconc.h"
-#include "names.h"
 
 static int l_dumps(lua_State *L) {
   conc_Msg *m = conc__encode(L, 1, lua_gettop(L), NULL);
@@ -31,16 +30,8 @@ static int l_copy(lua_State *L) {
   return conc__decode_free(L, m);
 }
 
-/* core._forget_names(): a module grew a field (conc.errors makes its classes
-** on first use); the next message rebuilds the index of module values. */
-static int l_forget_names(lua_State *L) {
-  conc__names_forget(L);
-  return 0;
-}
-
 void conc__open_transfer(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"dumps", l_dumps}, {"loads", l_loads}, {"copy", l_copy},
-    {"_forget_names", l_forget_names}, {NULL, NULL}};
+    {"dumps", l_dumps}, {"loads", l_loads}, {"copy", l_copy}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

@@ -339,8 +339,38 @@ int conc__names_find(lua_State *L, int idx, int *slot, int rebuild) {
                                                                more, fresh */
 }
 
-void conc__names_forget(lua_State *L) {
-  drop_names(L);
+int conc__names_self(lua_State *L, int idx) {
+  int top = lua_gettop(L), ok = 0;
+  size_t modlen;
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, 5, NULL);
+  lua_pushliteral(L, "__module");
+  if (lua_rawget(L, idx) == LUA_TSTRING) {
+    lua_pushliteral(L, "__name");
+    /* a '\0' in the module's name would end it early on the wire, and an
+    ** empty field names the module itself */
+    ok = lua_rawget(L, idx) == LUA_TSTRING && lua_rawlen(L, top + 2) > 0 &&
+         strlen(lua_tolstring(L, top + 1, &modlen)) == modlen;
+  }
+  if (ok) {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushvalue(L, top + 1);
+    ok = lua_rawget(L, -2) == LUA_TTABLE;
+    if (ok) {
+      lua_pushvalue(L, top + 2);
+      lua_gettable(L, -2);  /* may make the field: that is the point */
+      ok = lua_rawequal(L, -1, idx);
+    }
+  }
+  if (ok) {
+    lua_pushvalue(L, top + 1);
+    lua_pushlstring(L, "", 1);  /* the '\0' between module and field */
+    lua_pushvalue(L, top + 2);
+    lua_concat(L, 3);
+    lua_replace(L, top + 1);
+  }
+  lua_settop(L, top + ok);
+  return ok;
 }
 
 int conc__names_unnamed(lua_State *L, int idx) {

@@ -18,9 +18,14 @@
 */
 int conc__names_find(lua_State *L, int idx, int *slot, int rebuild);
 
-/* The index is stale (a module grew a field): the next message rebuilds
-** it. */
-void conc__names_forget(lua_State *L);
+/*
+** The name of a class that names itself, for what the index cannot know: a
+** table with raw string fields __module and __name where
+** package.loaded[__module][__name] (not raw: a module may make its fields
+** on first use, as conc.errors makes its classes) is that very table.
+** Pushes "module\0name" and returns 1, or returns 0 having pushed nothing.
+*/
+int conc__names_self(lua_State *L, int idx);
 
 /*
 ** Is the table at idx surely neither a module value nor _G? Yes only while
