@@ -149,7 +149,7 @@ static void enc_release(Enc *e) {
 
 static int enc_nomem(Enc *e) {
   enc_release(e);
-  return luaL_error(e->L, "not enough memory");
+  return conc__raise(e->L, CONC_ENOMEM, NULL);
 }
 
 /* Makes room for n more bytes; out of line, so that enc_room's check
@@ -614,7 +614,7 @@ static void encode_run(Enc *e, lua_State *L, int first, int n,
 static conc_Msg *encode_finish(Enc *e) {
   conc_Msg *m = conc__msg_new(e->buf, e->len, e->objs, e->nobjs);
   enc_release(e);
-  if (m == NULL) luaL_error(e->L, "not enough memory");
+  if (m == NULL) conc__raise(e->L, CONC_ENOMEM, NULL);
   return m;
 }
 
@@ -702,7 +702,7 @@ static conc_Msg *encode_flat_msg(lua_State *L, int idx, char *buf,
   *len = 0;
   if (k == 0) return NULL;
   m = conc__msg_new((const char *)flat, k, NULL, 0);
-  if (m == NULL) luaL_error(L, "not enough memory");
+  if (m == NULL) conc__raise(L, CONC_ENOMEM, NULL);
   return m;
 }
 
