@@ -4,12 +4,16 @@
 -- isinstance still holds on the other side, and `traceback` keeps the remote
 -- stack.
 local class = require "conc.class"
-local core = require "conc.core"
 
 local M = {}
 
+-- A class whose __module and __name lead back to it, as
+-- package.loaded[__module][__name], crosses by that name (the wire format
+-- looks them up raw, so a user's subclass, which inherits __module through
+-- __parent, crosses by value).
 local BaseException = class.class(nil, "BaseException")
 BaseException.__qualname = "BaseException"
+BaseException.__module = "conc.errors"
 
 function BaseException:__init(message)
   self.message = message
@@ -28,10 +32,8 @@ M.BaseException = BaseException
 local function define(name, parent, qualname)
   local cls = parent:extend(name)
   cls.__qualname = qualname or name
+  cls.__module = "conc.errors" -- with __name, its way back (see above)
   rawset(M, name, cls)
-  -- a module just grew a field: values now reachable under its name must
-  -- cross by that name (the wire format's index of module values)
-  core._forget_names()
   return cls
 end
 M.define = define

@@ -1,0 +1,448 @@
+/*
+** decode.c -- wire bytes back as values in a lua_State (wire.h has the
+** format, and what the decoder guarantees on corrupt input).
+**
+** Three ways in, one set of readers: the general decoder, the record's
+** path (a 'c' message of one flat table) and the scalar's (a 'c' message of
+** one plain value). The last two set up no Dec, and on anything they do not
+** take, well formed or not, push nothing and leave it to the general
+** decoder, which decodes it or says what is wrong. All three read a scalar
+** through push_scalar.
+*/
+#include <limits.h>
+#include <string.h>
+
+#include "lconc.h"
+#include "wire.h"
+
+/* ======================================================================
+** Scalars, for every path
+** ====================================================================== */
+
+/*
+** The one reader of the scalar tags: pushes the value whose tag is at p and
+** returns what follows it; NULL, having pushed nothing, for any other tag
+** or a payload that the bytes before end cannot hold (why_not says which).
+*/
+static const unsigned char *push_scalar(lua_State *L, const unsigned char *p,
+                                        const unsigned char *end) {
+  int tag;
+  lua_Integer i;
+  lua_Number x;
+  const char *s;
+  size_t n;
+  if (p >= end) return NULL;
+  tag = *p++;
+  switch (tag) {
+    case WIRE_NIL: lua_pushnil(L); return p;
+    case WIRE_FALSE: case WIRE_TRUE: lua_pushboolean(L, tag == WIRE_TRUE); return p;
+    case WIRE_INT:
+      if ((p = wire_get_int(p, end, &i)) != NULL) lua_pushinteger(L, i);
+      return p;
+    case WIRE_FLOAT:
+      if ((p = wire_get_float(p, end, &x)) != NULL) lua_pushnumber(L, x);
+      return p;
+    case WIRE_STR: case WIRE_KSTR:
+      if ((p = wire_get_str(p, end, tag, &s, &n)) != NULL)
+        lua_pushlstring(L, s, n);
+      return p;
+    default: return NULL;
+  }
+}
+
+/* A varint that did not read: it ran past the message, or past the longest
+** a varint can be. */
+static const char *varint_why(const unsigned char *p, const unsigned char *end) {
+  return end - p >= WIRE_VARINT_MAX ? "bad varint" : "truncated";
+}
+
+/*
+** Why a reader refused what follows the tag at p, in the words the specs
+** and the fuzz test know: its first varint, then what the tag's reader
+** checks past it. Only for the message an error is raised on.
+*/
+static const char *why_not(int tag, const unsigned char *p,
+                           const unsigned char *end) {
+  uint64_t v;
+  const char *s;
+  size_t n;
+  switch (tag) {
+    case WIRE_FLOAT: return "truncated";
+    case WIRE_INT: case WIRE_STR: case WIRE_KSTR: case WIRE_NAMED:
+    case WIRE_TABLE: case WIRE_FUNC:
+      break;
+    default: return "unknown tag";
+  }
+  if (wire_get_varint(p, end, &v) == NULL) return varint_why(p, end);
+  if (tag == WIRE_KSTR) return "bad key";
+  if (tag == WIRE_NAMED && wire_get_lstr(p, end, &s, &n) != NULL)
+    return "bad module name";
+  return "truncated";
+}
+
+/* ======================================================================
+** The general decoder
+** ====================================================================== */
+
+typedef struct Dec {
+  lua_State *L;
+  const unsigned char *p, *end;
+  conc_Obj *const *objs;
+  unsigned nobjs;
+  int seen;    /* stack index of {id + 1 -> value, -(id + 1) -> true for
+                  a FUNC}, 0 until needed */
+  int nseen;
+  int depth;
+  size_t arr_left;   /* array slots the rest of the message may still hold */
+  size_t hash_left;  /* hash slots we may still preallocate */
+  int norefs;        /* a 'c' message: ids are counted, not kept */
+} Dec;
+
+static int corrupt(Dec *d, const char *why) {
+  return luaL_error(d->L, "corrupt message: %s", why);
+}
+
+/* Takes what a reader of tag returned: the end of its payload, or NULL. */
+static inline void dec_took(Dec *d, int tag, const unsigned char *q) {
+  if (q == NULL) corrupt(d, why_not(tag, d->p, d->end));
+  d->p = q;
+}
+
+static inline uint64_t get_varint(Dec *d) {
+  uint64_t v = 0;  /* corrupt() does not return; the compiler cannot know */
+  const unsigned char *q = wire_get_varint(d->p, d->end, &v);
+  if (q == NULL) corrupt(d, varint_why(d->p, d->end));
+  d->p = q;
+  return v;
+}
+
+/* Records the value on top as the next id. */
+static void dec_seen(Dec *d) {
+  lua_State *L = d->L;
+  if (d->norefs) return;
+  if (d->seen == 0) {
+    lua_newtable(L);
+    lua_insert(L, -2);
+    d->seen = lua_gettop(L) - 1;
+  }
+  lua_pushvalue(L, -1);
+  lua_rawseti(L, d->seen, ++d->nseen);
+}
+
+static void dec_value(Dec *d);
+
+static void dec_table(Dec *d) {
+  lua_State *L = d->L;
+  uint64_t narr = 0;
+  uint32_t nhash = 0;
+  int t;
+  dec_took(d, WIRE_TABLE, wire_get_table(d->p, d->end, &narr, &nhash));
+  /* every element takes at least one byte, of this table alone: see the
+  ** top of wire.h */
+  if (narr > (uint64_t)(d->end - d->p) || narr > d->arr_left || narr > INT_MAX)
+    corrupt(d, "array longer than the message");
+  d->arr_left -= (size_t)narr;
+  if (nhash > d->hash_left) nhash = (uint32_t)d->hash_left;
+  if (nhash > INT_MAX) nhash = INT_MAX;
+  d->hash_left -= nhash;
+  luaL_checkstack(L, 8, "message nested too deep");  /* table, key, value, seen */
+  lua_createtable(L, (int)narr, (int)nhash);
+  dec_seen(d);
+  t = lua_gettop(L);
+  for (uint64_t i = 1; i <= narr; i++) {
+    dec_value(d);
+    lua_rawseti(L, t, (lua_Integer)i);
+  }
+  for (;;) {
+    int ktag;
+    if (d->p >= d->end) corrupt(d, "truncated");
+    ktag = *d->p;  /* the key's tag says whether it can be nil or NaN */
+    if (ktag == WIRE_END) {
+      d->p++;
+      break;
+    }
+    if (ktag == WIRE_NIL) corrupt(d, "nil table key");
+    dec_value(d);
+    if (ktag == WIRE_FLOAT && lua_tonumber(L, -1) != lua_tonumber(L, -1))
+      corrupt(d, "NaN table key");
+    dec_value(d);
+    lua_rawset(L, t);
+  }
+  dec_value(d);
+  if (lua_istable(L, -1)) lua_setmetatable(L, t);
+  else if (lua_isnil(L, -1)) lua_pop(L, 1);
+  else corrupt(d, "metatable is not a table");
+}
+
+/* Joins upvalue i of the function at f to the upvalue an UPVAL names. Lua
+** checks neither side of lua_upvaluejoin, so both are checked here: the id
+** must be a function this message loaded (a Lua closure), n one of its
+** upvalues. */
+static void dec_upval(Dec *d, int f, int i) {
+  lua_State *L = d->L;
+  uint64_t id = get_varint(d), n = get_varint(d);
+  lua_Debug ar;
+  if (id >= (uint64_t)d->nseen) corrupt(d, "bad upvalue reference");
+  if (lua_rawgeti(L, d->seen, -(lua_Integer)id - 1) != LUA_TBOOLEAN)
+    corrupt(d, "bad upvalue reference");
+  lua_pop(L, 1);
+  lua_rawgeti(L, d->seen, (lua_Integer)id + 1);
+  lua_pushvalue(L, -1);
+  lua_getinfo(L, ">u", &ar);
+  if (n < 1 || n > ar.nups) corrupt(d, "bad upvalue reference");
+  lua_upvaluejoin(L, f, i, -1, (int)n);
+  lua_pop(L, 1);
+}
+
+static void dec_function(Dec *d) {
+  lua_State *L = d->L;
+  uint64_t nups, h = 0;
+  const char *code = NULL;
+  size_t codelen = 0;
+  lua_Debug ar;
+  int f;
+  luaL_checkstack(L, 8, "message nested too deep");
+  dec_took(d, WIRE_FUNC, wire_get_func(d->p, d->end, &code, &codelen, &h));
+  if (h != wire_hash(code, codelen)) corrupt(d, "bytecode checksum");
+  if (luaL_loadbufferx(L, code, codelen, "=transferred", "b") != LUA_OK)
+    corrupt(d, lua_tostring(L, -1));
+  dec_seen(d);  /* before the upvalues: a recursive function names itself */
+  f = lua_gettop(L);
+  lua_pushboolean(L, 1);  /* UPVAL may name this id: it is a Lua function */
+  lua_rawseti(L, d->seen, -(lua_Integer)d->nseen);
+  nups = get_varint(d);
+  lua_pushvalue(L, f);
+  lua_getinfo(L, ">u", &ar);
+  if (nups != ar.nups) corrupt(d, "upvalue count");
+  for (int i = 1; i <= (int)nups; i++) {
+    if (d->p < d->end && *d->p == WIRE_UPVAL) {
+      d->p++;
+      dec_upval(d, f, i);
+    } else {
+      dec_value(d);
+      lua_setupvalue(L, f, i);
+    }
+  }
+}
+
+static void dec_named(Dec *d) {
+  lua_State *L = d->L;
+  const char *s = NULL, *field = NULL;
+  size_t n = 0, modlen;
+  luaL_checkstack(L, 8, "message nested too deep");
+  dec_took(d, WIRE_NAMED, wire_get_named(d->p, d->end, &s, &n, &field));
+  modlen = (size_t)(field - 1 - s);
+  lua_pushlstring(L, s, modlen);
+  if (strcmp(lua_tostring(L, -1), LUA_GNAME) == 0) {
+    lua_pop(L, 1);
+    lua_pushglobaltable(L);
+  } else {
+    /* package.loaded first: require itself is the slow path */
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushvalue(L, -2);
+    if (lua_rawget(L, -2) == LUA_TNIL) {
+      lua_pop(L, 2);
+      lua_getglobal(L, "require");
+      lua_insert(L, -2);
+      lua_call(L, 1, 1);
+    } else {
+      lua_replace(L, -3);
+      lua_pop(L, 1);
+    }
+  }
+  if (s + n > field) {
+    lua_pushlstring(L, field, (size_t)(s + n - field));
+    if (!lua_istable(L, -2)) corrupt(d, "module is not a table");
+    /* not raw: a module may make its fields on first use (conc.errors'
+    ** classes, the lazily opened standard libraries of a thread's state) */
+    lua_gettable(L, -2);
+    lua_remove(L, -2);
+  }
+  if (lua_isnil(L, -1)) {
+    lua_pushlstring(L, s, modlen);
+    if (s + n > field) {
+      lua_pushliteral(L, ".");
+      lua_pushlstring(L, field, (size_t)(s + n - field));
+      lua_concat(L, 3);
+    }
+    luaL_error(L, "transferred value %s not found in this state",
+               lua_tostring(L, -1));
+  }
+}
+
+static void dec_value(Dec *d) {
+  lua_State *L = d->L;
+  int tag;
+  if (++d->depth > WIRE_MAX_DEPTH + 2) corrupt(d, "nested too deep");
+  /* room for this value: the caller's; containers make their own below */
+  if (d->p >= d->end) corrupt(d, "truncated");
+  tag = *d->p;
+  switch (tag) {
+    case WIRE_GLOBALS: d->p++; lua_pushglobaltable(L); break;
+    case WIRE_TABLE: d->p++; dec_table(d); break;
+    case WIRE_FUNC:
+      if (d->norefs) corrupt(d, "function in a message marked 'c'");
+      d->p++;
+      dec_function(d);
+      break;
+    case WIRE_NAMED: d->p++; dec_named(d); dec_seen(d); break;
+    case WIRE_REF: {
+      uint64_t id;
+      d->p++;
+      id = get_varint(d);
+      if (d->seen == 0 || id >= (uint64_t)d->nseen) corrupt(d, "bad reference");
+      lua_rawgeti(L, d->seen, (lua_Integer)id + 1);
+      break;
+    }
+    case WIRE_OBJ: {
+      uint64_t i;
+      d->p++;
+      i = get_varint(d);
+      if (i >= d->nobjs) corrupt(d, "bad object index");
+      conc__pushobj(L, d->objs[i]);
+      dec_seen(d);
+      break;
+    }
+    default: {  /* the scalars; any other tag is push_scalar's NULL */
+      const unsigned char *q = push_scalar(L, d->p, d->end);
+      d->p++;
+      dec_took(d, tag, q);
+      if (tag == WIRE_KSTR) {
+        if (d->seen == 0 && !d->norefs) corrupt(d, "bad key");
+        dec_seen(d);
+      }
+    }
+  }
+  d->depth--;
+}
+
+/* ======================================================================
+** The paths that set up no Dec
+** ====================================================================== */
+
+/* The header of a 'c' message of one value: what follows it, or NULL. */
+static const unsigned char *one_value(const unsigned char *p,
+                                      const unsigned char *end) {
+  int refs;
+  uint64_t count;
+  p = wire_get_header(p, end, &refs, &count);
+  return p != NULL && !refs && count == 1 ? p : NULL;
+}
+
+/* A 'c' message of one scalar. Returns 0, having pushed nothing, for any
+** other message. */
+static int decode_scalar(lua_State *L, const unsigned char *p, size_t len) {
+  const unsigned char *end = p + len, *q;
+  p = one_value(p, end);
+  if (p == NULL || p == end || *p == WIRE_KSTR)  /* a key's tag, never a
+                                                    value's */
+    return 0;
+  q = push_scalar(L, p, end);
+  if (q == end) return 1;
+  if (q != NULL) lua_pop(L, 1);  /* trailing bytes */
+  return 0;
+}
+
+/*
+** A 'c' message of one record (a table of scalars with no metatable, what
+** encode.c's flat path writes): the shape of most queue items that are
+** tables. Returns 0, having pushed nothing, for any other message (a nil
+** or NaN key, say). What it preallocates is held to the general path's
+** budget (see the top of wire.h).
+*/
+static int decode_record(lua_State *L, const unsigned char *p, size_t len) {
+  const unsigned char *end = p + len;
+  uint64_t narr;
+  uint32_t nhash;
+  int top, t;
+  p = one_value(p, end);
+  if (p == NULL || p == end || *p != WIRE_TABLE) return 0;
+  p = wire_get_table(p + 1, end, &narr, &nhash);
+  if (p == NULL || narr > (uint64_t)(end - p) || narr > INT_MAX) return 0;
+  if (nhash > len / 2) nhash = (uint32_t)(len / 2);
+  top = lua_gettop(L);
+  lua_createtable(L, (int)narr, (int)nhash);
+  t = top + 1;
+  for (uint64_t i = 1; i <= narr; i++) {
+    if ((p = push_scalar(L, p, end)) == NULL) goto other;
+    lua_rawseti(L, t, (lua_Integer)i);
+  }
+  while (p < end && *p != WIRE_END) {
+    int ktag = *p;  /* the key's tag says whether it can be nil or NaN */
+    if (ktag == WIRE_NIL || (p = push_scalar(L, p, end)) == NULL) goto other;
+    if (ktag == WIRE_FLOAT && lua_tonumber(L, -1) != lua_tonumber(L, -1))
+      goto other;
+    if ((p = push_scalar(L, p, end)) == NULL) goto other;
+    lua_rawset(L, t);
+  }
+  /* END, then NIL for no metatable, and nothing after */
+  if (end - p != 2 || p[1] != WIRE_NIL) goto other;
+  return 1;
+other:
+  lua_settop(L, top);
+  return 0;
+}
+
+/* ======================================================================
+** The entry points
+** ====================================================================== */
+
+/* Why the general decoder refuses a message's header. */
+static const char *header_why(const unsigned char *p, const unsigned char *end) {
+  if (p == end) return "truncated";
+  if (p[0] != 'c' && p[0] != 'C') return "bad header";
+  if (end - p < 2) return "truncated";
+  if (p[1] != WIRE_VERSION) return "bad header";
+  return varint_why(p + 2, end);
+}
+
+int conc__decode_bytes(lua_State *L, const char *data, size_t len,
+                       conc_Obj *const *objs, unsigned nobjs) {
+  Dec d;
+  uint64_t n = 0;
+  int refs = 0;
+  const unsigned char *q;
+  luaL_checkstack(L, 3, "too many values");  /* as the general path's n + 2 */
+  if (decode_scalar(L, (const unsigned char *)data, len) ||
+      decode_record(L, (const unsigned char *)data, len))
+    return 1;
+  d.L = L;
+  d.p = (const unsigned char *)data;
+  d.end = d.p + len;
+  d.objs = objs;
+  d.nobjs = nobjs;
+  d.seen = d.nseen = d.depth = 0;
+  d.arr_left = len;
+  d.hash_left = len / 2;
+  q = wire_get_header(d.p, d.end, &refs, &n);
+  if (q == NULL) corrupt(&d, header_why(d.p, d.end));
+  d.p = q;
+  d.norefs = !refs;
+  /* each value is at least its tag byte */
+  if (n > (uint64_t)(d.end - d.p) || n > INT_MAX - 8) corrupt(&d, "value count");
+  luaL_checkstack(L, (int)n + 2, "too many values");
+  for (uint64_t i = 0; i < n; i++) dec_value(&d);
+  if (d.p != d.end) corrupt(&d, "trailing bytes");
+  if (d.seen) lua_remove(L, d.seen);
+  return (int)n;
+}
+
+int conc__decode(lua_State *L, const conc_Msg *m) {
+  return conc__decode_bytes(L, m->data, m->len, m->objs, m->nobjs);
+}
+
+static int decode_p(lua_State *L) {
+  const conc_Msg *m = lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  return conc__decode(L, m);
+}
+
+int conc__decode_free(lua_State *L, conc_Msg *m) {
+  int top = lua_gettop(L), rc;
+  lua_pushcfunction(L, decode_p);
+  lua_pushlightuserdata(L, m);
+  rc = lua_pcall(L, 1, LUA_MULTRET, 0);
+  conc__msg_free(m);  /* the proxies hold their own references now */
+  if (rc != LUA_OK) return lua_error(L);
+  return lua_gettop(L) - top;
+}

@@ -1,0 +1,37 @@
+/*
+** ltransfer.c -- the wire format seen from Lua: conc.core.dumps, loads and
+** copy (tests, and whatever wants a value as bytes). The bytes carry no
+** objects: a value holding a conc object cannot be dumped to a string.
+*/
+#include "lconc.h"
+
+static int l_dumps(lua_State *L) {
+  conc_Msg *m = conc__encode(L, 1, lua_gettop(L), NULL);
+  if (m->nobjs > 0) {
+    conc__msg_free(m);
+    return luaL_error(L, "conc objects cannot be dumped to bytes");
+  }
+  lua_pushlstring(L, m->data, m->len);
+  conc__msg_free(m);
+  return 1;
+}
+
+static int l_loads(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_settop(L, 1);
+  return conc__decode_bytes(L, s, len, NULL, 0);
+}
+
+/* Round trip through a message, objects included: what a thread receives. */
+static int l_copy(lua_State *L) {
+  conc_Msg *m = conc__encode(L, 1, lua_gettop(L), NULL);
+  lua_settop(L, 0);
+  return conc__decode_free(L, m);
+}
+
+void conc__open_transfer(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"dumps", l_dumps}, {"loads", l_loads}, {"copy", l_copy}, {NULL, NULL}};
+  luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,382 @@
+/*
+** names.c -- the index of module values: which tables and functions cross
+** by name ("module\0field", looked up and required in the receiver) rather
+** than by value. Built from package.loaded, kept in the registry, watched
+** through a __newindex on package.loaded, and rebuilt when stale.
+*/
+#include <string.h>
+
+#include "lualib.h"
+
+#include "names.h"
+
+/* Registry keys (their addresses). */
+static const char NAMES_KEY = 'n';     /* value -> "module\0field" */
+static const char NAMES_LOADED = 'l';  /* true: watched; else package.loaded
+                                          as NAMES_KEY saw it */
+static const char NAMES_COUNT = 'c';   /* and how many entries it had */
+static const char NAMES_FRESH = 'f';   /* while watched, the index's tables
+                                          as a NameSet (see below) */
+static const char NAMES_WATCH = 'w';   /* the metatable watching package.loaded */
+
+static void add_name(lua_State *L, int index, int value, const char *mod,
+                     const char *field) {
+  lua_pushvalue(L, value);
+  if (lua_rawget(L, index) != LUA_TNIL) {  /* first name wins */
+    lua_pop(L, 1);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, value);
+  lua_pushfstring(L, "%s%c%s", mod, '\0', field);
+  lua_rawset(L, index);
+}
+
+/* Copies package.loaded into a new table on top, and counts it. */
+static int snapshot_loaded(lua_State *L, int loaded) {
+  int n = 0;
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, loaded)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+    n++;
+  }
+  return n;
+}
+
+/* The index is stale: the next message rebuilds it. */
+static void drop_names(lua_State *L) {
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH);
+}
+
+/* package.loaded's __newindex: a module is loaded (or a key set again
+** after being cleared, as a reload does); the index is stale. */
+static int loaded_newindex(lua_State *L) {
+  drop_names(L);
+  lua_settop(L, 3);
+  lua_rawset(L, 1);
+  return 0;
+}
+
+/* Is the watch on the table at idx (package.loaded)? Installs it when the
+** table has no metatable: finding the index fresh then costs two lookups
+** per message, not a walk over every module. (Called when the index is
+** built: a metatable set on package.loaded later goes unnoticed, and the
+** index then follows new modules only as name_holds finds it stale.) */
+static int watched(lua_State *L, int idx) {
+  int ok;
+  if (!lua_getmetatable(L, idx)) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_WATCH) != LUA_TTABLE) {
+      lua_pop(L, 1);
+      lua_createtable(L, 0, 1);
+      lua_pushcfunction(L, loaded_newindex);
+      lua_setfield(L, -2, "__newindex");
+      lua_pushvalue(L, -1);
+      lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_WATCH);
+    }
+    lua_setmetatable(L, idx);
+    return 1;
+  }
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_WATCH);
+  ok = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return ok;
+}
+
+/* Does package.loaded still hold what it did when the index was built?
+** With the watch on it (NAMES_LOADED is true), a new key would have dropped
+** the index, so yes; a module replaced in place (package.loaded.m = other,
+** no nil between) is found out when a value it named no longer holds
+** (name_holds). Without the watch (package.loaded had a metatable of
+** someone else's), compare it whole: O(#package.loaded) per message. */
+static int loaded_unchanged(lua_State *L) {
+  int loaded, snap, n = 0, same = 1;
+  int t = lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_LOADED);
+  if (t != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return t == LUA_TBOOLEAN;
+  }
+  snap = lua_gettop(L);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  loaded = lua_gettop(L);
+  lua_pushnil(L);
+  while (same && lua_next(L, loaded)) {
+    lua_pushvalue(L, -2);
+    lua_rawget(L, snap);
+    same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    n++;
+  }
+  if (!same) lua_pop(L, 1);  /* the key lua_next left */
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_COUNT);
+  same = same && lua_tointeger(L, -1) == n;
+  lua_pop(L, 3);
+  return same;
+}
+
+/* Module names in package.loaded, sorted, so that a value reachable under two
+** names always crosses under the same one. */
+static int sorted_modules(lua_State *L, int loaded) {
+  int n = 0;
+  lua_newtable(L);
+  lua_pushnil(L);
+  while (lua_next(L, loaded)) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING) {
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, -3, ++n);
+    }
+  }
+  /* insertion sort: a few dozen modules */
+  for (int i = 2; i <= n; i++) {
+    for (int j = i; j > 1; j--) {
+      lua_rawgeti(L, -1, j - 1);
+      lua_rawgeti(L, -2, j);
+      if (strcmp(lua_tostring(L, -2), lua_tostring(L, -1)) <= 0) {
+        lua_pop(L, 2);
+        break;
+      }
+      lua_rawseti(L, -3, j - 1);
+      lua_rawseti(L, -2, j);
+    }
+  }
+  return n;
+}
+
+/*
+** The index of named values: every module in package.loaded and the tables
+** and functions directly in it; but from the standard library's modules only
+** what the standard library put there: C functions (print, string.format),
+** and package's tables. A Lua function there is the script's own addition
+** (string.split), which the receiver lacks: it crosses as a function.
+** Rebuilt when package.loaded changes, or when asked to (a C function was
+** not found: a module may have grown).
+*/
+static int is_stdlib(const char *mod) {
+  static const char *const names[] = {
+    LUA_GNAME, LUA_LOADLIBNAME, LUA_COLIBNAME, LUA_TABLIBNAME, LUA_IOLIBNAME,
+    LUA_OSLIBNAME, LUA_STRLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME,
+    LUA_DBLIBNAME, NULL};
+  for (int i = 0; names[i]; i++)
+    if (strcmp(mod, names[i]) == 0) return 1;
+  return 0;
+}
+
+/*
+** The tables the index holds, by address: what the record path asks ("is
+** this table a module value?") answered in C, where a Lua lookup by a table
+** key costs a division to hash. A full userdata whose user value is the
+** index, which keeps every table in it alive: an address in the set is
+** never a newer table's. O(1) expected per lookup; kept at most half full.
+*/
+typedef struct NameSet {
+  size_t cap;           /* a power of two */
+  const void *keys[];   /* NULL: a free slot */
+} NameSet;
+
+static int nameset_has(const NameSet *set, const void *p) {
+  for (size_t i = conc__names_slot(p, set->cap);; i = (i + 1) & (set->cap - 1)) {
+    if (set->keys[i] == p) return 1;
+    if (set->keys[i] == NULL) return 0;
+  }
+}
+
+static void nameset_add(NameSet *set, const void *p) {
+  size_t i = conc__names_slot(p, set->cap);
+  while (set->keys[i] != NULL && set->keys[i] != p)
+    i = (i + 1) & (set->cap - 1);
+  set->keys[i] = p;
+}
+
+/* Pushes the NameSet of the index at idx, with _G in it too, whether or not
+** package.loaded holds it: the record path then need not look for _G
+** (which crosses as GLOBALS) on its own. */
+static void push_nameset(lua_State *L, int idx) {
+  size_t n = 1, cap = 16;
+  NameSet *set;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    n += lua_istable(L, -2);
+    lua_pop(L, 1);
+  }
+  while (cap < 2 * n) cap *= 2;
+  set = lua_newuserdatauv(L, sizeof *set + cap * sizeof set->keys[0], 1);
+  set->cap = cap;
+  memset(set->keys, 0, cap * sizeof set->keys[0]);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_istable(L, -2)) nameset_add(set, lua_topointer(L, -2));
+    lua_pop(L, 1);
+  }
+  lua_pushglobaltable(L);
+  nameset_add(set, lua_topointer(L, -1));
+  lua_pop(L, 1);
+  lua_pushvalue(L, idx);
+  lua_setiuservalue(L, -2, 1);
+}
+
+static void build_names(lua_State *L) {
+  int loaded, index, mods, n;
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  loaded = lua_gettop(L);
+  lua_newtable(L);
+  index = lua_gettop(L);
+  n = sorted_modules(L, loaded);
+  mods = lua_gettop(L);
+  for (int i = 1; i <= n; i++) {  /* modules first: they beat fields */
+    lua_rawgeti(L, mods, i);
+    lua_pushvalue(L, -1);
+    lua_rawget(L, loaded);
+    if (lua_istable(L, -1) || lua_isfunction(L, -1))
+      add_name(L, index, lua_gettop(L), lua_tostring(L, -2), "");
+    lua_pop(L, 2);
+  }
+  for (int i = 1; i <= n; i++) {
+    const char *mod;
+    int std, package;
+    lua_rawgeti(L, mods, i);
+    mod = lua_tostring(L, -1);  /* stays alive in mods */
+    std = is_stdlib(mod);
+    package = strcmp(mod, LUA_LOADLIBNAME) == 0;
+    if (lua_rawget(L, loaded) == LUA_TTABLE) {
+      lua_pushnil(L);
+      while (lua_next(L, -2)) {
+        int t = lua_type(L, -1);
+        int ok = std ? lua_iscfunction(L, -1) || (package && t == LUA_TTABLE)
+                     : (t == LUA_TTABLE || t == LUA_TFUNCTION);
+        if (ok && lua_type(L, -2) == LUA_TSTRING) {
+          lua_rawgeti(L, mods, i);
+          add_name(L, index, lua_gettop(L) - 1, lua_tostring(L, -1),
+                   lua_tostring(L, -3));
+          lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
+      }
+    }
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);  /* mods */
+  lua_pushvalue(L, index);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_KEY);
+  if (watched(L, loaded)) {
+    push_nameset(L, index);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH);
+    lua_pushboolean(L, 1);
+  } else {
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH);
+    lua_pushinteger(L, snapshot_loaded(L, loaded));
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_COUNT);
+  }
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_LOADED);
+  lua_remove(L, loaded);  /* leaves the index on top */
+}
+
+/* Does "module\0field" (n bytes at s) still name the value at idx? Looked up
+** as the decoder will. A module's field may have been reassigned since the
+** index was built. */
+static int name_holds(lua_State *L, const char *s, size_t n, int idx) {
+  const char *field = memchr(s, '\0', n);
+  size_t modlen = (size_t)(field - s);
+  int ok;
+  field++;
+  if (modlen == strlen(LUA_GNAME) && memcmp(s, LUA_GNAME, modlen) == 0) {
+    lua_pushglobaltable(L);
+  } else {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushlstring(L, s, modlen);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+  }
+  if (field < s + n) {
+    if (!lua_istable(L, -1)) {
+      lua_pop(L, 1);
+      return 0;
+    }
+    lua_pushlstring(L, field, (size_t)(s + n - field));
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+  }
+  ok = lua_rawequal(L, -1, idx);
+  lua_pop(L, 1);
+  return ok;
+}
+
+
+/* Leaves the index at *slot (pushing it there the first time), building it
+** if stale or asked to. */
+static void get_index(lua_State *L, int *slot, int rebuild) {
+  if (*slot && !rebuild) return;
+  if (!rebuild &&
+      (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_KEY) != LUA_TTABLE ||
+       !loaded_unchanged(L))) {
+    lua_pop(L, 1);
+    rebuild = 1;
+  }
+  if (rebuild) build_names(L);
+  if (*slot) lua_replace(L, *slot);
+  else *slot = lua_gettop(L);
+}
+
+int conc__names_find(lua_State *L, int idx, int *slot, int rebuild) {
+  size_t n;
+  const char *s;
+  get_index(L, slot, rebuild);
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, *slot) != LUA_TSTRING) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  s = lua_tolstring(L, -1, &n);
+  if (name_holds(L, s, n, idx)) return 1;
+  lua_pop(L, 1);
+  return rebuild ? 0 : conc__names_find(L, idx, slot, 1);  /* stale: once
+                                                               more, fresh */
+}
+
+int conc__names_self(lua_State *L, int idx) {
+  int top = lua_gettop(L), ok = 0;
+  size_t modlen;
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, 5, NULL);
+  lua_pushliteral(L, "__module");
+  if (lua_rawget(L, idx) == LUA_TSTRING) {
+    lua_pushliteral(L, "__name");
+    /* a '\0' in the module's name would end it early on the wire, and an
+    ** empty field names the module itself */
+    ok = lua_rawget(L, idx) == LUA_TSTRING && lua_rawlen(L, top + 2) > 0 &&
+         strlen(lua_tolstring(L, top + 1, &modlen)) == modlen;
+  }
+  if (ok) {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushvalue(L, top + 1);
+    ok = lua_rawget(L, -2) == LUA_TTABLE;
+    if (ok) {
+      lua_pushvalue(L, top + 2);
+      lua_gettable(L, -2);  /* may make the field: that is the point */
+      ok = lua_rawequal(L, -1, idx);
+    }
+  }
+  if (ok) {
+    lua_pushvalue(L, top + 1);
+    lua_pushlstring(L, "", 1);  /* the '\0' between module and field */
+    lua_pushvalue(L, top + 2);
+    lua_concat(L, 3);
+    lua_replace(L, top + 1);
+  }
+  lua_settop(L, top + ok);
+  return ok;
+}
+
+int conc__names_unnamed(lua_State *L, int idx) {
+  int ok = 0;
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH) == LUA_TUSERDATA)
+    ok = !nameset_has(lua_touserdata(L, -1), lua_topointer(L, idx));
+  lua_pop(L, 1);
+  return ok;
+}
