@@ -328,6 +328,64 @@ describe("conc host and Ctrl-C", function()
 
   local mark = "io.open(READY, 'w'):close()\n"
 
+  -- A storm of Ctrl-C: as interrupt(), but once READY exists the shell sends
+  -- SIGINT `count` times (default 300) a few ms apart while the script runs,
+  -- stops, then creates the STOP file the script waits for. The host is
+  -- killed after 30 s, the whole run after 60 s. Returns the exit status,
+  -- stdout, stderr and how many signals were sent.
+  local function storm(script, count)
+    local ready, stop = tmpfile(), tmpfile()
+    os.remove(ready)
+    os.remove(stop)
+    local src = tmpfile(("local READY, STOP = %q, %q\n"):format(ready, stop) .. script)
+    local out, err, status, sent = tmpfile(), tmpfile(), tmpfile(), tmpfile()
+    local cmd = ("%s %s >%s 2>%s </dev/null & pid=$!; "
+      .. "( trap 'kill $s 2>/dev/null; exit 0' TERM; sleep 30 & s=$!; wait $s; "
+      .. "kill -KILL $pid 2>/dev/null ) >/dev/null 2>&1 & killer=$!; "
+      .. "i=0; while [ ! -e %s ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; "
+      .. "n=0; while [ $n -lt %d ] && kill -INT $pid 2>/dev/null; do "
+      .. "n=$((n+1)); sleep 0.005; done; "
+      .. "echo $n >%s; : >%s; wait $pid; echo $? >%s; kill $killer 2>/dev/null; wait $killer")
+      :format(q(HOST), q(src), q(out), q(err), q(ready), count or 300, q(sent),
+              q(stop), q(status))
+    os.execute("timeout -s KILL 60 sh -c " .. q(cmd))
+    return tonumber(support.slurp(status) or ""), slurp(out), slurp(err),
+           tonumber(support.slurp(sent) or "")
+  end
+
+  -- "key value" lines as a table of numbers (true/false as booleans)
+  local function fields(out)
+    local t = {}
+    for k, v in out:gmatch("(%w+) (%w+)\n") do
+      if v == "true" then t[k] = true elseif v == "false" then t[k] = false
+      else t[k] = tonumber(v) end
+    end
+    return t
+  end
+
+  -- What the storm scripts share. Every step that can see a
+  -- KeyboardInterrupt runs as the retry pattern:
+  --   while not done do
+  --     local ok, e = pcall(step)
+  --     if not ok then if is_interrupt(e) then interrupts = ... else error(e, 0) end end
+  --   end
+  -- with no call of a Lua function outside the pcall: an interrupt raised at
+  -- such a call would land outside it. (So the class is told by rawequal and
+  -- getmetatable, C functions, not by conc.isinstance, a Lua function.)
+  -- Once STOP exists no signal is on its way; pcall(absorb) takes one that
+  -- came before and is still pending (raised at absorb's call, inside it).
+  local prelude = [[
+local conc = require "conc"
+local KI = conc.errors.KeyboardInterrupt
+local interrupts = 0
+local function absorb() end
+local function stopped()
+  local f = io.open(STOP)
+  if f then f:close() return true end
+  return false
+end
+]]
+
   it("raises KeyboardInterrupt in time.sleep; unhandled, exits 130", function()
     local code, out, err = interrupt("local time = require 'conc.time'\n"
       .. "print('before')\n" .. mark .. "time.sleep(60)\nprint('after')\n")
@@ -411,6 +469,173 @@ print(ok, conc.isinstance(err, conc.errors.KeyboardInterrupt), tostring(err))
 ]])
     assert.are.equal(0, code)
     assert.are.equal("false\ttrue\tKeyboardInterrupt\n", out)
+  end)
+
+  -- An interrupt never takes back a completed operation: a conc call raises
+  -- KeyboardInterrupt having done nothing, or completes and returns; the
+  -- interrupt then comes at the next call. Under a storm of SIGINTs each
+  -- item, put and count must be seen exactly once.
+  it("never loses or repeats an item got from a Queue under a storm of Ctrl-C", function()
+    local code, out, err, sent = storm(prelude .. [[
+local threading, queue = require "conc.threading", require "conc.queue"
+local q, done = queue.Queue(50), threading.Event()
+-- in bursts, so that main finds the queue now full, now empty (and waits)
+local producer = threading.Thread{target = function(q, done)
+  local time = require "conc.time"
+  local n = 0
+  while not done:is_set() do
+    n = n + 1; q:put(n)
+    if n % 20 == 0 then time.sleep(0.001) end
+  end
+  q:put({produced = n})  -- the end mark, after the last item
+end, args = {q, done}}
+producer:start()
+local seen, got, stop, produced = {}, 0, false, nil
+local function consume()       -- a KeyboardInterrupt raised at its call lands inside the pcall
+  while true do
+    local x = q:get()          -- raises before taking anything, or returns the item
+    seen[x] = (seen[x] or 0) + 1; got = got + 1   -- no call here
+    if got % 500 == 0 and stopped() then stop = true return end
+  end
+end
+local function drain()
+  done:set()
+  while true do
+    local x = q:get()
+    if type(x) == "table" then produced = x.produced return end
+    seen[x] = (seen[x] or 0) + 1; got = got + 1
+  end
+end
+]] .. mark .. [[
+while not stop do
+  local ok, e = pcall(consume)
+  if not ok then if rawequal(getmetatable(e), KI) then interrupts = interrupts + 1 else error(e, 0) end end
+end
+while not produced do
+  local ok, e = pcall(drain)
+  if not ok then if rawequal(getmetatable(e), KI) then interrupts = interrupts + 1 else error(e, 0) end end
+end
+if not pcall(absorb) then interrupts = interrupts + 1 end
+producer:join()
+local dups, missing = 0, 0
+for _, c in pairs(seen) do if c > 1 then dups = dups + 1 end end
+for i = 1, produced do if seen[i] == nil then missing = missing + 1 end end
+print("produced " .. produced)
+print("consumed " .. got)
+print("duplicates " .. dups)
+print("missing " .. missing)
+print("interrupts " .. interrupts)
+]])
+    assert.are.equal(0, code, err)
+    local r = fields(out)
+    assert.is_true(sent > 0, "no signal was sent")
+    assert.is_true(r.produced > 0, out)
+    assert.are.equal(r.produced, r.consumed, out)
+    assert.are.equal(0, r.duplicates, out)
+    assert.are.equal(0, r.missing, out)
+    assert.is_true(r.interrupts > 0, "no KeyboardInterrupt came: " .. out)
+  end)
+
+  it("never loses or repeats an item put on a Queue under a storm of Ctrl-C", function()
+    local code, out, err, sent = storm(prelude .. [[
+local threading, queue = require "conc.threading", require "conc.queue"
+local q, results = queue.Queue(50), queue.Queue()
+-- in bursts, so that main's puts now find room, now wait on a full queue
+local consumer = threading.Thread{target = function(q, results)
+  local time = require "conc.time"
+  local count, prev, disorder = 0, 0, 0
+  while true do
+    local v = q:get()
+    if v == "end" then break end
+    count = count + 1
+    if v ~= prev + 1 then disorder = disorder + 1 end
+    prev = v
+    if count % 20 == 0 then time.sleep(0.001) end
+  end
+  results:put({count = count, last = prev, disorder = disorder})
+end, args = {q, results}}
+consumer:start()
+local n, stop = 0, false       -- n: the last number whose put returned
+local function produce()
+  while true do
+    q:put(n + 1)               -- raises before storing anything, or returns having stored it
+    n = n + 1                  -- no call here
+    if n % 500 == 0 and stopped() then stop = true return end
+  end
+end
+local ended, report = false, nil
+local function finish()
+  if not ended then q:put("end"); ended = true end
+  report = results:get()
+end
+]] .. mark .. [[
+while not stop do
+  local ok, e = pcall(produce)
+  if not ok then if rawequal(getmetatable(e), KI) then interrupts = interrupts + 1 else error(e, 0) end end
+end
+while not report do
+  local ok, e = pcall(finish)
+  if not ok then if rawequal(getmetatable(e), KI) then interrupts = interrupts + 1 else error(e, 0) end end
+end
+if not pcall(absorb) then interrupts = interrupts + 1 end
+consumer:join()
+print("put " .. n)
+print("count " .. report.count)
+print("last " .. report.last)
+print("disorder " .. report.disorder)
+print("interrupts " .. interrupts)
+]])
+    assert.are.equal(0, code, err)
+    local r = fields(out)
+    assert.is_true(sent > 0, "no signal was sent")
+    assert.is_true(r.put > 0, out)
+    assert.are.equal(r.put, r.count, out)
+    assert.are.equal(r.put, r.last, out)
+    assert.are.equal(0, r.disorder, out)
+    assert.is_true(r.interrupts > 0, "no KeyboardInterrupt came: " .. out)
+  end)
+
+  it("never loses a Semaphore count acquired under a storm of Ctrl-C", function()
+    -- the releaser gives the last of the N only once STOP exists, so the
+    -- acquires go on for the whole storm, and no signal comes after them
+    local code, out, err, sent = storm(prelude .. [[
+local threading = require "conc.threading"
+local N = 3000
+local sem = threading.Semaphore(0)
+local releaser = threading.Thread{target = function(sem, N, STOP)
+  local time = require "conc.time"
+  for _ = 1, N - 1 do sem:release(); time.sleep(0.001) end
+  local deadline = time.monotonic() + 30
+  while not io.open(STOP) and time.monotonic() < deadline do time.sleep(0.01) end
+  sem:release()
+end, args = {sem, N, STOP}}
+local acquired, stalled = 0, false
+local function take()
+  while acquired < N do
+    if sem:acquire(true, 5) then acquired = acquired + 1   -- no call here
+    else stalled = true return end  -- 5 s without a count: one was lost
+  end
+end
+releaser:start()
+]] .. mark .. [[
+while acquired < N and not stalled do
+  local ok, e = pcall(take)
+  if not ok then if rawequal(getmetatable(e), KI) then interrupts = interrupts + 1 else error(e, 0) end end
+end
+if not pcall(absorb) then interrupts = interrupts + 1 end
+releaser:join()
+print("acquired " .. acquired)
+print("stalled " .. tostring(stalled))
+print("left " .. tostring(sem:acquire(false)))
+print("interrupts " .. interrupts)
+]])
+    assert.are.equal(0, code, err)
+    local r = fields(out)
+    assert.is_true(sent > 0, "no signal was sent")
+    assert.is_false(r.stalled, out)
+    assert.are.equal(3000, r.acquired, out)
+    assert.is_false(r.left, out)
+    assert.is_true(r.interrupts > 0, "no KeyboardInterrupt came: " .. out)
   end)
 
   it("interrupts running Lua code", function()

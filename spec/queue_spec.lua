@@ -135,6 +135,41 @@ do
     results:put({true, got})
   end
 
+  -- The blocking calls the timeout cases make, each as call(obj, timeout).
+  local CALLS = {
+    get = function(q, t) return q:get(true, t) end,
+    put = function(q, t) return q:put("new", true, t) end,
+    select = function(q, t) return select(2, conc.select({q}, t)) end,  -- the index
+  }
+
+  -- Runs CALLS[what](obj, timeout) under pcall and puts {ok, value or error
+  -- text, class name, message, seconds taken} on `results`.
+  function W.attempt(results, what, obj, timeout)
+    local t0 = time.monotonic()
+    local ok, r = pcall(CALLS[what], obj, timeout)
+    local took = time.monotonic() - t0
+    local class, message
+    if not ok then
+      for _, c in ipairs{"ValueError", "TypeError", "ShutDown", "Empty", "Full"} do
+        if conc.isinstance(r, errors[c]) then class = c break end
+      end
+      message = type(r) == "table" and r.message or nil
+      r = errors.tostring(r)
+    end
+    results:put({ok = ok, value = r, class = class, message = message, took = took})
+  end
+
+  -- Puts q.maxsize, as this thread reads it, on `back`.
+  function W.send_maxsize(q, back)
+    back:put(q.maxsize)
+  end
+
+  -- Sets q.maxsize to n here, then sets `done`.
+  function W.set_maxsize(q, n, done)
+    q.maxsize = n
+    done:set()
+  end
+
   -- Stress for select: puts 1 .. n on q, then false as an end mark.
   function W.produce_marked(q, n, timeout)
     for i = 1, n do q:put(i, true, timeout) end
@@ -492,6 +527,266 @@ describe("conc.queue bounds and timeouts", function()
     assert.is_false(ok)
     assert.is_true(isinstance(err, queue.Empty))
     assert.is_true(took >= 0.045)
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- Timeouts: the one reading every blocking call shares
+---------------------------------------------------------------------------
+
+-- NaN raises ValueError, a non-number (a numeric string too) TypeError, nil
+-- waits for good, a negative one raises ValueError for get and put and means
+-- no wait for select, as in Python. Each call runs in a thread on an object
+-- in the state where it blocks; a call that waits is freed by the case's
+-- unstick(), so an implementation that hangs fails in bounded time.
+describe("conc.queue timeouts", function()
+  local NAN = 0 / 0
+
+  local function show(r)
+    if r == nil then return "no report" end
+    if r.ok then return "returned " .. tostring(r.value) end
+    return "raised " .. tostring(r.value)
+  end
+
+  -- W.attempt(what, obj, timeout) in a thread on obj, unstick = case.make().
+  -- blocks false: it must report without being freed, within WAIT; blocks
+  -- true: it must still wait a moment later, and report once freed.
+  local function outcome(case, timeout, blocks)
+    local obj, unstick = case.make()
+    local results = queue.Queue()
+    local t = spawn(W.attempt, results, case.what, obj, timeout)
+    local function report(within)
+      local ok, r = pcall(results.get, results, true, within)
+      if ok then return r end
+      assert(isinstance(r, queue.Empty), errors.tostring(r))
+      return nil
+    end
+    local r, early, hung
+    if blocks then
+      early = report(0.1)
+      if not early then unstick() end
+      r = early or report(WAIT)
+    else
+      r = report(WAIT)
+      if not r then  -- free a thread stuck waiting
+        hung = true
+        unstick()
+        r = report(WAIT)
+      end
+    end
+    joined(t)
+    assert.is_nil(early, "did not wait: " .. show(early))
+    assert.is_nil(hung, "waited until freed, then " .. show(r))
+    assert.is_not_nil(r, "never returned, even once freed")
+    return r
+  end
+
+  -- neg: "error" (ValueError) or "nowait" (returns nowait at once); woken:
+  -- what the call returns once unstick() let it complete.
+  local cases = {
+    {name = "Queue:get on an empty Queue", what = "get", neg = "error", woken = "x",
+     make = function()
+       local q = queue.Queue()
+       return q, function() q:put("x") end
+     end},
+    {name = "SimpleQueue:get on an empty SimpleQueue", what = "get", neg = "error",
+     woken = "x",
+     make = function()
+       local q = queue.SimpleQueue()
+       return q, function() q:put("x") end
+     end},
+    {name = "Queue:put on a full Queue(1)", what = "put", neg = "error", woken = nil,
+     make = function()
+       local q = queue.Queue(1)
+       q:put("old")
+       return q, function() assert.are.equal("old", q:get(true, WAIT)) end
+     end},
+    {name = "conc.select on an empty Queue", what = "select", neg = "nowait",
+     woken = 1, nowait = nil,
+     make = function()
+       local q = queue.Queue()
+       return q, function() q:put("x") end
+     end},
+  }
+
+  for _, case in ipairs(cases) do
+    describe(case.name, function()
+      it("raises ValueError for NaN, at once", function()
+        local r = outcome(case, NAN, false)
+        assert.is_false(r.ok, show(r))
+        assert.are.equal("ValueError", r.class, show(r))
+        assert.are.equal("Invalid value NaN (not a number)", r.message)
+        assert.is_true(r.took < WOKEN, "raised after " .. r.took .. " s")
+      end)
+
+      it("raises TypeError for a timeout that is not a number, a numeric string too", function()
+        for _, bad in ipairs{"0.1", "1", {}, true} do
+          local r = outcome(case, bad, false)
+          assert.is_false(r.ok, tostring(bad) .. ": " .. show(r))
+          assert.are.equal("TypeError", r.class, show(r))
+          assert.matches("^timeout must be a number", r.message)
+        end
+      end)
+
+      it("waits for good with a nil timeout, until freed", function()
+        local r = outcome(case, nil, true)
+        assert.is_true(r.ok, show(r))
+        assert.are.equal(case.woken, r.value)
+      end)
+
+      it("takes a negative timeout as Python does", function()
+        for _, neg in ipairs{-1, -0.5, -math.huge} do
+          local r = outcome(case, neg, false)
+          if case.neg == "error" then
+            assert.is_false(r.ok, neg .. ": " .. show(r))
+            assert.are.equal("ValueError", r.class, show(r))
+            assert.are.equal("'timeout' must be a non-negative number", r.message)
+          else
+            assert.is_true(r.ok, neg .. ": " .. show(r))
+            assert.are.equal(case.nowait, r.value)
+          end
+          assert.is_true(r.took < WOKEN, "returned after " .. r.took .. " s")
+        end
+      end)
+    end)
+  end
+
+  it("a put refused for its timeout stores nothing and counts no task", function()
+    local q = queue.Queue(1)
+    q:put(1)
+    local err = raises(errors.ValueError, q.put, q, 2, true, NAN)
+    assert.are.equal("Invalid value NaN (not a number)", err.message)
+    raises(errors.TypeError, q.put, q, 2, true, "0.1")
+    assert.are.same({1}, drain(q))
+    assert.are.equal(1, q.unfinished_tasks)  -- the failed puts added no task
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- Fields backed by the queue's C state
+---------------------------------------------------------------------------
+
+describe("conc.queue fields", function()
+  it("maxsize writes through: the new bound holds here and in another thread", function()
+    local q = queue.Queue(1)
+    q.maxsize = 2
+    assert.are.equal(2, q.maxsize)
+    assert.is_nil(rawget(q, "maxsize"), "maxsize was stored on the proxy")
+    local back = queue.Queue()
+    local t = spawn(W.send_maxsize, q, back)
+    assert.are.equal(2, back:get(true, WAIT))
+    joined(t)
+    q:put_nowait(1)
+    q:put_nowait(2)
+    raises(queue.Full, q.put_nowait, q, 3)
+    assert.is_true(q:full())
+    assert.are.same({1, 2}, drain(q))
+  end)
+
+  it("maxsize set in another thread is what main sees and what puts obey", function()
+    local q, done = queue.Queue(5), threading.Event()
+    local t = spawn(W.set_maxsize, q, 1, done)
+    assert.is_true(done:wait(WAIT))
+    joined(t)
+    assert.are.equal(1, q.maxsize)
+    q:put_nowait("a")
+    raises(queue.Full, q.put_nowait, q, "b")
+  end)
+
+  it("maxsize 0 makes a bounded queue unbounded", function()
+    local q = queue.Queue(1)
+    q:put(1)
+    raises(queue.Full, q.put_nowait, q, 2)
+    q.maxsize = 0
+    assert.are.equal(0, q.maxsize)
+    for i = 2, 100 do q:put_nowait(i) end
+    assert.is_false(q:full())
+    assert.are.equal(100, q:qsize())
+  end)
+
+  it("raising maxsize wakes a put blocked on the full queue", function()
+    local q, results, started = queue.Queue(1), queue.Queue(), threading.Event()
+    q:put("first")
+    local t = spawn(W.putter, q, "second", started, results, WAIT)
+    assert.is_true(started:wait(WAIT))
+    settle()
+    q.maxsize = 2
+    local r = result(results)
+    woken(r)
+    joined(t)
+    assert.is_true(r.ok, tostring(r.value))
+    assert.are.same({"first", "second"}, drain(q))
+  end)
+
+  it("maxsize that is not a number raises TypeError and keeps the bound", function()
+    local q = queue.Queue(1)
+    for _, bad in ipairs{"3", true, {}} do
+      raises(errors.TypeError, function() q.maxsize = bad end)
+    end
+    assert.are.equal(1, q.maxsize)
+    assert.is_nil(rawget(q, "maxsize"))
+    q:put_nowait(1)
+    raises(queue.Full, q.put_nowait, q, 2)
+  end)
+
+  it("unfinished_tasks and is_shutdown are read-only: AttributeError, the C state unchanged", function()
+    local q = queue.Queue()
+    q:put("a")
+    raises(errors.AttributeError, function() q.unfinished_tasks = 5 end)
+    raises(errors.AttributeError, function() q.is_shutdown = true end)
+    assert.is_nil(rawget(q, "unfinished_tasks"))
+    assert.is_nil(rawget(q, "is_shutdown"))
+    assert.are.equal(1, q.unfinished_tasks)
+    assert.is_false(q.is_shutdown)
+    q:get()
+    q:task_done()
+    assert.are.equal(0, q.unfinished_tasks)
+    q:put_nowait("b")  -- not shut down, whatever was assigned
+    q:shutdown()
+    assert.is_true(q.is_shutdown)
+    raises(errors.AttributeError, function() q.is_shutdown = false end)
+    assert.is_true(q.is_shutdown)
+    raises(queue.ShutDown, q.put_nowait, q, "c")
+  end)
+
+  it("a SimpleQueue has no maxsize and the others to set: AttributeError", function()
+    local s = queue.SimpleQueue()
+    for k, v in pairs{maxsize = 3, unfinished_tasks = 1, is_shutdown = true} do
+      raises(errors.AttributeError, function() s[k] = v end)
+      assert.is_nil(rawget(s, k))
+      assert.is_nil(s[k])
+    end
+    for i = 1, 10 do s:put_nowait(i) end  -- still unbounded
+    assert.are.equal(10, s:qsize())
+  end)
+
+  it("other keys are the proxy's own, as before", function()
+    local q, s = queue.Queue(), queue.SimpleQueue()
+    q.foo = 1
+    s.foo = 2
+    assert.are.equal(1, q.foo)
+    assert.are.equal(2, s.foo)
+    assert.are.equal(1, rawget(q, "foo"))
+    q.foo = nil
+    assert.is_nil(q.foo)
+    q:put(1)
+    assert.are.equal(1, q:get())
+  end)
+
+  it("conc.core.live_objects() counts live queues under conc.Queue", function()
+    local core = require "conc.core"
+    collectgarbage()
+    collectgarbage()
+    local before = core.live_objects()["conc.Queue"]
+    assert.are.equal("integer", math.type(before),
+                     "live_objects() has no conc.Queue entry")
+    local q = queue.Queue()
+    q:put(1)
+    assert.are.equal(before + 1, core.live_objects()["conc.Queue"])
+    q = nil
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(before, core.live_objects()["conc.Queue"])
   end)
 end)
 

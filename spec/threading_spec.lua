@@ -825,6 +825,22 @@ describe("threading.local", function()
     b.x = 2
     assert.are.equal(1, a.x)
   end)
+
+  it("is counted in conc.core.live_objects() while alive", function()
+    local core = require "conc.core"
+    collectgarbage()
+    collectgarbage()
+    local before = core.live_objects()["conc.local"]
+    assert.are.equal("integer", math.type(before),
+                     "live_objects() has no conc.local entry")
+    local data = threading["local"]()
+    data.x = 1
+    assert.are.equal(before + 1, core.live_objects()["conc.local"])
+    data = nil
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(before, core.live_objects()["conc.local"])
+  end)
 end)
 
 ---------------------------------------------------------------------------
@@ -2400,6 +2416,26 @@ describe("threading.Barrier", function()
     assert.are.equal(3, b.parties)
   end)
 
+  it("keeps parties, n_waiting and broken read-only: AttributeError, the C state unchanged", function()
+    local b = threading.Barrier(3)
+    for k, v in pairs{parties = 1, n_waiting = 1, broken = true} do
+      local err = raises(errors.AttributeError, function() b[k] = v end)
+      assert.truthy(tostring(err):find(k, 1, true), tostring(err))
+      assert.is_nil(rawget(b, k), k .. " was stored on the proxy")
+    end
+    assert.are.equal(3, b.parties)
+    assert.are.equal(0, b.n_waiting)
+    assert.is_false(b.broken)
+    -- the barrier still takes three parties: two waiting do not pass it
+    pass_in_order(b, function(n)
+      assert.are.equal(n, b.n_waiting)
+      assert.are.equal(3, b.parties)
+    end)
+    -- a key of its own still goes on the proxy
+    b.tag = "mine"
+    assert.are.equal("mine", b.tag)
+  end)
+
   it("releases three threads together, each with a distinct index in 0..2", function()
     local b = threading.Barrier(3)
     local ws = {}
@@ -2622,5 +2658,285 @@ describe("threading.Barrier", function()
     assert.is_true(b.broken)
     b:reset()
     assert.is_false(b.broken)
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- Timeouts: one reading of the timeout argument for every blocking call
+---------------------------------------------------------------------------
+
+-- Every blocking call reads its timeout as Python's does: NaN raises
+-- ValueError, anything but a number (a numeric string too) TypeError, nil
+-- waits for good, and a negative one means what that call means in Python.
+-- Each call runs in a thread on an object in the state where it blocks and
+-- reports on a queue; a call that waits is freed by the case's unstick(), so
+-- an implementation that hangs fails the case in bounded time.
+describe("threading timeouts", function()
+  local queue = require "conc.queue"
+  local NAN = 0 / 0
+
+  -- Thread body: call(obj, timeout) under pcall, reported on `results` as
+  -- {ok, value or error text, class name, message, seconds}.
+  local CLASSES = {"BrokenBarrierError", "ValueError", "TypeError",
+                   "KeyboardInterrupt", "RuntimeError"}
+  local function attempt(results, call, obj, timeout)
+    local errs = require "conc.errors"
+    local is = require("conc").isinstance
+    local tm = require "conc.time"
+    local t0 = tm.monotonic()
+    local ok, r = pcall(call, obj, timeout)
+    local took = tm.monotonic() - t0
+    local class, message
+    if not ok then
+      for _, c in ipairs(CLASSES) do
+        if is(r, errs[c]) then class = c break end
+      end
+      message = type(r) == "table" and r.message or nil
+      r = errs.tostring(r)
+    end
+    results:put({ok = ok, value = r, class = class, message = message, took = took})
+  end
+
+  local function show(r)
+    if r == nil then return "no report" end
+    if r.ok then return "returned " .. tostring(r.value) end
+    return "raised " .. tostring(r.value)
+  end
+
+  -- Runs case.call(obj, timeout) in a thread on a fresh case.make().
+  -- blocks false: the call must report without being freed, within WAIT;
+  -- blocks true: it must still wait a moment later, and report once freed.
+  -- Returns its report.
+  local function outcome(case, timeout, blocks)
+    local obj, unstick, cleanup = case.make()
+    local results = queue.Queue()
+    local t = threading.Thread{target = attempt, daemon = true,
+                               args = table.pack(results, case.call, obj, timeout)}
+    t:start()
+    local function report(within)
+      local ok, r = pcall(results.get, results, true, within)
+      if ok then return r end
+      assert(isinstance(r, queue.Empty), errors.tostring(r))
+      return nil
+    end
+    local r, early, hung
+    if blocks then
+      early = report(0.1)
+      if not early then unstick() end
+      r = early or report(WAIT)
+    else
+      r = report(WAIT)
+      if not r then  -- free a thread stuck waiting
+        hung = true
+        unstick()
+        r = report(WAIT)
+      end
+    end
+    if cleanup then cleanup() end
+    t:join(WAIT)
+    assert.is_false(t:is_alive(), "thread still running after " .. WAIT .. " s")
+    assert.is_nil(early, "did not wait: " .. show(early))
+    assert.is_nil(hung, "waited until freed, then " .. show(r))
+    assert.is_not_nil(r, "never returned, even once freed")
+    return r
+  end
+
+  -- Each blocking call in the state where it blocks. make() returns the
+  -- object (crossing to the thread), unstick() (main: lets the call
+  -- complete) and an optional cleanup(); call(obj, timeout) runs in the
+  -- thread. woken: what the call returns once freed; neg: "minus1" (Lock's:
+  -- -1 is forever, other negatives ValueError) or "nowait" (no wait at
+  -- all), with nowait the outcome of that: a value returned, or a class
+  -- raised.
+  local cases = {
+    {name = "Lock:acquire on a held Lock", neg = "minus1", woken = true,
+     make = function()
+       local l = threading.Lock()
+       l:acquire()
+       return l, function() l:release() end
+     end,
+     call = function(l, t) return l:acquire(true, t) end},
+    {name = "RLock:acquire on an RLock main holds", neg = "minus1", woken = true,
+     make = function()
+       local r = threading.RLock()
+       r:acquire()
+       return r, function() r:release() end
+     end,
+     call = function(r, t) return r:acquire(true, t) end},
+    {name = "Semaphore:acquire at 0", neg = "nowait", woken = true, nowait = false,
+     make = function()
+       local s = threading.Semaphore(0)
+       return s, function() s:release() end
+     end,
+     call = function(s, t) return s:acquire(true, t) end},
+    {name = "BoundedSemaphore:acquire at 0", neg = "nowait", woken = true, nowait = false,
+     make = function()
+       local s = threading.BoundedSemaphore(1)
+       s:acquire()
+       return s, function() s:release() end
+     end,
+     call = function(s, t) return s:acquire(true, t) end},
+    {name = "Condition:wait", neg = "nowait", woken = true, nowait = false,
+     make = function()
+       local o = {c = threading.Condition(threading.Lock()), about = threading.Event()}
+       return o, function()
+         -- the lock is free again only once the waiter is inside wait
+         assert.is_true(o.about:wait(WAIT), "the waiter did not start")
+         assert.is_true(o.c:acquire(true, WAIT), "the waiter kept the lock")
+         o.c:notify_all()
+         o.c:release()
+       end
+     end,
+     call = function(o, t)
+       o.c:acquire()
+       o.about:set()
+       local ok, r = pcall(o.c.wait, o.c, t)
+       o.c:release()
+       if not ok then error(r, 0) end
+       return r
+     end},
+    {name = "Condition:wait_for", neg = "nowait", woken = true, nowait = false,
+     make = function()
+       local o = {c = threading.Condition(threading.Lock()), about = threading.Event(),
+                  flag = threading.Event()}
+       return o, function()
+         assert.is_true(o.about:wait(WAIT), "the waiter did not start")
+         assert.is_true(o.c:acquire(true, WAIT), "the waiter kept the lock")
+         o.flag:set()
+         o.c:notify_all()
+         o.c:release()
+       end
+     end,
+     call = function(o, t)
+       o.c:acquire()
+       o.about:set()
+       local ok, r = pcall(o.c.wait_for, o.c, function() return o.flag:is_set() end, t)
+       o.c:release()
+       if not ok then error(r, 0) end
+       return r
+     end},
+    {name = "Event:wait", neg = "nowait", woken = true, nowait = false,
+     make = function()
+       local e = threading.Event()
+       return e, function() e:set() end
+     end,
+     call = function(e, t) return e:wait(t) end},
+    {name = "Barrier:wait", neg = "nowait", woken = 0, nowait = "BrokenBarrierError",
+     make = function()
+       local b = threading.Barrier(2)
+       return b, function()
+         -- main arrives second, once the thread waits: both pass
+         local deadline = time.monotonic() + WAIT
+         while b.n_waiting < 1 and time.monotonic() < deadline do time.sleep(0.005) end
+         b:wait(WAIT)
+       end
+     end,
+     call = function(b, t) return b:wait(t) end},
+    {name = "Barrier(2, nil, timeout):wait()", neg = "nowait", woken = 0,
+     nowait = "BrokenBarrierError", make_with = true,
+     call = function(b) return b:wait() end},
+    {name = "Thread:join on a running thread", neg = "nowait", woken = nil, nowait = nil,
+     make = function()
+       local t, finish = parked({daemon = true})
+       return t, finish, finish
+     end,
+     call = function(th, t) return th:join(t) end},
+  }
+
+  for _, case in ipairs(cases) do
+    -- the Barrier's own default timeout: the object is made with it, in main
+    local function run(timeout, blocks)
+      if case.make_with then
+        local c = {call = case.call, make = function()
+          local b = threading.Barrier(2, nil, timeout)
+          return b, function()
+            local deadline = time.monotonic() + WAIT
+            while b.n_waiting < 1 and time.monotonic() < deadline do time.sleep(0.005) end
+            b:wait(WAIT)
+          end
+        end}
+        return outcome(c, nil, blocks)
+      end
+      return outcome(case, timeout, blocks)
+    end
+
+    describe(case.name, function()
+      -- (a Barrier's own timeout is checked when it is made: see below)
+      local it_checked = case.make_with and function() end or it
+
+      it_checked("raises ValueError for NaN, at once", function()
+        local r = run(NAN, false)
+        assert.is_false(r.ok, show(r))
+        assert.are.equal("ValueError", r.class, show(r))
+        assert.are.equal("Invalid value NaN (not a number)", r.message)
+        assert.is_true(r.took < WAIT / 2, "raised after " .. r.took .. " s")
+      end)
+
+      it_checked("raises TypeError for a timeout that is not a number, a numeric string too", function()
+        for _, bad in ipairs{"0.1", "1", {}, true} do
+          local r = run(bad, false)
+          assert.is_false(r.ok, tostring(bad) .. ": " .. show(r))
+          assert.are.equal("TypeError", r.class, show(r))
+          assert.matches("^timeout must be a number", r.message)
+        end
+      end)
+
+      it("waits for good with a nil timeout, until freed", function()
+        local r = run(nil, true)
+        assert.is_true(r.ok, show(r))
+        assert.are.equal(case.woken, r.value)
+      end)
+
+      if case.neg == "minus1" then
+        it("waits for good with -1, and raises ValueError for any other negative", function()
+          local r = run(-1, true)
+          assert.is_true(r.ok, show(r))
+          assert.are.equal(case.woken, r.value)
+          for _, neg in ipairs{-0.5, -5, -math.huge} do
+            r = run(neg, false)
+            assert.is_false(r.ok, neg .. ": " .. show(r))
+            assert.are.equal("ValueError", r.class, show(r))
+            assert.are.equal("timeout value must be a non-negative number", r.message)
+          end
+        end)
+      else
+        it("does not wait at all for a negative timeout", function()
+          for _, neg in ipairs{-1, -0.5, -math.huge} do
+            local r = run(neg, false)
+            if case.nowait == "BrokenBarrierError" then
+              assert.is_false(r.ok, neg .. ": " .. show(r))
+              assert.are.equal("BrokenBarrierError", r.class, show(r))
+            else
+              assert.is_true(r.ok, neg .. ": " .. show(r))
+              assert.are.equal(case.nowait, r.value)
+            end
+            assert.is_true(r.took < WAIT / 2, "returned after " .. r.took .. " s")
+          end
+        end)
+      end
+    end)
+  end
+
+  it("Lock and RLock raise ValueError for NaN even when free, and stay free", function()
+    for _, kind in ipairs{"Lock", "RLock"} do
+      local l = threading[kind]()
+      -- in a thread: a call that hangs fails the case (nothing can free it)
+      local case = {make = function() return l, function() end end,
+                    call = function(lk, t) return lk:acquire(true, t) end}
+      local r = outcome(case, NAN, false)
+      assert.are.equal("ValueError", r.class, kind .. ": " .. show(r))
+      assert.are.equal("Invalid value NaN (not a number)", r.message)
+      r = outcome(case, "0.1", false)
+      assert.are.equal("TypeError", r.class, kind .. ": " .. show(r))
+      assert.is_false(taken_elsewhere(l), kind .. " left held")
+    end
+  end)
+
+  it("Barrier(parties, action, timeout) checks its timeout when made", function()
+    local err = raises(errors.ValueError, threading.Barrier, 2, nil, NAN)
+    assert.are.equal("Invalid value NaN (not a number)", err.message)
+    err = raises(errors.TypeError, threading.Barrier, 2, nil, "0.1")
+    assert.matches("^timeout must be a number", err.message)
+    raises(errors.TypeError, threading.Barrier, 2, function() end, {})
   end)
 end)

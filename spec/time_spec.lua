@@ -61,6 +61,23 @@ describe("conc.time", function()
       assert.has_error(function() time.sleep(true) end)
     end)
 
+    it("reads its length as every blocking call reads a timeout, with Python's messages", function()
+      local err = raises(errors.ValueError, time.sleep, 0 / 0)
+      assert.are.equal("Invalid value NaN (not a number)", err.message)
+      for _, neg in ipairs{-1, -0.5, -math.huge} do
+        err = raises(errors.ValueError, time.sleep, neg)
+        assert.are.equal("sleep length must be non-negative", err.message)
+      end
+      -- no string coercion: "0.1" is no number of seconds
+      for _, bad in ipairs{"0.1", "1", {}, true} do
+        err = raises(errors.TypeError, time.sleep, bad)
+        assert.matches("^timeout must be a number", err.message)
+      end
+      -- the one timeout that is not optional: none, or nil, is a TypeError
+      raises(errors.TypeError, time.sleep)
+      raises(errors.TypeError, time.sleep, nil)
+    end)
+
     it("works in a thread", function()
       local threading = require "conc.threading"
       local out = os.tmpname()
