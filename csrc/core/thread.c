@@ -124,14 +124,6 @@ static void take_ids(conc_Thread *t) {
   atomic_store(&t->native_id, (long)conc__thread_self_tid());
 }
 
-static void fork_prepare(void) {
-  lock();
-}
-
-static void fork_parent(void) {
-  unlock();
-}
-
 /*
 ** In a forked child only the forking thread exists. The table keeps it
 ** alone; every other thread is marked done (a join returns, as Python's
@@ -161,7 +153,6 @@ static void fork_child(void) {
     take_ids(me);
   }
   main_tid = pthread_self();
-  unlock();
   while (gone != NULL) {
     conc_Thread *t = gone;
     gone = t->next;
@@ -171,9 +162,7 @@ static void fork_child(void) {
 }
 
 static conc_ForkHook fork_hook = {.rank = CONC_FORK_THREADS,
-                                  .prepare = fork_prepare,
-                                  .parent = fork_parent,
-                                  .child = fork_child};
+                                  .mutex = &list_mu, .child = fork_child};
 
 /* The thread that first loads conc is Python's MainThread. It is never freed
 ** (the live list holds it), which is what Python does too. */

@@ -216,27 +216,16 @@ conc_PoolStats conc__worker_stats(void) {
   return s;
 }
 
-static void fork_prepare(void) {
-  pthread_mutex_lock(&pool_mu);
-}
-
-static void fork_parent(void) {
-  pthread_mutex_unlock(&pool_mu);
-}
-
 /* The child has no parked, bare or warming worker: only the forking thread,
 ** which is a worker itself if a conc thread forked. */
 static void fork_child(void) {
   idle = bare = warming = NULL;
   nidle = nbare = nwarming = 0;
   nworkers = self_worker != NULL;
-  pthread_mutex_unlock(&pool_mu);
 }
 
 static conc_ForkHook fork_hook = {.rank = CONC_FORK_WORKERS,
-                                  .prepare = fork_prepare,
-                                  .parent = fork_parent,
-                                  .child = fork_child};
+                                  .mutex = &pool_mu, .child = fork_child};
 static pthread_once_t hook_once = PTHREAD_ONCE_INIT;
 
 static void register_hook(void) {

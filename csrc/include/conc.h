@@ -4,7 +4,7 @@
 ** An application that hosts Lua 5.4 calls conc_openlibs() on each state it
 ** wants conc in; conc itself creates more states (one per thread) and runs the
 ** state-init hook on each, so that the application's own C functions exist
-** there too. The conc host (csrc/main.c) is written against this header only.
+** there too. The conc host (csrc/host/main.c) is written against this header only.
 */
 #ifndef CONC_H
 #define CONC_H

@@ -58,18 +58,8 @@ static int ncached;
 
 /* The cached regions are plain memory, as valid in a forked child as in
 ** the parent: the hook only keeps cache_mu from being copied taken. */
-static void fork_prepare(void) {
-  pthread_mutex_lock(&cache_mu);
-}
-
-static void fork_after(void) {
-  pthread_mutex_unlock(&cache_mu);
-}
-
 static conc_ForkHook fork_hook = {.rank = CONC_FORK_REGIONS,
-                                  .prepare = fork_prepare,
-                                  .parent = fork_after,
-                                  .child = fork_after};
+                                  .mutex = &cache_mu};
 static pthread_once_t hook_once = PTHREAD_ONCE_INIT;
 
 static void register_hook(void) {

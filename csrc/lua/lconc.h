@@ -10,7 +10,7 @@
 #include "conc.h"
 #include "core.h"
 
-/* ---- transfer.c ---------------------------------------------------------- */
+/* ---- the wire format: encode.c, decode.c (wire.h, names.c) -------------- */
 
 /*
 ** Encodes the n values from stack index `first` into a new message the caller

@@ -288,18 +288,8 @@ void conc__closestate(lua_State *L) {
 
 
 /* The hook a worker may be reading when another thread forks. */
-static void fork_prepare(void) {
-  pthread_mutex_lock(&state_init_mu);
-}
-
-static void fork_after(void) {
-  pthread_mutex_unlock(&state_init_mu);
-}
-
 static conc_ForkHook fork_hook = {.rank = CONC_FORK_STATE,
-                                  .prepare = fork_prepare,
-                                  .parent = fork_after,
-                                  .child = fork_after};
+                                  .mutex = &state_init_mu};
 
 /* Once conc is opened in a state: parked workers may build warm states. */
 void conc__state_setup(void) {

@@ -44,20 +44,30 @@ static void relist(void) {
 
 static void prepare(void) {
   pthread_mutex_lock(&reg_mu);
-  for (conc_ForkHook *h = hooks; h; h = h->next)
+  for (conc_ForkHook *h = hooks; h; h = h->next) {
+    if (h->mutex) pthread_mutex_lock(h->mutex);
     if (h->prepare) h->prepare();
+  }
 }
 
-static void parent(void) {
-  for (int i = 0; i < nhooks; i++)
-    if (falling[i]->parent) falling[i]->parent();
+/* After the fork, in either process: each hook's own handler, then its
+** mutex (in the child too: this thread's prepare took it). */
+static void after(int in_child) {
+  for (int i = 0; i < nhooks; i++) {
+    conc_ForkHook *h = falling[i];
+    void (*fn)(void) = in_child ? h->child : h->parent;
+    if (fn) fn();
+    if (h->mutex) pthread_mutex_unlock(h->mutex);
+  }
   pthread_mutex_unlock(&reg_mu);
 }
 
+static void parent(void) {
+  after(0);
+}
+
 static void child(void) {
-  for (int i = 0; i < nhooks; i++)
-    if (falling[i]->child) falling[i]->child();
-  pthread_mutex_unlock(&reg_mu);  /* this thread's prepare took it */
+  after(1);
 }
 
 static void install(void) {

@@ -8,6 +8,7 @@
 #ifndef CONC_OS_H
 #define CONC_OS_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 
@@ -116,6 +117,10 @@ enum {
 
 typedef struct conc_ForkHook {
   int rank;
+  /* The subsystem's internal mutex, if it has one: the registry takes it
+  ** before prepare runs and releases it after parent or child did (in the
+  ** child, this thread holds it: an unlock is all it needs). */
+  pthread_mutex_t *mutex;
   void (*prepare)(void);   /* any of the three may be NULL */
   void (*parent)(void);
   void (*child)(void);
