@@ -31,8 +31,9 @@ endif()
 
 foreach(name ${CORE_TESTS})
   add_test(NAME core.${name} COMMAND core_test ${name})
+  # 77: a test that cannot run in this build says so (ctest: "Skipped")
   set_tests_properties(core.${name} PROPERTIES TIMEOUT 60
-                       ENVIRONMENT "${SAN_ENV}")
+                       ENVIRONMENT "${SAN_ENV}" SKIP_RETURN_CODE 77)
 endforeach()
 
 # A row written in another form would be silently left out above: this

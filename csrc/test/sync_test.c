@@ -430,7 +430,7 @@ void test_interrupt_wakes(void) {
 ** its allocator (fixed upstream in LLVM 18): under it, the thread starts,
 ** which allocate, pause while each fork is made. The hammers' queue and
 ** lock work allocates nothing and runs on through every fork. */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(__SANITIZE_ADDRESS__)
 #define PAUSE_STARTS 1
 #else
 #define PAUSE_STARTS 0
@@ -537,6 +537,13 @@ void test_fork_threads(void) {
   Hammer h;
   pthread_t t[5];
   long before;
+#if defined(__SANITIZE_THREAD__)
+  /* TSan kills a child of a threaded fork that starts a thread
+  ** (die_after_fork): reported as skipped (77), never as passed */
+  printf("skip: TSan supports no fork of a threaded process\n");
+  fflush(stdout);
+  exit(77);
+#endif
   h.q = conc__queue_new(CONC_FIFO, 8, 0);
   h.lock = conc__lock_new();
   atomic_init(&h.stop, 0);
