@@ -15,6 +15,7 @@ local errors = require "conc.errors"
 local queue = require "conc.queue"
 local threading = require "conc.threading"
 local time = require "conc.time"
+local support = require "support"
 
 local isinstance = conc.isinstance
 
@@ -133,30 +134,6 @@ do
       got[n] = v
     end
     results:put({true, got})
-  end
-
-  -- The blocking calls the timeout cases make, each as call(obj, timeout).
-  local CALLS = {
-    get = function(q, t) return q:get(true, t) end,
-    put = function(q, t) return q:put("new", true, t) end,
-    select = function(q, t) return select(2, conc.select({q}, t)) end,  -- the index
-  }
-
-  -- Runs CALLS[what](obj, timeout) under pcall and puts {ok, value or error
-  -- text, class name, message, seconds taken} on `results`.
-  function W.attempt(results, what, obj, timeout)
-    local t0 = time.monotonic()
-    local ok, r = pcall(CALLS[what], obj, timeout)
-    local took = time.monotonic() - t0
-    local class, message
-    if not ok then
-      for _, c in ipairs{"ValueError", "TypeError", "ShutDown", "Empty", "Full"} do
-        if conc.isinstance(r, errors[c]) then class = c break end
-      end
-      message = type(r) == "table" and r.message or nil
-      r = errors.tostring(r)
-    end
-    results:put({ok = ok, value = r, class = class, message = message, took = took})
   end
 
   -- Puts q.maxsize, as this thread reads it, on `back`.
@@ -542,66 +519,39 @@ end)
 describe("conc.queue timeouts", function()
   local NAN = 0 / 0
 
-  local function show(r)
-    if r == nil then return "no report" end
-    if r.ok then return "returned " .. tostring(r.value) end
-    return "raised " .. tostring(r.value)
-  end
+  -- The blocking calls the timeout cases make, each as call(obj, timeout).
+  local CALLS = {
+    get = function(q, t) return q:get(true, t) end,
+    put = function(q, t) return q:put("new", true, t) end,
+    select = function(q, t) return select(2, conc.select({q}, t)) end,  -- the index
+  }
 
-  -- W.attempt(what, obj, timeout) in a thread on obj, unstick = case.make().
-  -- blocks false: it must report without being freed, within WAIT; blocks
-  -- true: it must still wait a moment later, and report once freed.
+  local show = support.show
   local function outcome(case, timeout, blocks)
-    local obj, unstick = case.make()
-    local results = queue.Queue()
-    local t = spawn(W.attempt, results, case.what, obj, timeout)
-    local function report(within)
-      local ok, r = pcall(results.get, results, true, within)
-      if ok then return r end
-      assert(isinstance(r, queue.Empty), errors.tostring(r))
-      return nil
-    end
-    local r, early, hung
-    if blocks then
-      early = report(0.1)
-      if not early then unstick() end
-      r = early or report(WAIT)
-    else
-      r = report(WAIT)
-      if not r then  -- free a thread stuck waiting
-        hung = true
-        unstick()
-        r = report(WAIT)
-      end
-    end
-    joined(t)
-    assert.is_nil(early, "did not wait: " .. show(early))
-    assert.is_nil(hung, "waited until freed, then " .. show(r))
-    assert.is_not_nil(r, "never returned, even once freed")
-    return r
+    return support.outcome(case, timeout, blocks, WAIT)
   end
 
   -- neg: "error" (ValueError) or "nowait" (returns nowait at once); woken:
   -- what the call returns once unstick() let it complete.
   local cases = {
-    {name = "Queue:get on an empty Queue", what = "get", neg = "error", woken = "x",
+    {name = "Queue:get on an empty Queue", call = CALLS.get, neg = "error", woken = "x",
      make = function()
        local q = queue.Queue()
        return q, function() q:put("x") end
      end},
-    {name = "SimpleQueue:get on an empty SimpleQueue", what = "get", neg = "error",
+    {name = "SimpleQueue:get on an empty SimpleQueue", call = CALLS.get, neg = "error",
      woken = "x",
      make = function()
        local q = queue.SimpleQueue()
        return q, function() q:put("x") end
      end},
-    {name = "Queue:put on a full Queue(1)", what = "put", neg = "error", woken = nil,
+    {name = "Queue:put on a full Queue(1)", call = CALLS.put, neg = "error", woken = nil,
      make = function()
        local q = queue.Queue(1)
        q:put("old")
        return q, function() assert.are.equal("old", q:get(true, WAIT)) end
      end},
-    {name = "conc.select on an empty Queue", what = "select", neg = "nowait",
+    {name = "conc.select on an empty Queue", call = CALLS.select, neg = "nowait",
      woken = 1, nowait = nil,
      make = function()
        local q = queue.Queue()

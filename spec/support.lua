@@ -22,4 +22,80 @@ function M.spit(path, text)
   f:close()
 end
 
+-- Timeouts of blocking calls, one way for every spec.
+--
+-- support.attempt(results, call, obj, timeout) runs call(obj, timeout) in
+-- a thread under pcall and puts {ok, value or error text, class, message,
+-- seconds taken} on `results`; class is the name of the first of CLASSES
+-- the error is an instance of.
+local CLASSES = {"BrokenBarrierError", "ValueError", "TypeError",
+                 "KeyboardInterrupt", "RuntimeError", "ShutDown", "Empty",
+                 "Full"}
+
+function M.attempt(results, call, obj, timeout)
+  local errors = require "conc.errors"
+  local time = require "conc.time"
+  local t0 = time.monotonic()
+  local ok, r = pcall(call, obj, timeout)
+  local took = time.monotonic() - t0
+  local class, message
+  if not ok then
+    for _, c in ipairs(CLASSES) do
+      if errors.isinstance(r, errors[c]) then class = c break end
+    end
+    message = type(r) == "table" and r.message or nil
+    r = errors.tostring(r)
+  end
+  results:put({ok = ok, value = r, class = class, message = message, took = took})
+end
+
+function M.show(r)
+  if r == nil then return "no report" end
+  if r.ok then return "returned " .. tostring(r.value) end
+  return "raised " .. tostring(r.value)
+end
+
+-- Runs case.call(obj, timeout) in a thread on a fresh case.make(), which
+-- returns the object, unstick() (lets the call complete) and an optional
+-- cleanup(). blocks false: the call must report without being freed,
+-- within wait seconds; blocks true: it must still wait a moment later, and
+-- report once freed. A call that hangs is freed, so the case fails in
+-- bounded time. Returns the report.
+function M.outcome(case, timeout, blocks, wait)
+  local errors = require "conc.errors"
+  local queue = require "conc.queue"
+  local threading = require "conc.threading"
+  local obj, unstick, cleanup = case.make()
+  local results = queue.Queue()
+  local t = threading.Thread{target = M.attempt, daemon = true,
+                             args = table.pack(results, case.call, obj, timeout)}
+  t:start()
+  local function report(within)
+    local ok, r = pcall(results.get, results, true, within)
+    if ok then return r end
+    assert(errors.isinstance(r, queue.Empty), errors.tostring(r))
+    return nil
+  end
+  local r, early, hung
+  if blocks then
+    early = report(0.1)
+    if not early then unstick() end
+    r = early or report(wait)
+  else
+    r = report(wait)
+    if not r then  -- free a thread stuck waiting
+      hung = true
+      unstick()
+      r = report(wait)
+    end
+  end
+  if cleanup then cleanup() end
+  t:join(wait)
+  assert(not t:is_alive(), "thread still running after " .. wait .. " s")
+  assert(early == nil, "did not wait: " .. M.show(early))
+  assert(hung == nil, "waited until freed, then " .. M.show(r))
+  assert(r ~= nil, "never returned, even once freed")
+  return r
+end
+
 return M
