@@ -37,10 +37,10 @@
 struct conc_Queue {
   conc_Obj hdr;
   int kind, simple;           /* fixed at birth */
+  atomic_size_t maxsize;      /* 0: unbounded; read-mostly, set under mu */
+  double maxsize_arg;         /* as given (Queue(-3).maxsize is -3), under mu */
   conc_WaitList watchers;
   _Alignas(64) conc_Mutex mu;
-  atomic_size_t maxsize;      /* 0: unbounded; written under mu */
-  double maxsize_arg;         /* as given (Queue(-3).maxsize is -3), under mu */
   conc_Item *items;
   size_t cap, head, count;    /* a ring for FIFO; from 0 otherwise */
   uint64_t seq;               /* arrivals, for the heap's ties */
