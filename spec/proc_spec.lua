@@ -133,6 +133,17 @@ describe("conc.core.fork", function()
     assert.is_false(t:is_alive())
   end)
 
+  forks("leaves the forking thread the RLock it held, as in Python", function()
+    local r = threading.RLock()
+    r:acquire()
+    assert.are.equal(0, in_child(function()
+      r:release()  -- held here: the owner is this thread, forked
+      assert(r:acquire(false), "the child cannot take its RLock again")
+      r:release()
+    end))
+    r:release()
+  end)
+
   forks("lets a thread fork: it becomes the child's main thread", function()
     local result = queue.Queue()
     local t = threading.Thread{name = "forker", target = function()

@@ -412,6 +412,10 @@ uint64_t conc__thread_self_ident(void);  /* Python's get_ident() */
 ** every process (an RLock's owner, even in shared memory). Cached; a fork
 ** hook refreshes it in the child. */
 uint32_t conc__thread_self_tid(void);
+/* Is owner (a tid) the calling thread? Also its id before a fork: in a
+** forked child the thread that forked keeps what it held, as a thread
+** keeps its ident across fork in Python. */
+int conc__thread_is_self(uint32_t owner);
 long conc__thread_next_number(void);  /* Thread-N numbering */
 
 /* ======================================================================

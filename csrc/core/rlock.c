@@ -31,8 +31,8 @@ conc_RLock *conc__rlock_new(void) {
 /* Only the holder can read its own id here: another thread may see a
 ** stale owner, but never one equal to itself. */
 static int owned(conc_RLock *r) {
-  return atomic_load_explicit(&r->owner, memory_order_relaxed) ==
-         conc__thread_self_tid();
+  return conc__thread_is_self(
+      atomic_load_explicit(&r->owner, memory_order_relaxed));
 }
 
 static void own(conc_RLock *r, unsigned long count) {

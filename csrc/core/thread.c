@@ -49,6 +49,8 @@ static pthread_t main_tid;   /* under list_mu after a fork; else fixed */
 
 static _Thread_local conc_Thread *self_thread;
 static _Thread_local uint32_t self_tid;  /* 0 until asked */
+static _Thread_local uint32_t forked_tid;  /* in a forked child: its id
+                                              in the parent (0: none) */
 
 static void lock(void) {
   if (pthread_mutex_lock(&list_mu) != 0) abort();  /* only a bug */
@@ -89,6 +91,11 @@ uint64_t conc__thread_self_ident(void) {
 uint32_t conc__thread_self_tid(void) {
   if (self_tid == 0) self_tid = (uint32_t)syscall(SYS_gettid);
   return self_tid;
+}
+
+int conc__thread_is_self(uint32_t owner) {
+  return owner == conc__thread_self_tid() ||
+         (forked_tid != 0 && owner == forked_tid);
 }
 
 long conc__thread_next_number(void) {
@@ -134,6 +141,7 @@ static void take_ids(conc_Thread *t) {
 */
 static void fork_child(void) {
   conc_Thread *gone = NULL, *me = self_thread;
+  forked_tid = conc__thread_self_tid();
   self_tid = 0;  /* the kernel gave this thread a new id */
   if (me == NULL) me = main_thread;
   for (conc_Thread *t = live_head, *next; t != NULL; t = next) {
