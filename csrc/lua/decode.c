@@ -24,8 +24,9 @@
 ** returns what follows it; NULL, having pushed nothing, for any other tag
 ** or a payload that the bytes before end cannot hold (why_not says which).
 */
-static const unsigned char *push_scalar(lua_State *L, const unsigned char *p,
-                                        const unsigned char *end) {
+static inline const unsigned char *push_scalar(lua_State *L,
+                                               const unsigned char *p,
+                                               const unsigned char *end) {
   int tag;
   lua_Integer i;
   lua_Number x;
