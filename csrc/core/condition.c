@@ -69,7 +69,7 @@ int conc__cond_wait(conc_Condition *c, double deadline) {
   notified = conc__waitlist_remove(&c->waiters, &link) != 0;
   /* the lock is taken back whatever happened, as Python's finally does */
   if (is_rlock(c)) conc__rlock_acquire_restore((conc_RLock *)c->lock, saved);
-  else conc__mutex_lock(&((conc_Lock *)c->lock)->mu);
+  else conc__mutex_lock(((conc_Lock *)c->lock)->mu);
   if (notified) return CONC_OK;
   return rc == CONC_EINTR ? CONC_EINTR : CONC_ETIMEDOUT;
 }

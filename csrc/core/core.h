@@ -293,21 +293,30 @@ unsigned conc__count_value(conc_Count *c);
 ** (event.c), Condition (condition.c), Barrier (barrier.c)
 ** ====================================================================== */
 
+/*
+** A Lock's mutex is `own`, or, for a lock processes share
+** (multiprocessing.Lock), a conc_Mutex in a shared mapping of its own that
+** forked children inherit: the header, the wait list and the pointer stay
+** this process's (see the architecture's "plain data" rule).
+*/
 typedef struct conc_Lock {
   conc_Obj hdr;
-  conc_Mutex mu;
+  conc_Mutex *mu;          /* &own, or in the shared mapping */
   conc_WaitList watchers;  /* links waiting for it to be free */
+  conc_Mutex own;
 } conc_Lock;
 extern conc_ObjType conc__lock_type;
-conc_Lock *conc__lock_new(void);
+/* shared: CONC_SHARED for a lock processes share, else CONC_PRIVATE */
+conc_Lock *conc__lock_new(int shared);
+int conc__lock_shared(conc_Lock *l);
 static inline int conc__lock_try(conc_Lock *l) {      /* 1 if taken */
-  return conc__mutex_try(&l->mu);
+  return conc__mutex_try(l->mu);
 }
 int conc__lock_acquire(conc_Lock *l, double deadline); /* OK/ETIMEDOUT/EINTR */
 void conc__lock_contended(conc_Lock *l);
 /* CONC_OK, or CONC_EUNLOCKED (it was not held) */
 static inline int conc__lock_release(conc_Lock *l) {
-  unsigned c = atomic_exchange_explicit(&l->mu.state, 0, memory_order_release);
+  unsigned c = atomic_exchange_explicit(&l->mu->state, 0, memory_order_release);
   if (c == 0) return CONC_EUNLOCKED;
   if (c == 2) conc__lock_contended(l);
   return CONC_OK;
@@ -316,7 +325,8 @@ int conc__lock_locked(conc_Lock *l);
 
 typedef struct conc_RLock conc_RLock;
 extern conc_ObjType conc__rlock_type;
-conc_RLock *conc__rlock_new(void);
+conc_RLock *conc__rlock_new(int shared);  /* as conc__lock_new */
+int conc__rlock_shared(conc_RLock *r);
 /* CONC_OK, or CONC_ETIMEDOUT (also for a failed non-blocking try), EINTR */
 int conc__rlock_acquire(conc_RLock *r, int blocking, double deadline);
 int conc__rlock_release(conc_RLock *r);             /* or ENOTOWNER */
@@ -372,6 +382,69 @@ unsigned conc__barrier_n_waiting(conc_Barrier *b);
 int conc__barrier_broken(conc_Barrier *b);
 double conc__barrier_timeout(conc_Barrier *b);
 void *conc__barrier_action(conc_Barrier *b);
+
+/* ======================================================================
+** Processes (process.c): forked children, their pidfds and exit codes,
+** and the table of this process's live ones.
+** ====================================================================== */
+
+typedef struct conc_Process conc_Process;
+extern conc_ObjType conc__process_type;
+conc_Process *conc__process_new(int daemon);
+/* Forks: the child's pid in the parent, 0 in the child (whose copy of p
+** is then itself, running), CONC_ESTARTED, CONC_ECLOSED, or fork's
+** negative errno. */
+int conc__process_fork(conc_Process *p);
+/* 1 with *exitcode set (may be NULL) once it ended (reaping it), 0 while
+** it runs, CONC_EASSERT if not started or not this process's child,
+** CONC_ECLOSED. */
+int conc__process_poll(conc_Process *p, int *exitcode);
+/* CONC_OK once it ended, ETIMEDOUT, EINTR, or poll's codes. */
+int conc__process_join(conc_Process *p, double deadline);
+/* Sends sig if it runs (nothing if not started or ended): CONC_OK,
+** CONC_ECLOSED, or kill's negative errno. */
+int conc__process_signal(conc_Process *p, int sig);
+/* Frees the pidfd: CONC_OK, or CONC_EVALUE while it runs. */
+int conc__process_close(conc_Process *p);
+int conc__process_pid(conc_Process *p);       /* 0 before start */
+int conc__process_sentinel(conc_Process *p);  /* the pidfd, -1, ECLOSED */
+int conc__process_started(conc_Process *p);
+int conc__process_closed(conc_Process *p);
+int conc__process_daemon(conc_Process *p);
+int conc__process_set_daemon(conc_Process *p, int daemon); /* or EASSERT */
+/* The live children, oldest first, each with a reference for the caller,
+** in a malloc'd array (*out; free it): their number, or CONC_ENOMEM. */
+int conc__process_children(conc_Process ***out);
+/* At the end of the script: terminates the daemonic children, then waits
+** for every child. CONC_OK, or CONC_EINTR. */
+int conc__process_shutdown(void);
+
+/* ======================================================================
+** multiprocessing.Value and Array (array.c): typed elements in a shared
+** mapping, and the shared Lock or RLock that guards them
+** ====================================================================== */
+
+typedef struct conc_Array conc_Array;
+extern conc_ObjType conc__array_type;
+/* Bytes of an element of typecode (b B h H i I l L q Q f d c), 0 if none. */
+int conc__array_elsize(int typecode);
+/* length zeroed elements; lock (a shared Lock or RLock, or NULL) gets a
+** reference. NULL for an unknown typecode or out of memory. */
+conc_Array *conc__array_new(int typecode, size_t length, conc_Obj *lock,
+                            int is_value);
+int conc__array_typecode(conc_Array *a);
+size_t conc__array_len(conc_Array *a);
+int conc__array_is_value(conc_Array *a);
+int conc__array_is_float(conc_Array *a);
+conc_Obj *conc__array_lock(conc_Array *a);
+/* Element i (0-based, in range), wrapped to the element's width. */
+int64_t conc__array_get_int(conc_Array *a, size_t i);
+void conc__array_set_int(conc_Array *a, size_t i, int64_t v);
+double conc__array_get_float(conc_Array *a, size_t i);
+void conc__array_set_float(conc_Array *a, size_t i, double v);
+/* The lock around an access, if there is one: CONC_OK or CONC_EINTR. */
+int conc__array_acquire(conc_Array *a);
+void conc__array_release(conc_Array *a);
 
 /* ======================================================================
 ** Threads (thread.c): OS threads and the table of live ones.

@@ -14,11 +14,11 @@
 
 static unsigned lock_ready(conc_Obj *o, unsigned events) {
   conc_Lock *l = (conc_Lock *)o;
-  unsigned s = atomic_load_explicit(&l->mu.state, memory_order_seq_cst);
+  unsigned s = atomic_load_explicit(&l->mu->state, memory_order_seq_cst);
   if (!(events & CONC_WRITABLE)) return 0;
   /* held: make its release the contended kind, which notifies */
   while (s == 1 && !atomic_compare_exchange_weak_explicit(
-                       &l->mu.state, &s, 2, memory_order_seq_cst,
+                       &l->mu->state, &s, 2, memory_order_seq_cst,
                        memory_order_seq_cst)) {
   }
   return s == 0 ? CONC_WRITABLE : 0;
@@ -28,17 +28,32 @@ static conc_WaitList *lock_waitlist(conc_Obj *o) {
   return &((conc_Lock *)o)->watchers;
 }
 
+static void lock_destroy(conc_Obj *o) {
+  conc_Lock *l = (conc_Lock *)o;
+  if (l->mu != &l->own) conc__shm_unmap(l->mu, sizeof *l->mu);
+  free(l);
+}
+
 conc_ObjType conc__lock_type = {
-  .name = "conc.Lock", .destroy = conc__obj_free, .ready = lock_ready,
+  .name = "conc.Lock", .destroy = lock_destroy, .ready = lock_ready,
   .waitlist = lock_waitlist};
 
-conc_Lock *conc__lock_new(void) {
+conc_Lock *conc__lock_new(int shared) {
   conc_Lock *l = malloc(sizeof *l);
   if (l == NULL) return NULL;
+  l->mu = &l->own;
+  if (shared == CONC_SHARED && (l->mu = conc__shm_map(sizeof *l->mu)) == NULL) {
+    free(l);
+    return NULL;
+  }
   conc__obj_init(&l->hdr, &conc__lock_type);
-  conc__mutex_init(&l->mu, CONC_PRIVATE);
+  conc__mutex_init(l->mu, shared);
   conc__waitlist_init(&l->watchers);
   return l;
+}
+
+int conc__lock_shared(conc_Lock *l) {
+  return l->mu != &l->own;
 }
 
 static void pauses(int n) {
@@ -86,16 +101,16 @@ static int lock_spin_try(conc_Mutex *m) {
 }
 
 int conc__lock_acquire(conc_Lock *l, double deadline) {
-  if (conc__mutex_try(&l->mu) || lock_spin_try(&l->mu)) return CONC_OK;
-  return conc__mutex_sleep(&l->mu, deadline, 0);
+  if (conc__mutex_try(l->mu) || lock_spin_try(l->mu)) return CONC_OK;
+  return conc__mutex_sleep(l->mu, deadline, 0);
 }
 
 /* The contended half of conc__lock_release: a sleeper, and the links. */
 void conc__lock_contended(conc_Lock *l) {
-  conc__mutex_wake(&l->mu);
+  conc__mutex_wake(l->mu);
   conc__waitlist_notify(&l->watchers, CONC_WRITABLE);
 }
 
 int conc__lock_locked(conc_Lock *l) {
-  return atomic_load_explicit(&l->mu.state, memory_order_relaxed) != 0;
+  return atomic_load_explicit(&l->mu->state, memory_order_relaxed) != 0;
 }

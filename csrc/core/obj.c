@@ -46,4 +46,4 @@ conc_ObjType *const conc__obj_types[] = {
   &conc__thread_type, &conc__lock_type, &conc__rlock_type, &conc__sem_type,
   &conc__cond_type, &conc__barrier_type, &conc__event_type,
   &conc__queue_type, &conc__shlist_type, &conc__shdict_type,
-  &conc__local_type, NULL};
+  &conc__local_type, &conc__process_type, &conc__array_type, NULL};

@@ -8,48 +8,69 @@
 
 #include "core.h"
 
-struct conc_RLock {
-  conc_Obj hdr;
+/* What a shared RLock keeps in its mapping: all of its state. */
+typedef struct RState {
   conc_Mutex mu;
   atomic_uint owner;      /* tid of the holder, 0 when free */
   unsigned long count;    /* recursion depth; only the owner touches it */
+} RState;
+
+struct conc_RLock {
+  conc_Obj hdr;
+  RState *s;              /* &own, or a shared mapping (see conc_Lock) */
+  RState own;
 };
 
-conc_ObjType conc__rlock_type = {.name = "conc.RLock",
-                                 .destroy = conc__obj_free};
+static void rlock_destroy(conc_Obj *o) {
+  conc_RLock *r = (conc_RLock *)o;
+  if (r->s != &r->own) conc__shm_unmap(r->s, sizeof *r->s);
+  free(r);
+}
 
-conc_RLock *conc__rlock_new(void) {
+conc_ObjType conc__rlock_type = {.name = "conc.RLock",
+                                 .destroy = rlock_destroy};
+
+conc_RLock *conc__rlock_new(int shared) {
   conc_RLock *r = malloc(sizeof *r);
   if (r == NULL) return NULL;
+  r->s = &r->own;
+  if (shared == CONC_SHARED && (r->s = conc__shm_map(sizeof *r->s)) == NULL) {
+    free(r);
+    return NULL;
+  }
   conc__obj_init(&r->hdr, &conc__rlock_type);
-  conc__mutex_init(&r->mu, CONC_PRIVATE);
-  atomic_init(&r->owner, 0);
-  r->count = 0;
+  conc__mutex_init(&r->s->mu, shared);
+  atomic_init(&r->s->owner, 0);
+  r->s->count = 0;
   return r;
+}
+
+int conc__rlock_shared(conc_RLock *r) {
+  return r->s != &r->own;
 }
 
 /* Only the holder can read its own id here: another thread may see a
 ** stale owner, but never one equal to itself. */
 static int owned(conc_RLock *r) {
   return conc__thread_is_self(
-      atomic_load_explicit(&r->owner, memory_order_relaxed));
+      atomic_load_explicit(&r->s->owner, memory_order_relaxed));
 }
 
 static void own(conc_RLock *r, unsigned long count) {
-  atomic_store_explicit(&r->owner, conc__thread_self_tid(),
+  atomic_store_explicit(&r->s->owner, conc__thread_self_tid(),
                         memory_order_relaxed);
-  r->count = count;
+  r->s->count = count;
 }
 
 int conc__rlock_acquire(conc_RLock *r, int blocking, double deadline) {
   if (owned(r)) {
-    r->count++;
+    r->s->count++;
     return CONC_OK;
   }
-  if (!conc__mutex_try(&r->mu)) {
+  if (!conc__mutex_try(&r->s->mu)) {
     int rc;
     if (!blocking) return CONC_ETIMEDOUT;
-    rc = conc__mutex_acquire(&r->mu, deadline);
+    rc = conc__mutex_acquire(&r->s->mu, deadline);
     if (rc != CONC_OK) return rc;
   }
   own(r, 1);
@@ -58,9 +79,9 @@ int conc__rlock_acquire(conc_RLock *r, int blocking, double deadline) {
 
 int conc__rlock_release(conc_RLock *r) {
   if (!owned(r)) return CONC_ENOTOWNER;
-  if (--r->count == 0) {
-    atomic_store_explicit(&r->owner, 0, memory_order_relaxed);
-    conc__mutex_unlock(&r->mu);
+  if (--r->s->count == 0) {
+    atomic_store_explicit(&r->s->owner, 0, memory_order_relaxed);
+    conc__mutex_unlock(&r->s->mu);
   }
   return CONC_OK;
 }
@@ -70,14 +91,14 @@ int conc__rlock_owned(conc_RLock *r) {
 }
 
 unsigned long conc__rlock_release_save(conc_RLock *r) {
-  unsigned long count = r->count;
-  r->count = 0;
-  atomic_store_explicit(&r->owner, 0, memory_order_relaxed);
-  conc__mutex_unlock(&r->mu);
+  unsigned long count = r->s->count;
+  r->s->count = 0;
+  atomic_store_explicit(&r->s->owner, 0, memory_order_relaxed);
+  conc__mutex_unlock(&r->s->mu);
   return count;
 }
 
 void conc__rlock_acquire_restore(conc_RLock *r, unsigned long count) {
-  conc__mutex_lock(&r->mu);
+  conc__mutex_lock(&r->s->mu);
   own(r, count);
 }

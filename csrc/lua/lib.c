@@ -82,6 +82,7 @@ static int shutdown_p(lua_State *L) {
     conc__obj_decref((conc_Obj *)t);
     conc__check_wait(L, rc);
   }
+  conc__check_wait(L, conc__process_shutdown());
   return 0;
 }
 
@@ -98,8 +99,9 @@ static int sentinel_gc(lua_State *L) {
   while ((t = conc__thread_next_nondaemon()) != NULL) {
     int rc = conc__thread_join(t, CONC_FOREVER);
     conc__obj_decref((conc_Obj *)t);
-    if (rc != CONC_OK) break;
+    if (rc != CONC_OK) return 0;
   }
+  conc__process_shutdown();
   (void)L;
   return 0;
 }
@@ -155,6 +157,7 @@ int luaopen_conc_core(lua_State *L) {
   conc__open_queue(L);
   conc__open_shared(L);
   conc__open_proc(L);
+  conc__open_array(L);
   install_sentinel(L);
   return 1;
 }

@@ -40,8 +40,14 @@ static conc_Event *check_event(lua_State *L) {
   return (conc_Event *)conc__checkbound(L, 1, &conc__event_type);
 }
 
+/* Lock(shared=false): a true `shared` puts it in memory the children this
+** process forks from then on share (multiprocessing.Lock). */
+static int shared_arg(lua_State *L) {
+  return lua_toboolean(L, 1) ? CONC_SHARED : CONC_PRIVATE;
+}
+
 static int l_lock_new(lua_State *L) {
-  return conc__pushnew(L, (conc_Obj *)conc__lock_new());
+  return conc__pushnew(L, (conc_Obj *)conc__lock_new(shared_arg(L)));
 }
 
 /* The arguments of Lock's and RLock's acquire(blocking=true, timeout=-1),
@@ -117,7 +123,7 @@ static conc_RLock *check_rlock(lua_State *L) {
 }
 
 static int l_rlock_new(lua_State *L) {
-  return conc__pushnew(L, (conc_Obj *)conc__rlock_new());
+  return conc__pushnew(L, (conc_Obj *)conc__rlock_new(shared_arg(L)));
 }
 
 static int acquire_rlock(lua_State *L, conc_RLock *r) {
@@ -217,7 +223,7 @@ static int l_cond_new(lua_State *L) {
   conc_Obj *lock;
   conc_Condition *c;
   if (lua_isnoneornil(L, 1)) {
-    lock = (conc_Obj *)conc__rlock_new();
+    lock = (conc_Obj *)conc__rlock_new(CONC_PRIVATE);
     if (lock == NULL) return conc__raise(L, CONC_ENOMEM, NULL);
   } else {
     lock = conc__toobj(L, 1);

@@ -49,7 +49,10 @@
     "Semaphore released too many times")                                     \
   X(EBROKEN,         -1025, "BrokenBarrierError", NULL)                      \
   X(ESTARTED,        -1030, "RuntimeError",                                  \
-    "threads can only be started once")
+    "threads can only be started once")                                      \
+  X(EASSERT,         -1040, "AssertionError",     NULL)                      \
+  X(ECLOSED,         -1041, "ValueError",                                    \
+    "process object is closed")
 
 enum {
 #define CONC_ERRCODE(code, value, cls, msg) CONC_##code = value,

@@ -110,6 +110,7 @@ int conc__sleep_until(double deadline);
 enum {
   CONC_FORK_STATE = 10,   /* lua/state.c: the state-init hook */
   CONC_FORK_THREADS = 20, /* core/thread.c: the table of live threads */
+  CONC_FORK_PROCS = 25,   /* core/process.c: the table of children */
   CONC_FORK_WORKERS = 30, /* core/worker.c: the pool of parked workers */
   CONC_FORK_REGIONS = 40, /* lua/alloc.c: cached startup regions */
   CONC_FORK_INTR = 90     /* os/intr.c: the pending interrupt */
@@ -151,5 +152,23 @@ int conc__proc_wait(int pid, double deadline, int *status);
 /* Ends the process at once, running no atexit handler: how a forked child
 ** finishes. */
 void conc__proc_exit(int code);
+/* A pidfd for the child pid (Linux 5.3): readable once the child has
+** ended, pollable by an event loop; or a negative errno. Close-on-exec. */
+int conc__proc_pidfd(int pid);
+/* Has child pid ended? 1 with *status set as conc__proc_wait sets it (the
+** child is reaped), 0 while it runs, or a negative errno. Never blocks. */
+int conc__proc_poll(int pid, int *status);
+/* Waits until fd is readable, until deadline or a KeyboardInterrupt for
+** this OS thread: CONC_OK, CONC_ETIMEDOUT, CONC_EINTR (no signal slips in
+** between the look at the flag and the sleep: the sleep is a ppoll that
+** unblocks signals only while it sleeps). */
+int conc__proc_wait_fd(int fd, double deadline);
+/* kill(2): CONC_OK or a negative errno. */
+int conc__proc_kill(int pid, int sig);
+int conc__proc_self(void);    /* getpid() */
+int conc__proc_parent(void);  /* getppid() */
+void conc__proc_close_fd(int fd);
+/* CPUs this process may run on (at least 1). */
+int conc__cpu_count(void);
 
 #endif

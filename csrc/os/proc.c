@@ -2,7 +2,12 @@
 ** proc.c -- processes: fork, waiting for a child, and a child's exit.
 */
 #include <errno.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "os.h"
@@ -37,4 +42,87 @@ int conc__proc_wait(int pid, double deadline, int *status) {
 
 void conc__proc_exit(int code) {
   _exit(code);
+}
+
+int conc__proc_pidfd(int pid) {
+#ifdef SYS_pidfd_open
+  long fd = syscall(SYS_pidfd_open, (pid_t)pid, 0);
+  /* a pidfd is close-on-exec from the start */
+  return fd < 0 ? -errno : (int)fd;
+#else
+  (void)pid;
+  return -ENOSYS;
+#endif
+}
+
+int conc__proc_poll(int pid, int *status) {
+  int st;
+  pid_t r;
+  do {
+    r = waitpid((pid_t)pid, &st, WNOHANG);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0) return -errno;
+  if (r == 0) return 0;
+  *status = WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st);
+  return 1;
+}
+
+int conc__proc_wait_fd(int fd, double deadline) {
+  sigset_t all, old;
+  struct pollfd pfd = {.fd = fd, .events = POLLIN};
+  int rc = CONC_OK;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  for (;;) {
+    struct timespec ts, *tsp = NULL;
+    int n;
+    if (conc__interrupt_pending()) {
+      rc = CONC_EINTR;
+      break;
+    }
+    if (deadline != CONC_FOREVER) {
+      double left = deadline - conc__monotonic();
+      if (left < 0) left = 0;
+      ts.tv_sec = (time_t)left;
+      ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+      tsp = &ts;
+    }
+    n = ppoll(&pfd, 1, tsp, &old);
+    if (n > 0) break;
+    if (n == 0) {
+      rc = CONC_ETIMEDOUT;
+      break;
+    }
+    if (errno != EINTR) {
+      rc = -errno;
+      break;
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc;
+}
+
+int conc__proc_kill(int pid, int sig) {
+  return kill((pid_t)pid, sig) < 0 ? -errno : CONC_OK;
+}
+
+int conc__proc_self(void) {
+  return (int)getpid();
+}
+
+int conc__proc_parent(void) {
+  return (int)getppid();
+}
+
+void conc__proc_close_fd(int fd) {
+  if (fd >= 0) close(fd);
+}
+
+int conc__cpu_count(void) {
+  cpu_set_t set;
+  long n;
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+    return CPU_COUNT(&set);
+  n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (int)n : 1;
 }

@@ -317,7 +317,7 @@ static void *cond_waiter(void *p) {
 void test_wait_condition(void) {
   CondCase c;
   pthread_t t[5];
-  c.lock = conc__lock_new();
+  c.lock = conc__lock_new(CONC_PRIVATE);
   c.cond = conc__cond_new((conc_Obj *)c.lock);
   atomic_init(&c.woken, 0);
   atomic_init(&c.waiting, 0);
@@ -545,7 +545,7 @@ void test_fork_threads(void) {
   exit(77);
 #endif
   h.q = conc__queue_new(CONC_FIFO, 8, 0);
-  h.lock = conc__lock_new();
+  h.lock = conc__lock_new(CONC_PRIVATE);
   atomic_init(&h.stop, 0);
   atomic_init(&h.pause, 0);
   atomic_init(&h.paused, 0);

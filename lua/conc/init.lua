@@ -11,7 +11,7 @@ local M = {
 
 local submodules = {
   threading = true, time = true, class = true, core = true, queue = true,
-  shared = true,
+  shared = true, multiprocessing = true,
 }
 
 return setmetatable(M, {

@@ -1,0 +1,299 @@
+/*
+** larray.c -- multiprocessing.Value, Array, RawValue and RawArray seen
+** from Lua: `v.value`, `a[i]` (1-based), `#a`, `get_lock()`, `get_obj()`.
+**
+** A synchronized one takes its lock around every read and write, as
+** Python's wrappers do: with an RLock (the default) a script's own
+** `local _ <close> = v:get_lock():enter()` around `v.value = v.value + 1`
+** re-enters it, so the increment is one step for the other processes.
+*/
+#include <string.h>
+
+#include "lconc.h"
+
+static int meta_array(lua_State *L);
+
+static conc_Binding array_binding = {.type = &conc__array_type,
+                                     .open = meta_array};
+
+static conc_Array *check_array(lua_State *L) {
+  return (conc_Array *)conc__checkobj(L, 1, &conc__array_type);
+}
+
+/* ctypes' names, for messages and tostring. */
+static const char *ctype_name(int typecode) {
+  switch (typecode) {
+    case 'b': return "c_byte";     case 'B': return "c_ubyte";
+    case 'h': return "c_short";    case 'H': return "c_ushort";
+    case 'i': return "c_int";      case 'I': return "c_uint";
+    case 'l': return "c_long";     case 'L': return "c_ulong";
+    case 'q': return "c_longlong"; case 'Q': return "c_ulonglong";
+    case 'f': return "c_float";    case 'd': return "c_double";
+    case 'c': return "c_char";
+  }
+  return "?";
+}
+
+static int check_typecode(lua_State *L, int idx) {
+  size_t len;
+  const char *tc = luaL_checklstring(L, idx, &len);
+  if (len != 1 || conc__array_elsize((unsigned char)tc[0]) == 0)
+    return conc__raise(L, CONC_ETYPE,
+                       "bad typecode '%s' (must be b, B, h, H, i, I, l, L, q, "
+                       "Q, f, d or c)", tc);
+  return (unsigned char)tc[0];
+}
+
+/* The lock argument: nil or true makes a shared RLock, false none, else a
+** multiprocessing Lock or RLock. Returns it with a reference, or NULL. */
+static conc_Obj *lock_arg(lua_State *L, int idx) {
+  conc_Obj *o;
+  if (lua_isnoneornil(L, idx) || (lua_isboolean(L, idx) && lua_toboolean(L, idx))) {
+    o = (conc_Obj *)conc__rlock_new(CONC_SHARED);
+    if (o == NULL) conc__raise(L, CONC_ENOMEM, NULL);
+    return o;
+  }
+  if (lua_isboolean(L, idx)) return NULL;
+  o = conc__toobj(L, idx);
+  if (o != NULL && ((o->type == &conc__lock_type &&
+                     conc__lock_shared((conc_Lock *)o)) ||
+                    (o->type == &conc__rlock_type &&
+                     conc__rlock_shared((conc_RLock *)o)))) {
+    conc__obj_incref(o);
+    return o;
+  }
+  return conc__raise(L, CONC_ETYPE,
+                     "lock must be a boolean or a multiprocessing Lock or "
+                     "RLock, not %s", luaL_typename(L, idx)), NULL;
+}
+
+/* Stores the Lua value at idx into element i, or raises TypeError having
+** stored nothing. */
+static void set_elem(lua_State *L, conc_Array *a, size_t i, int idx) {
+  int tc = conc__array_typecode(a);
+  if (tc == 'c') {
+    size_t len;
+    const char *s = lua_type(L, idx) == LUA_TSTRING ? lua_tolstring(L, idx, &len)
+                                                     : NULL;
+    if (s == NULL || len != 1)
+      conc__raise(L, CONC_ETYPE, "one character string expected, got %s",
+                  s ? "a longer string" : luaL_typename(L, idx));
+    conc__array_set_int(a, i, (unsigned char)s[0]);
+  } else if (conc__array_is_float(a)) {
+    if (lua_type(L, idx) != LUA_TNUMBER)
+      conc__raise(L, CONC_ETYPE, "must be real number, not %s",
+                  luaL_typename(L, idx));
+    conc__array_set_float(a, i, (double)lua_tonumber(L, idx));
+  } else {
+    int isint = 0;
+    lua_Integer v = 0;
+    if (lua_type(L, idx) == LUA_TNUMBER) v = lua_tointegerx(L, idx, &isint);
+    if (!isint)
+      conc__raise(L, CONC_ETYPE, "int expected instead of %s",
+                  lua_type(L, idx) == LUA_TNUMBER ? "float"
+                                                  : luaL_typename(L, idx));
+    conc__array_set_int(a, i, (int64_t)v);
+  }
+}
+
+static void push_elem(lua_State *L, conc_Array *a, size_t i) {
+  int tc = conc__array_typecode(a);
+  if (tc == 'c') {
+    char c = (char)conc__array_get_int(a, i);
+    lua_pushlstring(L, &c, 1);
+  } else if (conc__array_is_float(a)) {
+    lua_pushnumber(L, (lua_Number)conc__array_get_float(a, i));
+  } else {
+    lua_pushinteger(L, (lua_Integer)conc__array_get_int(a, i));
+  }
+}
+
+static void lock(lua_State *L, conc_Array *a) {
+  conc__check_interrupt(L);
+  conc__check_wait(L, conc__array_acquire(a));
+}
+
+/* Value(typecode, init=0, lock=true) */
+static int l_value_new(lua_State *L) {
+  int tc = check_typecode(L, 1);
+  conc_Obj *lk;
+  conc_Array *a;
+  lk = lock_arg(L, 3);
+  a = conc__array_new(tc, 1, lk, 1);
+  if (lk) conc__obj_decref(lk);  /* the array holds its own */
+  conc__pushnew(L, (conc_Obj *)a);
+  if (!lua_isnoneornil(L, 2)) set_elem(L, a, 0, 2);
+  return 1;
+}
+
+/* Array(typecode, size_or_initializer, lock=true) */
+static int l_array_new(lua_State *L) {
+  int tc = check_typecode(L, 1);
+  lua_Integer n = 0;
+  conc_Obj *lk;
+  conc_Array *a;
+  int init = lua_type(L, 2) == LUA_TTABLE ||
+             (tc == 'c' && lua_type(L, 2) == LUA_TSTRING);
+  if (init) {
+    n = (lua_Integer)luaL_len(L, 2);
+  } else {
+    int isint = 0;
+    if (lua_type(L, 2) == LUA_TNUMBER) n = lua_tointegerx(L, 2, &isint);
+    if (!isint)
+      return conc__raise(L, CONC_ETYPE,
+                         "size_or_initializer must be an integer or a "
+                         "sequence, not %s", luaL_typename(L, 2));
+    if (n < 0) return conc__raise(L, CONC_EVALUE, "array size must be >= 0");
+  }
+  if ((lua_Unsigned)n > ((size_t)1 << 40))
+    return conc__raise(L, CONC_EVALUE, "array too large");
+  lk = lock_arg(L, 3);
+  a = conc__array_new(tc, (size_t)n, lk, 0);
+  if (lk) conc__obj_decref(lk);
+  conc__pushnew(L, (conc_Obj *)a);
+  if (init && lua_type(L, 2) == LUA_TSTRING) {
+    const char *s = lua_tostring(L, 2);
+    for (lua_Integer i = 0; i < n; i++)
+      conc__array_set_int(a, (size_t)i, (unsigned char)s[i]);
+  } else if (init) {
+    for (lua_Integer i = 0; i < n; i++) {
+      lua_geti(L, 2, i + 1);
+      set_elem(L, a, (size_t)i, -1);
+      lua_pop(L, 1);
+    }
+  }
+  return 1;
+}
+
+/* a[i] for 1 <= i <= #a, else nil for a key of no element; IndexError
+** for an integer out of range (Python's) would break ipairs, which stops
+** at the first nil. */
+static int index_of(lua_State *L, conc_Array *a, int idx, size_t *i) {
+  int isint = 0;
+  lua_Integer k = lua_tointegerx(L, idx, &isint);
+  if (!isint || k < 1 || (lua_Unsigned)k > conc__array_len(a)) return 0;
+  *i = (size_t)(k - 1);
+  return 1;
+}
+
+static int array_index(lua_State *L) {
+  conc_Array *a = check_array(L);
+  size_t i;
+  if (lua_type(L, 2) == LUA_TSTRING) {
+    size_t len;
+    const char *k = lua_tolstring(L, 2, &len);
+    if (conc__getmethod(L, &array_binding, k, len)) return 1;
+    if (strcmp(k, "value") == 0 && conc__array_is_value(a)) i = 0;
+    else if (strcmp(k, "typecode") == 0) {
+      char tc = (char)conc__array_typecode(a);
+      lua_pushlstring(L, &tc, 1);
+      return 1;
+    } else {
+      lua_pushnil(L);
+      return 1;
+    }
+  } else if (conc__array_is_value(a) || !index_of(L, a, 2, &i)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lock(L, a);
+  push_elem(L, a, i);
+  conc__array_release(a);
+  return 1;
+}
+
+static int set_p(lua_State *L) {
+  conc_Array *a = lua_touserdata(L, 1);
+  size_t i = (size_t)lua_tointeger(L, 2);
+  set_elem(L, a, i, 3);
+  return 0;
+}
+
+static int array_newindex(lua_State *L) {
+  conc_Array *a = check_array(L);
+  size_t i;
+  int rc;
+  if (lua_type(L, 2) == LUA_TSTRING && conc__array_is_value(a) &&
+      strcmp(lua_tostring(L, 2), "value") == 0) {
+    i = 0;
+  } else if (!conc__array_is_value(a) && index_of(L, a, 2, &i)) {
+    /* an element */
+  } else if (!conc__array_is_value(a) && lua_type(L, 2) == LUA_TNUMBER) {
+    return conc__raise(L, CONC_ERANGE, "invalid index");
+  } else {
+    return conc__raise(L, CONC_EATTRIBUTE, "'%s' object has no attribute '%s'",
+                       conc__array_is_value(a) ? "Value" : "Array",
+                       luaL_tolstring(L, 2, NULL));
+  }
+  /* the store may raise (a bad value): not with the lock held */
+  lock(L, a);
+  lua_pushcfunction(L, set_p);
+  lua_pushlightuserdata(L, a);
+  lua_pushinteger(L, (lua_Integer)i);
+  lua_pushvalue(L, 3);
+  rc = lua_pcall(L, 3, 0, 0);
+  conc__array_release(a);
+  if (rc != LUA_OK) return lua_error(L);
+  return 0;
+}
+
+static int array_len(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)conc__array_len(check_array(L)));
+  return 1;
+}
+
+static int array_get_lock(lua_State *L) {
+  conc_Array *a = check_array(L);
+  conc_Obj *lk = conc__array_lock(a);
+  if (lk == NULL)
+    return conc__raise(L, CONC_EATTRIBUTE, "'%s' object has no attribute "
+                       "'get_lock'", ctype_name(conc__array_typecode(a)));
+  conc__pushobj(L, lk);
+  return 1;
+}
+
+/* get_obj(): Python's raw ctypes object; here the same one. */
+static int array_get_obj(lua_State *L) {
+  check_array(L);
+  lua_settop(L, 1);
+  return 1;
+}
+
+static int array_tostring(lua_State *L) {
+  conc_Array *a = check_array(L);
+  const char *ct = ctype_name(conc__array_typecode(a));
+  const char *wrap = conc__array_lock(a) ? "Synchronized" : NULL;
+  if (conc__array_is_value(a)) {
+    lock(L, a);
+    push_elem(L, a, 0);
+    conc__array_release(a);
+    luaL_tolstring(L, -1, NULL);
+    if (wrap) lua_pushfstring(L, "<%s wrapper for %s(%s)>", wrap, ct,
+                              lua_tostring(L, -2));
+    else lua_pushfstring(L, "%s(%s)", ct, lua_tostring(L, -2));
+    return 1;
+  }
+  if (wrap)
+    lua_pushfstring(L, "<SynchronizedArray wrapper for %s_Array_%d>", ct,
+                    (int)conc__array_len(a));
+  else
+    lua_pushfstring(L, "%s_Array_%d", ct, (int)conc__array_len(a));
+  return 1;
+}
+
+static int meta_array(lua_State *L) {
+  static const luaL_Reg meta[] = {
+    {"__index", array_index}, {"__newindex", array_newindex},
+    {"__len", array_len}, {"__tostring", array_tostring},
+    {"get_lock", array_get_lock}, {"get_obj", array_get_obj},
+    {NULL, NULL}};
+  conc__newmeta(L, &array_binding, meta);
+  return 0;
+}
+
+void conc__open_array(lua_State *L) {
+  static const luaL_Reg fns[] = {
+    {"Value", l_value_new}, {"Array", l_array_new}, {NULL, NULL}};
+  conc__bind(&array_binding);
+  luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,280 @@
+-- conc.multiprocessing: Python's multiprocessing module. A Process is a
+-- forked child that runs its target in its copy of the parent's Lua state
+-- (globals and upvalues as the parent had them at start(); the script is
+-- never run again, so no `if __name__ == "__main__"` is needed). Lock,
+-- RLock, Value and Array live in shared memory that the children forked
+-- after they are made share.
+local core = require "conc.core"
+local class = require "conc.class"
+local threading = require "conc.threading"
+local errors = require "conc.errors"
+
+local M = {}
+
+-- The Lua Process object for each handle seen in this process, for
+-- active_children() (weak: a child nobody holds is still in the C table
+-- until it ends, and gets a plain view back).
+local instances = setmetatable({}, {__mode = "v"})
+
+-- Python's names: Process-1, and Process-1:2 for a child's second child.
+local counter = 0
+local identity = {}
+local current   -- this process's Process object (a child's own, or MainProcess)
+local parent    -- the parent's, in a child
+
+local Process = class.class(nil, "Process")
+M.Process = Process
+-- the class under Python's module path, for `mp.context.Process` habits
+M.BaseProcess = Process
+
+local function closed_error()
+  return errors.ValueError("process object is closed")
+end
+
+local function handle(self)
+  local h = rawget(self, "_handle")
+  if h == nil then
+    if rawget(self, "_main") or rawget(self, "_parent") then return nil end
+    Process.__init(self)  -- a subclass whose __init did not call Process's
+    h = rawget(self, "_handle")
+  end
+  return h
+end
+
+-- Process{target=, args=, kwargs=, name=, daemon=}
+function Process:__init(opts)
+  opts = opts or {}
+  counter = counter + 1
+  local ident = table.move(identity, 1, #identity, 1, {})
+  ident[#ident + 1] = counter
+  local daemon = opts.daemon
+  if daemon == nil then daemon = M.current_process().daemon end
+  local h = core.process_new(daemon)
+  rawset(self, "_handle", h)
+  rawset(self, "_identity", ident)
+  rawset(self, "_target", opts.target)
+  rawset(self, "_args", opts.args or {})
+  rawset(self, "_kwargs", opts.kwargs)
+  rawset(self, "name", opts.name ~= nil and tostring(opts.name) or
+    (getmetatable(self).__name or "Process") .. "-" .. table.concat(ident, ":"))
+  instances[h] = self
+end
+
+function Process:run()
+  local target = rawget(self, "_target")
+  if target ~= nil then
+    threading._call(target, rawget(self, "_args"), rawget(self, "_kwargs"))
+  end
+end
+
+-- In the child: becomes the current process, runs run(), and ends the
+-- process with Python's exit code (0, or 1 after printing the error).
+local function bootstrap(self)
+  parent = setmetatable({_parent = true, name = current and current.name or
+    "MainProcess", _pid = core.getppid()}, Process)
+  current = self
+  identity = rawget(self, "_identity")
+  counter = 0
+  for h in pairs(instances) do instances[h] = nil end
+  instances[handle(self)] = self
+  local code = 0
+  local tb
+  local ok, err = xpcall(self.run, function(e)
+    tb = errors.traceback(errors.tostring(e), 2)
+    return e
+  end, self)
+  if not ok then
+    if errors.isinstance(err, errors.SystemExit) then
+      code = tonumber(err.code) or 0
+    else
+      io.stderr:write("Process ", tostring(self.name), ":\n", tostring(tb), "\n")
+      code = 1
+    end
+  end
+  core.process_exit(code)
+end
+
+function Process:start()
+  local h = handle(self)
+  if h:closed() then error(closed_error(), 2) end
+  if h:started() then
+    error(errors.AssertionError("cannot start a process twice"), 2)
+  end
+  if M.current_process().daemon then
+    error(errors.AssertionError(
+      "daemonic processes are not allowed to have children"), 2)
+  end
+  if h:start() == 0 then bootstrap(self) end
+end
+
+local function started_handle(self, what)
+  local h = handle(self)
+  if h == nil then
+    error(errors.AssertionError("can only " .. what .. " a child process"), 3)
+  end
+  if h:closed() then error(closed_error(), 3) end
+  if not h:started() then
+    error(errors.AssertionError("can only " .. what .. " a started process"), 3)
+  end
+  return h
+end
+
+function Process:join(timeout)
+  started_handle(self, "join"):join(timeout)
+end
+
+function Process:is_alive()
+  if rawequal(self, current) or rawget(self, "_main") then return true end
+  if rawget(self, "_parent") then return core.getppid() == rawget(self, "_pid") end
+  local h = handle(self)
+  if h:closed() then error(closed_error(), 2) end
+  if not h:started() then return false end
+  return h:is_alive()
+end
+
+function Process:terminate()
+  local h = handle(self)
+  if h then h:terminate() end
+end
+
+function Process:kill()
+  local h = handle(self)
+  if h then h:kill() end
+end
+
+function Process:close()
+  local h = handle(self)
+  if h then h:close() end
+end
+
+local getters = {
+  pid = function(self, h)
+    if h == nil then return rawget(self, "_pid") or core.getpid() end
+    if h:closed() then error(closed_error(), 3) end
+    return h:pid()
+  end,
+  exitcode = function(self, h)
+    if h == nil or rawequal(self, current) then return nil end
+    if h:closed() then error(closed_error(), 3) end
+    return h:exitcode()
+  end,
+  daemon = function(_, h) return h ~= nil and h:daemon() end,
+  sentinel = function(_, h)
+    if h == nil then error(errors.ValueError("process not started"), 3) end
+    return h:sentinel()
+  end,
+}
+getters.ident = getters.pid
+
+local setters = {
+  daemon = function(_, h, v)
+    if h == nil then
+      error(errors.AssertionError("process has already started"), 3)
+    end
+    h:set_daemon(v)
+  end,
+  pid = false, ident = false, exitcode = false, sentinel = false,
+}
+
+function Process.__index(self, k)
+  local v = getmetatable(self)[k]
+  if v ~= nil then return v end
+  local get = getters[k]
+  if get then return get(self, handle(self)) end
+end
+
+function Process.__newindex(self, k, v)
+  local set = setters[k]
+  if set then set(self, handle(self), v)
+  elseif set == false then
+    error(errors.AttributeError("attribute '" .. k .. "' is read-only"), 2)
+  else rawset(self, k, v) end
+end
+
+function Process.__eq(a, b)
+  return rawequal(a, b) or (rawget(a, "_handle") ~= nil and
+    rawequal(rawget(a, "_handle"), rawget(b, "_handle")))
+end
+
+function Process:__tostring()
+  local h = handle(self)
+  local parts = {string.format("<%s name='%s'", getmetatable(self).__name or
+    "Process", tostring(self.name))}
+  local status
+  if h == nil or rawequal(self, current) then
+    status = "started"
+    parts[#parts + 1] = " pid=" .. tostring(self.pid)
+  elseif h:closed() then
+    status = "closed"
+  elseif not h:started() then
+    status = "initial"
+  else
+    parts[#parts + 1] = " pid=" .. tostring(h:pid())
+    local code = h:exitcode()
+    status = code == nil and "started" or ("stopped exitcode=" .. code)
+  end
+  parts[#parts + 1] = " " .. status
+  if h ~= nil and h:daemon() then parts[#parts + 1] = " daemon" end
+  return table.concat(parts) .. ">"
+end
+
+function M.current_process()
+  if current == nil then
+    current = setmetatable({_main = true, name = "MainProcess",
+      _identity = {}}, Process)
+  end
+  return current
+end
+
+function M.parent_process()
+  return parent
+end
+
+-- The live children this process started, oldest first (ended ones are
+-- reaped on the way, as Python's are).
+function M.active_children()
+  local hs = core.active_children()
+  for i, h in ipairs(hs) do
+    local p = instances[h]
+    if p == nil then
+      p = setmetatable({_handle = h, name = "Process"}, Process)
+      instances[h] = p
+    end
+    hs[i] = p
+  end
+  return hs
+end
+
+M.cpu_count = core.cpu_count
+
+-- Locks in shared memory: the same objects as threading's, which threads
+-- of every process that inherits them can use.
+function M.Lock() return core.Lock(true) end
+function M.RLock() return core.RLock(true) end
+
+-- Value(typecode, init, {lock=true}): lock true makes an RLock, false
+-- none (RawValue), or give a multiprocessing Lock or RLock.
+local function lock_opt(opts)
+  if opts == nil or opts.lock == nil then return true end
+  return opts.lock
+end
+
+function M.Value(typecode, init, opts)
+  return core.Value(typecode, init, lock_opt(opts))
+end
+
+function M.Array(typecode, size_or_initializer, opts)
+  return core.Array(typecode, size_or_initializer, lock_opt(opts))
+end
+
+function M.RawValue(typecode, init)
+  return core.Value(typecode, init, false)
+end
+
+function M.RawArray(typecode, size_or_initializer)
+  return core.Array(typecode, size_or_initializer, false)
+end
+
+M.TimeoutError = errors.TimeoutError
+
+return M
