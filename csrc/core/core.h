@@ -69,6 +69,16 @@ void conc__obj_incref(conc_Obj *o);
 void conc__obj_decref(conc_Obj *o);
 void conc__obj_free(conc_Obj *o);  /* a destroy for plain blocks */
 
+/*
+** The state of a kind that processes may share (Lock, RLock, Event,
+** Semaphore): the object points at it, and it is either `own`, inside the
+** object, or (CONC_SHARED) a mapping of its own that the children forked
+** later share. The header, the pointer and any wait list stay this
+** process's. NULL when a mapping cannot be made.
+*/
+void *conc__obj_state(void *own, size_t size, int shared);
+void conc__obj_state_free(void *state, const void *own, size_t size);
+
 /* Every kind of object, NULL-terminated: what live_objects counts. */
 extern conc_ObjType *const conc__obj_types[];
 
@@ -337,7 +347,7 @@ void conc__rlock_acquire_restore(conc_RLock *r, unsigned long count);
 
 typedef struct conc_Semaphore conc_Semaphore;
 extern conc_ObjType conc__sem_type;
-conc_Semaphore *conc__sem_new(unsigned value, int bounded);
+conc_Semaphore *conc__sem_new(unsigned value, int bounded, int shared);
 int conc__sem_acquire(conc_Semaphore *s, int blocking, double deadline);
 /* CONC_EOVERRELEASE past a BoundedSemaphore's initial value (or the
 ** counter's range) */
@@ -345,7 +355,7 @@ int conc__sem_release(conc_Semaphore *s, unsigned n);
 
 typedef struct conc_Event conc_Event;
 extern conc_ObjType conc__event_type;
-conc_Event *conc__event_new(void);
+conc_Event *conc__event_new(int shared);
 void conc__event_set(conc_Event *e);
 void conc__event_clear(conc_Event *e);
 int conc__event_is_set(conc_Event *e);
@@ -445,6 +455,38 @@ void conc__array_set_float(conc_Array *a, size_t i, double v);
 /* The lock around an access, if there is one: CONC_OK or CONC_EINTR. */
 int conc__array_acquire(conc_Array *a);
 void conc__array_release(conc_Array *a);
+
+/* ======================================================================
+** multiprocessing.Queue, JoinableQueue, SimpleQueue (mpqueue.c): encoded
+** items in a byte ring that forked children share
+** ====================================================================== */
+
+struct conc_RingPart;
+typedef struct conc_MPQueue conc_MPQueue;
+extern conc_ObjType conc__mpq_type;
+enum { CONC_MPQ_QUEUE, CONC_MPQ_JOINABLE, CONC_MPQ_SIMPLE };
+/* maxsize: items, 0 for unbounded. NULL when out of memory. */
+conc_MPQueue *conc__mpq_new(uint64_t maxsize, int kind);
+int conc__mpq_kind(conc_MPQueue *q);
+/* close() is this process's: its later puts and gets fail. */
+int conc__mpq_closed(conc_MPQueue *q);
+void conc__mpq_close(conc_MPQueue *q);
+/* Appends one item made of n parts: CONC_OK, EFULL (bounded and full, no
+** block or the deadline passed), EINTR, ENOMEM, E2BIG (past 4 GB). */
+int conc__mpq_put(conc_MPQueue *q, const struct conc_RingPart *parts,
+                  size_t n, int block, double deadline);
+/* Removes the next item: its bytes in buf when they fit in bufcap, else in
+** a malloc'd block; *out says which (free it if it is not buf), *len how
+** many. CONC_OK, EEMPTY (none, no block or the deadline passed), EINTR,
+** ENOMEM, EVALUE (the ring is corrupt). */
+int conc__mpq_get(conc_MPQueue *q, char *buf, size_t bufcap, char **out,
+                  size_t *len, int block, double deadline);
+size_t conc__mpq_qsize(conc_MPQueue *q);
+int conc__mpq_full(conc_MPQueue *q);
+uint64_t conc__mpq_maxsize(conc_MPQueue *q);
+/* JoinableQueue: CONC_OK or CONC_ETASKDONE (more than were put) */
+int conc__mpq_task_done(conc_MPQueue *q);
+int conc__mpq_join(conc_MPQueue *q, double deadline); /* OK/ETIMEDOUT/EINTR */
 
 /* ======================================================================
 ** Threads (thread.c): OS threads and the table of live ones.

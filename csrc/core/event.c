@@ -79,13 +79,14 @@ int conc__flag_wait(conc_Flag *f, double deadline, int flags) {
 
 struct conc_Event {
   conc_Obj hdr;
-  conc_Flag flag;
+  conc_Flag *flag;         /* &own, or shared (conc__obj_state) */
   conc_WaitList watchers;  /* ready while set */
+  conc_Flag own;
 };
 
 static unsigned event_ready(conc_Obj *o, unsigned events) {
   return (events & CONC_READABLE) &&
-                 conc__flag_is_set(&((conc_Event *)o)->flag)
+                 conc__flag_is_set(((conc_Event *)o)->flag)
              ? CONC_READABLE
              : 0;
 }
@@ -94,32 +95,42 @@ static conc_WaitList *event_waitlist(conc_Obj *o) {
   return &((conc_Event *)o)->watchers;
 }
 
+static void event_destroy(conc_Obj *o) {
+  conc_Event *e = (conc_Event *)o;
+  conc__obj_state_free(e->flag, &e->own, sizeof *e->flag);
+  free(e);
+}
+
 conc_ObjType conc__event_type = {
-  .name = "conc.Event", .destroy = conc__obj_free, .ready = event_ready,
+  .name = "conc.Event", .destroy = event_destroy, .ready = event_ready,
   .waitlist = event_waitlist};
 
-conc_Event *conc__event_new(void) {
+conc_Event *conc__event_new(int shared) {
   conc_Event *e = malloc(sizeof *e);
   if (e == NULL) return NULL;
+  if ((e->flag = conc__obj_state(&e->own, sizeof e->own, shared)) == NULL) {
+    free(e);
+    return NULL;
+  }
   conc__obj_init(&e->hdr, &conc__event_type);
-  conc__flag_init(&e->flag, CONC_PRIVATE);
+  conc__flag_init(e->flag, shared);
   conc__waitlist_init(&e->watchers);
   return e;
 }
 
 void conc__event_set(conc_Event *e) {
-  if (conc__flag_set(&e->flag))
+  if (conc__flag_set(e->flag))
     conc__waitlist_notify(&e->watchers, CONC_READABLE);
 }
 
 void conc__event_clear(conc_Event *e) {
-  conc__flag_clear(&e->flag);
+  conc__flag_clear(e->flag);
 }
 
 int conc__event_is_set(conc_Event *e) {
-  return conc__flag_is_set(&e->flag);
+  return conc__flag_is_set(e->flag);
 }
 
 int conc__event_wait(conc_Event *e, double deadline) {
-  return conc__flag_wait(&e->flag, deadline, 0);
+  return conc__flag_wait(e->flag, deadline, 0);
 }

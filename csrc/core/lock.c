@@ -30,7 +30,7 @@ static conc_WaitList *lock_waitlist(conc_Obj *o) {
 
 static void lock_destroy(conc_Obj *o) {
   conc_Lock *l = (conc_Lock *)o;
-  if (l->mu != &l->own) conc__shm_unmap(l->mu, sizeof *l->mu);
+  conc__obj_state_free(l->mu, &l->own, sizeof *l->mu);
   free(l);
 }
 
@@ -41,8 +41,7 @@ conc_ObjType conc__lock_type = {
 conc_Lock *conc__lock_new(int shared) {
   conc_Lock *l = malloc(sizeof *l);
   if (l == NULL) return NULL;
-  l->mu = &l->own;
-  if (shared == CONC_SHARED && (l->mu = conc__shm_map(sizeof *l->mu)) == NULL) {
+  if ((l->mu = conc__obj_state(&l->own, sizeof l->own, shared)) == NULL) {
     free(l);
     return NULL;
   }

@@ -32,6 +32,14 @@ void conc__obj_free(conc_Obj *o) {
   free(o);
 }
 
+void *conc__obj_state(void *own, size_t size, int shared) {
+  return shared == CONC_SHARED ? conc__shm_map(size) : own;
+}
+
+void conc__obj_state_free(void *state, const void *own, size_t size) {
+  if (state != own) conc__shm_unmap(state, size);
+}
+
 conc_ObjType conc__local_type = {.name = "conc.local",
                                  .destroy = conc__obj_free};
 
@@ -46,4 +54,5 @@ conc_ObjType *const conc__obj_types[] = {
   &conc__thread_type, &conc__lock_type, &conc__rlock_type, &conc__sem_type,
   &conc__cond_type, &conc__barrier_type, &conc__event_type,
   &conc__queue_type, &conc__shlist_type, &conc__shdict_type,
-  &conc__local_type, &conc__process_type, &conc__array_type, NULL};
+  &conc__local_type, &conc__process_type, &conc__array_type,
+  &conc__mpq_type, NULL};

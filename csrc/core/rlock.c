@@ -23,7 +23,7 @@ struct conc_RLock {
 
 static void rlock_destroy(conc_Obj *o) {
   conc_RLock *r = (conc_RLock *)o;
-  if (r->s != &r->own) conc__shm_unmap(r->s, sizeof *r->s);
+  conc__obj_state_free(r->s, &r->own, sizeof *r->s);
   free(r);
 }
 
@@ -33,8 +33,7 @@ conc_ObjType conc__rlock_type = {.name = "conc.RLock",
 conc_RLock *conc__rlock_new(int shared) {
   conc_RLock *r = malloc(sizeof *r);
   if (r == NULL) return NULL;
-  r->s = &r->own;
-  if (shared == CONC_SHARED && (r->s = conc__shm_map(sizeof *r->s)) == NULL) {
+  if ((r->s = conc__obj_state(&r->own, sizeof r->own, shared)) == NULL) {
     free(r);
     return NULL;
   }
@@ -50,10 +49,13 @@ int conc__rlock_shared(conc_RLock *r) {
 }
 
 /* Only the holder can read its own id here: another thread may see a
-** stale owner, but never one equal to itself. */
+** stale owner, but never one equal to itself. A forked child's thread
+** still owns the private RLocks its parent thread held (its copies), but
+** not a shared one: that is still held by the parent. */
 static int owned(conc_RLock *r) {
-  return conc__thread_is_self(
-      atomic_load_explicit(&r->s->owner, memory_order_relaxed));
+  uint32_t owner = atomic_load_explicit(&r->s->owner, memory_order_relaxed);
+  if (r->s != &r->own) return owner == conc__thread_self_tid();
+  return conc__thread_is_self(owner);
 }
 
 static void own(conc_RLock *r, unsigned long count) {

@@ -67,13 +67,14 @@ unsigned conc__count_value(conc_Count *c) {
 
 struct conc_Semaphore {
   conc_Obj hdr;
-  conc_Count count;
+  conc_Count *count;       /* &own, or shared (conc__obj_state) */
   conc_WaitList watchers;  /* ready while a slot is free */
+  conc_Count own;
 };
 
 static unsigned sem_ready(conc_Obj *o, unsigned events) {
   return (events & CONC_WRITABLE) &&
-                 conc__count_value(&((conc_Semaphore *)o)->count) > 0
+                 conc__count_value(((conc_Semaphore *)o)->count) > 0
              ? CONC_WRITABLE
              : 0;
 }
@@ -82,25 +83,35 @@ static conc_WaitList *sem_waitlist(conc_Obj *o) {
   return &((conc_Semaphore *)o)->watchers;
 }
 
+static void sem_destroy(conc_Obj *o) {
+  conc_Semaphore *s = (conc_Semaphore *)o;
+  conc__obj_state_free(s->count, &s->own, sizeof *s->count);
+  free(s);
+}
+
 conc_ObjType conc__sem_type = {
-  .name = "conc.Semaphore", .destroy = conc__obj_free, .ready = sem_ready,
+  .name = "conc.Semaphore", .destroy = sem_destroy, .ready = sem_ready,
   .waitlist = sem_waitlist};
 
-conc_Semaphore *conc__sem_new(unsigned value, int bounded) {
+conc_Semaphore *conc__sem_new(unsigned value, int bounded, int shared) {
   conc_Semaphore *s = malloc(sizeof *s);
   if (s == NULL) return NULL;
+  if ((s->count = conc__obj_state(&s->own, sizeof s->own, shared)) == NULL) {
+    free(s);
+    return NULL;
+  }
   conc__obj_init(&s->hdr, &conc__sem_type);
-  conc__count_init(&s->count, value, bounded, CONC_PRIVATE);
+  conc__count_init(s->count, value, bounded, shared);
   conc__waitlist_init(&s->watchers);
   return s;
 }
 
 int conc__sem_acquire(conc_Semaphore *s, int blocking, double deadline) {
-  return conc__count_take(&s->count, blocking, deadline);
+  return conc__count_take(s->count, blocking, deadline);
 }
 
 int conc__sem_release(conc_Semaphore *s, unsigned n) {
-  int rc = conc__count_give(&s->count, n);
+  int rc = conc__count_give(s->count, n);
   if (rc == CONC_OK) conc__waitlist_notify(&s->watchers, CONC_WRITABLE);
   return rc;
 }

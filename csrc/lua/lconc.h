@@ -240,5 +240,6 @@ void conc__open_queue(lua_State *L);
 void conc__open_shared(lua_State *L);
 void conc__open_proc(lua_State *L);
 void conc__open_array(lua_State *L);
+void conc__open_mpqueue(lua_State *L);
 
 #endif

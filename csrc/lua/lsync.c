@@ -166,7 +166,8 @@ static int sem_new(lua_State *L, int bounded) {
     return conc__raise(L, CONC_EVALUE, "semaphore initial value must be >= 0");
   if (value > (lua_Integer)UINT_MAX / 2)
     return conc__raise(L, CONC_EVALUE, "semaphore initial value too large");
-  return conc__pushnew(L, (conc_Obj *)conc__sem_new((unsigned)value, bounded));
+  return conc__pushnew(L, (conc_Obj *)conc__sem_new((unsigned)value, bounded,
+      lua_toboolean(L, 2) ? CONC_SHARED : CONC_PRIVATE));
 }
 
 static int l_sem_new(lua_State *L) {
@@ -426,7 +427,7 @@ static int barrier_newindex(lua_State *L) {
 /* ---- Event --------------------------------------------------------------- */
 
 static int l_event_new(lua_State *L) {
-  return conc__pushnew(L, (conc_Obj *)conc__event_new());
+  return conc__pushnew(L, (conc_Obj *)conc__event_new(shared_arg(L)));
 }
 
 static int event_set(lua_State *L) {

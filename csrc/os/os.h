@@ -141,6 +141,15 @@ void conc__fork_register(conc_ForkHook *h);
 ** from now on; NULL when out of memory. */
 void *conc__shm_map(size_t size);
 void conc__shm_unmap(void *p, size_t size);
+/* A shared mapping of size bytes backed only where written (and never
+** charged up front): for a queue that may grow to the machine's memory.
+** NULL on failure. */
+void *conc__shm_reserve(size_t size);
+/* Gives the pages of [p, p + len) back (both page-aligned): they read as
+** zeros afterwards, in every process. */
+void conc__shm_discard(void *p, size_t len);
+size_t conc__shm_page(void);      /* the page size */
+size_t conc__shm_physical(void);  /* bytes of RAM */
 
 /* fork(): the child's pid in the parent, 0 in the child, or a negative
 ** errno. The fork hooks run around it. */

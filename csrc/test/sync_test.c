@@ -255,7 +255,7 @@ static void count_wake(conc_Waiter *w) {
 ** taken the signal, the next one wakes it again. */
 void test_wait_coalesce(void) {
   conc_Queue *q = conc__queue_new(CONC_FIFO, 0, 0);
-  conc_Event *e = conc__event_new();
+  conc_Event *e = conc__event_new(CONC_PRIVATE);
   conc_Obj *qo = (conc_Obj *)q, *eo = (conc_Obj *)e;
   conc_Waiter w;
   conc_WaitLink ql, el;

@@ -247,10 +247,19 @@ end
 
 M.cpu_count = core.cpu_count
 
--- Locks in shared memory: the same objects as threading's, which threads
--- of every process that inherits them can use.
+-- Queues in shared memory: a put has stored its item when it returns (no
+-- feeder thread), maxsize counts items, 0 is unbounded.
+M.Queue = core.mp_Queue
+M.JoinableQueue = core.mp_JoinableQueue
+M.SimpleQueue = core.mp_SimpleQueue
+
+-- Locks, events and semaphores in shared memory: the same objects as
+-- threading's, which threads of every process that inherits them can use.
 function M.Lock() return core.Lock(true) end
 function M.RLock() return core.RLock(true) end
+function M.Event() return core.Event(true) end
+function M.Semaphore(value) return core.Semaphore(value, true) end
+function M.BoundedSemaphore(value) return core.BoundedSemaphore(value, true) end
 
 -- Value(typecode, init, {lock=true}): lock true makes an RLock, false
 -- none (RawValue), or give a multiprocessing Lock or RLock.

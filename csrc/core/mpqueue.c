@@ -1,0 +1,224 @@
+/*
+** mpqueue.c -- multiprocessing.Queue, JoinableQueue and SimpleQueue: a
+** queue of encoded items in memory that forked children share. No pipe
+** and no feeder thread: a put copies the item into a byte ring (ring.h)
+** under a process-shared mutex, a get copies it out, and sleepers wait on
+** process-shared sequence words (the wait protocol's seq_sleep).
+**
+** Unbounded means unbounded: the ring is a mapping as large as the
+** machine's memory, backed only where written (conc__shm_reserve), and a
+** get gives the pages behind it back every TRIM_BYTES, so a queue that
+** once held a 100 MB item does not keep 100 MB. maxsize counts items, as
+** Python's does.
+**
+** The mapping: the shared header in the first page, the ring's own header
+** at the end of that page, its data area from the second page on (so the
+** pages given back are whole ones of data).
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+#include "ring.h"
+
+/* Give consumed pages back once this many bytes are behind the last trim. */
+#define TRIM_BYTES ((uint64_t)4 << 20)
+/* The ring's size bounds: the machine's memory, within these. */
+#define MIN_CAP ((size_t)1 << 24)
+#define MAX_CAP ((size_t)1 << 40)
+
+typedef struct Shared {
+  conc_Mutex mu;
+  conc_Seq not_empty;   /* getters sleep here */
+  conc_Seq not_full;    /* putters of a bounded queue */
+  conc_Seq all_done;    /* JoinableQueue.join */
+  uint64_t maxsize;     /* items; 0 for none */
+  uint64_t unfinished;  /* JoinableQueue: puts not yet task_done */
+  uint64_t trimmed;     /* ring position up to which pages went back */
+} Shared;
+
+struct conc_MPQueue {
+  conc_Obj hdr;
+  Shared *sh;
+  conc_Ring *ring;
+  size_t mapsize, page;
+  int kind;             /* CONC_MPQ_QUEUE, _JOINABLE, _SIMPLE */
+  int closed;           /* this process's close() */
+};
+
+static void mpq_destroy(conc_Obj *o) {
+  conc_MPQueue *q = (conc_MPQueue *)o;
+  conc__shm_unmap(q->sh, q->mapsize);
+  free(q);
+}
+
+conc_ObjType conc__mpq_type = {.name = "conc.MPQueue",
+                               .destroy = mpq_destroy};
+
+static size_t ring_capacity(void) {
+  size_t want = conc__shm_physical(), cap = MIN_CAP;
+  while (cap < want && cap < MAX_CAP) cap <<= 1;
+  return cap;
+}
+
+conc_MPQueue *conc__mpq_new(uint64_t maxsize, int kind) {
+  conc_MPQueue *q = malloc(sizeof *q);
+  size_t page = conc__shm_page(), cap = ring_capacity();
+  char *map;
+  if (q == NULL) return NULL;
+  q->page = page;
+  q->mapsize = page + cap;
+  map = conc__shm_reserve(q->mapsize);
+  if (map == NULL) {
+    free(q);
+    return NULL;
+  }
+  q->sh = (Shared *)map;
+  q->ring = (conc_Ring *)(map + page - sizeof(conc_Ring));
+  if (conc__ring_init(q->ring, cap) != CONC_OK) {  /* cannot fail: aligned */
+    conc__shm_unmap(map, q->mapsize);
+    free(q);
+    return NULL;
+  }
+  conc__mutex_init(&q->sh->mu, CONC_SHARED);
+  conc__seq_init(&q->sh->not_empty, CONC_SHARED);
+  conc__seq_init(&q->sh->not_full, CONC_SHARED);
+  conc__seq_init(&q->sh->all_done, CONC_SHARED);
+  q->sh->maxsize = maxsize;
+  q->sh->unfinished = 0;
+  q->sh->trimmed = 0;
+  q->kind = kind;
+  q->closed = 0;
+  conc__obj_init(&q->hdr, &conc__mpq_type);
+  return q;
+}
+
+int conc__mpq_kind(conc_MPQueue *q) { return q->kind; }
+int conc__mpq_closed(conc_MPQueue *q) { return q->closed; }
+void conc__mpq_close(conc_MPQueue *q) { q->closed = 1; }
+
+static int full(conc_MPQueue *q) {
+  return q->sh->maxsize > 0 &&
+         (uint64_t)conc__ring_count(q->ring) >= q->sh->maxsize;
+}
+
+int conc__mpq_put(conc_MPQueue *q, const conc_RingPart *parts, size_t n,
+                  int block, double deadline) {
+  Shared *sh = q->sh;
+  int rc, wake;
+  conc__mutex_lock(&sh->mu);
+  while (full(q)) {
+    if (!block) {
+      conc__mutex_unlock(&sh->mu);
+      return CONC_EFULL;
+    }
+    rc = conc__seq_sleep(&sh->not_full, &sh->mu, deadline);
+    if (rc != CONC_OK) {
+      conc__mutex_unlock(&sh->mu);
+      return rc == CONC_ETIMEDOUT ? CONC_EFULL : rc;
+    }
+  }
+  rc = conc__ring_putv(q->ring, parts, n);
+  if (rc != CONC_OK) {
+    conc__mutex_unlock(&sh->mu);
+    /* a ring as large as the machine's memory is full: out of memory */
+    return rc == CONC_EFULL ? CONC_ENOMEM : rc;
+  }
+  if (q->kind == CONC_MPQ_JOINABLE) sh->unfinished++;
+  wake = conc__seq_signal(&sh->not_empty, 0);
+  conc__mutex_unlock(&sh->mu);
+  conc__seq_wake(&sh->not_empty, wake);
+  return CONC_OK;
+}
+
+/* Under the mutex, after a get: the whole pages behind the head go back,
+** but none that the tail has come round to again. */
+static void trim(conc_MPQueue *q) {
+  uint64_t head = q->ring->head, tail = q->ring->tail, cap = q->ring->cap;
+  uint64_t page = q->page, lo = q->sh->trimmed, hi = head & ~(page - 1);
+  if (hi < lo + TRIM_BYTES) return;
+  if (tail > cap && lo < tail - cap)
+    lo = (tail - cap + page - 1) & ~(page - 1);
+  while (lo < hi) {
+    uint64_t at = lo & (cap - 1), len = hi - lo;
+    if (len > cap - at) len = cap - at;  /* up to the end of the data area */
+    conc__shm_discard(q->ring->data + at, (size_t)len);
+    lo += len;
+  }
+  q->sh->trimmed = hi;
+}
+
+int conc__mpq_get(conc_MPQueue *q, char *buf, size_t bufcap, char **out,
+                  size_t *len, int block, double deadline) {
+  Shared *sh = q->sh;
+  int rc, wake = 0;
+  size_t need;
+  char *dst = buf;
+  conc__mutex_lock(&sh->mu);
+  for (;;) {
+    rc = conc__ring_peek(q->ring, &need);
+    if (rc != CONC_EEMPTY) break;
+    if (!block) break;
+    rc = conc__seq_sleep(&sh->not_empty, &sh->mu, deadline);
+    if (rc != CONC_OK) {
+      if (rc == CONC_ETIMEDOUT) rc = CONC_EEMPTY;
+      break;
+    }
+  }
+  if (rc == CONC_OK && need > bufcap && (dst = malloc(need)) == NULL)
+    rc = CONC_ENOMEM;
+  if (rc == CONC_OK) rc = conc__ring_get(q->ring, dst, need, len);
+  if (rc == CONC_OK) {
+    trim(q);
+    if (sh->maxsize > 0) wake = conc__seq_signal(&sh->not_full, 0);
+  }
+  conc__mutex_unlock(&sh->mu);
+  conc__seq_wake(&sh->not_full, wake);
+  if (rc != CONC_OK && dst != buf) free(dst);
+  if (rc == CONC_OK) *out = dst;
+  return rc;
+}
+
+size_t conc__mpq_qsize(conc_MPQueue *q) {
+  size_t n;
+  conc__mutex_lock(&q->sh->mu);
+  n = conc__ring_count(q->ring);
+  conc__mutex_unlock(&q->sh->mu);
+  return n;
+}
+
+int conc__mpq_full(conc_MPQueue *q) {
+  int f;
+  conc__mutex_lock(&q->sh->mu);
+  f = full(q);
+  conc__mutex_unlock(&q->sh->mu);
+  return f;
+}
+
+uint64_t conc__mpq_maxsize(conc_MPQueue *q) {
+  return q->sh->maxsize;
+}
+
+int conc__mpq_task_done(conc_MPQueue *q) {
+  Shared *sh = q->sh;
+  int wake = 0;
+  conc__mutex_lock(&sh->mu);
+  if (sh->unfinished == 0) {
+    conc__mutex_unlock(&sh->mu);
+    return CONC_ETASKDONE;
+  }
+  if (--sh->unfinished == 0) wake = conc__seq_signal(&sh->all_done, 1);
+  conc__mutex_unlock(&sh->mu);
+  conc__seq_wake(&sh->all_done, wake);
+  return CONC_OK;
+}
+
+int conc__mpq_join(conc_MPQueue *q, double deadline) {
+  Shared *sh = q->sh;
+  int rc = CONC_OK;
+  conc__mutex_lock(&sh->mu);
+  while (sh->unfinished > 0 && rc == CONC_OK)
+    rc = conc__seq_sleep(&sh->all_done, &sh->mu, deadline);
+  conc__mutex_unlock(&sh->mu);
+  return rc;
+}
