@@ -97,19 +97,36 @@ conc_Obj *conc__local_new(void);
 ** sequence word a contended release bumps, so that a KeyboardInterrupt can
 ** wake them (os.h). Taking a free one and giving back one nobody waits for
 ** are inline: an uncontended pair is two atomic instructions and no call.
+**
+** A CONC_SHARED one is robust: its holder writes its thread id in owner,
+** and a waiter that has slept a while looks whether that thread still
+** lives. If it died holding the mutex (a process killed in a critical
+** section), the waiter takes the mutex over, and `recovered` says so to
+** whoever wants to put the guarded state right (a queue's ring).
 */
 typedef struct conc_Mutex {
   atomic_uint state;
   atomic_uint seq;
-  uint32_t shared;  /* CONC_PRIVATE or CONC_SHARED */
+  uint32_t shared;     /* CONC_PRIVATE or CONC_SHARED */
+  atomic_uint owner;   /* CONC_SHARED: the holder's tid; 0 free or taking */
+  atomic_uint recovered;  /* set by a takeover from a dead holder */
 } conc_Mutex;
 
 void conc__mutex_init(conc_Mutex *m, int shared);
+/* A shared mutex was just taken: records the holder. */
+void conc__mutex_owned(conc_Mutex *m);
 
 static inline int conc__mutex_try(conc_Mutex *m) {
   unsigned c = 0;
-  return atomic_compare_exchange_strong_explicit(
-      &m->state, &c, 1, memory_order_acquire, memory_order_relaxed);
+  if (!atomic_compare_exchange_strong_explicit(
+          &m->state, &c, 1, memory_order_acquire, memory_order_relaxed))
+    return 0;
+  if (m->shared) conc__mutex_owned(m);
+  return 1;
+}
+/* Before the state of a shared one goes to 0. */
+static inline void conc__mutex_disown(conc_Mutex *m) {
+  if (m->shared) atomic_store_explicit(&m->owner, 0, memory_order_relaxed);
 }
 /* Takes it, spinning a moment first: CONC_OK, ETIMEDOUT or EINTR. */
 int conc__mutex_acquire(conc_Mutex *m, double deadline);
@@ -127,7 +144,9 @@ static inline void conc__mutex_lock(conc_Mutex *m) {
 /* Gives it back: CONC_EUNLOCKED if it was not held (then it still is not:
 ** 0 was written over 0). A contended one wakes one sleeper. */
 static inline int conc__mutex_release(conc_Mutex *m) {
-  unsigned c = atomic_exchange_explicit(&m->state, 0, memory_order_release);
+  unsigned c;
+  conc__mutex_disown(m);
+  c = atomic_exchange_explicit(&m->state, 0, memory_order_release);
   if (c == 0) return CONC_EUNLOCKED;
   if (c == 2) conc__mutex_wake(m);
   return CONC_OK;
@@ -326,7 +345,9 @@ int conc__lock_acquire(conc_Lock *l, double deadline); /* OK/ETIMEDOUT/EINTR */
 void conc__lock_contended(conc_Lock *l);
 /* CONC_OK, or CONC_EUNLOCKED (it was not held) */
 static inline int conc__lock_release(conc_Lock *l) {
-  unsigned c = atomic_exchange_explicit(&l->mu->state, 0, memory_order_release);
+  unsigned c;
+  conc__mutex_disown(l->mu);
+  c = atomic_exchange_explicit(&l->mu->state, 0, memory_order_release);
   if (c == 0) return CONC_EUNLOCKED;
   if (c == 2) conc__lock_contended(l);
   return CONC_OK;

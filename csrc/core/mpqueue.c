@@ -97,6 +97,28 @@ int conc__mpq_kind(conc_MPQueue *q) { return q->kind; }
 int conc__mpq_closed(conc_MPQueue *q) { return q->closed; }
 void conc__mpq_close(conc_MPQueue *q) { q->closed = 1; }
 
+/* The queue's mutex. A process killed holding it (in a put or a get) left
+** the ring as its last store did: the next holder puts the header right,
+** and the dead process's item is lost, nobody else's. */
+static void recover(conc_MPQueue *q) {
+  if (atomic_load_explicit(&q->sh->mu.recovered, memory_order_relaxed)) {
+    atomic_store_explicit(&q->sh->mu.recovered, 0, memory_order_relaxed);
+    conc__ring_repair(q->ring);
+  }
+}
+
+static void lock(conc_MPQueue *q) {
+  conc__mutex_lock(&q->sh->mu);
+  recover(q);
+}
+
+/* seq_sleep, and the mutex it took again may have been a dead one's. */
+static int sleep_on(conc_MPQueue *q, conc_Seq *s, double deadline) {
+  int rc = conc__seq_sleep(s, &q->sh->mu, deadline);
+  recover(q);
+  return rc;
+}
+
 static int full(conc_MPQueue *q) {
   return q->sh->maxsize > 0 &&
          (uint64_t)conc__ring_count(q->ring) >= q->sh->maxsize;
@@ -106,13 +128,13 @@ int conc__mpq_put(conc_MPQueue *q, const conc_RingPart *parts, size_t n,
                   int block, double deadline) {
   Shared *sh = q->sh;
   int rc, wake;
-  conc__mutex_lock(&sh->mu);
+  lock(q);
   while (full(q)) {
     if (!block) {
       conc__mutex_unlock(&sh->mu);
       return CONC_EFULL;
     }
-    rc = conc__seq_sleep(&sh->not_full, &sh->mu, deadline);
+    rc = sleep_on(q, &sh->not_full, deadline);
     if (rc != CONC_OK) {
       conc__mutex_unlock(&sh->mu);
       return rc == CONC_ETIMEDOUT ? CONC_EFULL : rc;
@@ -154,12 +176,12 @@ int conc__mpq_get(conc_MPQueue *q, char *buf, size_t bufcap, char **out,
   int rc, wake = 0;
   size_t need;
   char *dst = buf;
-  conc__mutex_lock(&sh->mu);
+  lock(q);
   for (;;) {
     rc = conc__ring_peek(q->ring, &need);
     if (rc != CONC_EEMPTY) break;
     if (!block) break;
-    rc = conc__seq_sleep(&sh->not_empty, &sh->mu, deadline);
+    rc = sleep_on(q, &sh->not_empty, deadline);
     if (rc != CONC_OK) {
       if (rc == CONC_ETIMEDOUT) rc = CONC_EEMPTY;
       break;
@@ -181,7 +203,7 @@ int conc__mpq_get(conc_MPQueue *q, char *buf, size_t bufcap, char **out,
 
 size_t conc__mpq_qsize(conc_MPQueue *q) {
   size_t n;
-  conc__mutex_lock(&q->sh->mu);
+  lock(q);
   n = conc__ring_count(q->ring);
   conc__mutex_unlock(&q->sh->mu);
   return n;
@@ -189,7 +211,7 @@ size_t conc__mpq_qsize(conc_MPQueue *q) {
 
 int conc__mpq_full(conc_MPQueue *q) {
   int f;
-  conc__mutex_lock(&q->sh->mu);
+  lock(q);
   f = full(q);
   conc__mutex_unlock(&q->sh->mu);
   return f;
@@ -202,7 +224,7 @@ uint64_t conc__mpq_maxsize(conc_MPQueue *q) {
 int conc__mpq_task_done(conc_MPQueue *q) {
   Shared *sh = q->sh;
   int wake = 0;
-  conc__mutex_lock(&sh->mu);
+  lock(q);
   if (sh->unfinished == 0) {
     conc__mutex_unlock(&sh->mu);
     return CONC_ETASKDONE;
@@ -216,9 +238,9 @@ int conc__mpq_task_done(conc_MPQueue *q) {
 int conc__mpq_join(conc_MPQueue *q, double deadline) {
   Shared *sh = q->sh;
   int rc = CONC_OK;
-  conc__mutex_lock(&sh->mu);
+  lock(q);
   while (sh->unfinished > 0 && rc == CONC_OK)
-    rc = conc__seq_sleep(&sh->all_done, &sh->mu, deadline);
+    rc = sleep_on(q, &sh->all_done, deadline);
   conc__mutex_unlock(&sh->mu);
   return rc;
 }

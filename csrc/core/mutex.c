@@ -19,6 +19,33 @@ void conc__mutex_init(conc_Mutex *m, int shared) {
   atomic_init(&m->state, 0);
   atomic_init(&m->seq, 0);
   m->shared = (uint32_t)shared;
+  atomic_init(&m->owner, 0);
+  atomic_init(&m->recovered, 0);
+}
+
+void conc__mutex_owned(conc_Mutex *m) {
+  atomic_store_explicit(&m->owner, conc__thread_self_tid(),
+                        memory_order_relaxed);
+}
+
+/* How long a waiter on a shared mutex sleeps before it looks whether the
+** holder still lives: the bound on how long a dead holder blocks others. */
+#define ROBUST_SLICE 0.1
+
+/* After a slice: if the holder died, take the mutex over (1). The owner
+** word names a thread that held the state nonzero when it was written,
+** and release clears it before freeing the state: a dead one there died
+** holding it. Of several waiters, the one whose exchange wins takes it. */
+static int take_over(conc_Mutex *m) {
+  unsigned owner = atomic_load_explicit(&m->owner, memory_order_acquire);
+  if (owner == 0 || conc__proc_tid_alive((int)owner)) return 0;
+  if (!atomic_compare_exchange_strong_explicit(
+          &m->owner, &owner, conc__thread_self_tid(), memory_order_acq_rel,
+          memory_order_relaxed))
+    return 0;
+  atomic_store_explicit(&m->state, 2, memory_order_relaxed);
+  atomic_store_explicit(&m->recovered, 1, memory_order_relaxed);
+  return 1;
 }
 
 static void pauses(int n) {
@@ -51,10 +78,21 @@ static int spin_try(conc_Mutex *m) {
 int conc__mutex_sleep(conc_Mutex *m, double deadline, int flags) {
   for (;;) {
     unsigned seen = atomic_load_explicit(&m->seq, memory_order_seq_cst);
+    double until = deadline;
     int rc;
-    if (atomic_exchange_explicit(&m->state, 2, memory_order_acquire) == 0)
+    if (atomic_exchange_explicit(&m->state, 2, memory_order_acquire) == 0) {
+      if (m->shared) conc__mutex_owned(m);
       return CONC_OK;
-    rc = conc__wait_seq(&m->seq, seen, deadline, flags | (int)m->shared);
+    }
+    if (m->shared) {
+      double slice = conc__monotonic() + ROBUST_SLICE;
+      if (deadline == CONC_FOREVER || slice < deadline) until = slice;
+    }
+    rc = conc__wait_seq(&m->seq, seen, until, flags | (int)m->shared);
+    if (rc == CONC_ETIMEDOUT && until != deadline) {
+      if (take_over(m)) return CONC_OK;
+      continue;
+    }
     if (rc != CONC_OK) return rc;
   }
 }

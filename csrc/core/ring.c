@@ -213,3 +213,35 @@ size_t conc__ring_maxrecord(const conc_Ring *r) {
   room = (size_t)s.cap - CONC_RING_HDR;
   return room < CONC_RING_MAXREC ? room : CONC_RING_MAXREC;
 }
+
+/* ---- repair -------------------------------------------------------------- */
+
+/* A writer that died half-way through a put or a get (the process killed
+** between its stores) can leave tail or head moved and count not, or the
+** other way round. Walks the records from head and keeps those whose
+** length headers check out and end by tail: count becomes their number and
+** tail their end (a record cut short is dropped). A header past saving
+** (cap and its check word) empties the ring. Returns the records kept. */
+size_t conc__ring_repair(conc_Ring *r) {
+  uint64_t cap = r->cap, pos, tail = r->tail, n = 0;
+  if (r->cap_check != (cap ^ MAGIC) || !is_pow2(cap) ||
+      cap < CONC_RING_MINCAP || cap > CONC_RING_MAXCAP ||
+      ((r->head | tail) & 7) != 0 || tail - r->head > cap) {
+    conc__ring_init(r, (size_t)(is_pow2(cap) && cap >= CONC_RING_MINCAP &&
+                                        cap <= CONC_RING_MAXCAP
+                                    ? cap : CONC_RING_MINCAP));
+    return 0;
+  }
+  for (pos = r->head; pos < tail;) {
+    uint32_t hdr[2];
+    size_t need;
+    memcpy(hdr, r->data + (pos & (cap - 1)), sizeof hdr);
+    need = conc__ring_recsize(hdr[0]);
+    if (hdr[1] != (uint32_t)~hdr[0] || need > tail - pos) break;
+    pos += need;
+    n++;
+  }
+  r->tail = pos;
+  r->count = n;
+  return (size_t)n;
+}

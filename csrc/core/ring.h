@@ -107,6 +107,11 @@ int conc__ring_get(conc_Ring *r, void *buf, size_t bufcap, size_t *len);
 ** size of its mapping. O(1). */
 int conc__ring_check(const conc_Ring *r);
 
+/* After a writer died in a put or a get (its process killed while it held
+** the caller's mutex): makes the header consistent again, keeping every
+** whole record from head on, and returns how many. O(records). */
+size_t conc__ring_repair(conc_Ring *r);
+
 /* Counts, each O(1), all 0 on a corrupt header (see conc__ring_check). */
 size_t conc__ring_capacity(const conc_Ring *r); /* data bytes */
 size_t conc__ring_count(const conc_Ring *r);    /* records held */

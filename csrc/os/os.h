@@ -172,6 +172,9 @@ int conc__proc_poll(int pid, int *status);
 ** between the look at the flag and the sleep: the sleep is a ppoll that
 ** unblocks signals only while it sleeps). */
 int conc__proc_wait_fd(int fd, double deadline);
+/* Does thread (or process) tid run? 0 once it ended, also as a zombie
+** that its parent has not reaped yet. */
+int conc__proc_tid_alive(int tid);
 /* kill(2): CONC_OK or a negative errno. */
 int conc__proc_kill(int pid, int sig);
 int conc__proc_self(void);    /* getpid() */

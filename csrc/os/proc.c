@@ -2,9 +2,12 @@
 ** proc.c -- processes: fork, waiting for a child, and a child's exit.
 */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -125,4 +128,22 @@ int conc__cpu_count(void) {
     return CPU_COUNT(&set);
   n = sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? (int)n : 1;
+}
+
+int conc__proc_tid_alive(int tid) {
+  char path[64], buf[256];
+  const char *paren;
+  ssize_t n;
+  int fd;
+  snprintf(path, sizeof path, "/proc/%d/stat", tid);
+  fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno != ENOENT && errno != ESRCH;
+  n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  /* "tid (comm) S ...": the state follows the last ')' */
+  paren = strrchr(buf, ')');
+  if (paren == NULL || paren[1] != ' ') return 1;
+  return paren[2] != 'Z' && paren[2] != 'X' && paren[2] != 'x';
 }
