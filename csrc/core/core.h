@@ -510,6 +510,32 @@ int conc__mpq_task_done(conc_MPQueue *q);
 int conc__mpq_join(conc_MPQueue *q, double deadline); /* OK/ETIMEDOUT/EINTR */
 
 /* ======================================================================
+** multiprocessing.Connection (conn.c): framed messages over a socket pair
+** ====================================================================== */
+
+typedef struct conc_Conn conc_Conn;
+extern conc_ObjType conc__conn_type;
+/* Pipe(duplex): a reads (and writes when duplex), b writes (and reads).
+** CONC_OK, ENOMEM or an errno. */
+int conc__conn_pair(conc_Conn **a, conc_Conn **b, int duplex);
+int conc__conn_fileno(conc_Conn *c);   /* -1 once closed */
+int conc__conn_readable(conc_Conn *c);
+int conc__conn_writable(conc_Conn *c);
+void conc__conn_close(conc_Conn *c);
+/* Sends one frame: CONC_OK, EVALUE (a read-only end), ECONNCLOSED, EPIPE,
+** ECONNRESET, ... */
+int conc__conn_send(conc_Conn *c, const void *data, size_t len);
+/* Receives one frame into buf when it fits in cap, else a malloc'd block
+** (*out says which; free it if not buf): CONC_OK, EEOF (the other end
+** closed), EINTR (before the frame began), EMSGSIZE (past maxlen),
+** EVALUE (a write-only end), ECONNCLOSED, ENOMEM. */
+int conc__conn_recv(conc_Conn *c, char *buf, size_t cap, char **out,
+                    size_t *len, size_t maxlen);
+/* 1 when there is something to read (or the end came), 0 when the deadline
+** passed, EINTR, ECONNCLOSED, EVALUE. */
+int conc__conn_poll(conc_Conn *c, double deadline);
+
+/* ======================================================================
 ** Threads (thread.c): OS threads and the table of live ones.
 ** ====================================================================== */
 

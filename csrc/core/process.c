@@ -174,7 +174,7 @@ int conc__process_join(conc_Process *p, double deadline) {
     if (rc < 0) return rc;
     fd = p->pidfd;  /* fixed while running: close refuses a running one */
     if (fd >= 0) {
-      rc = conc__proc_wait_fd(fd, deadline);
+      rc = conc__fd_wait(fd, CONC_FD_READ, deadline, 0);
     } else {
       /* no pidfd: look every millisecond */
       double next = conc__monotonic() + 0.001;

@@ -241,5 +241,6 @@ void conc__open_shared(lua_State *L);
 void conc__open_proc(lua_State *L);
 void conc__open_array(lua_State *L);
 void conc__open_mpqueue(lua_State *L);
+void conc__open_conn(lua_State *L);
 
 #endif

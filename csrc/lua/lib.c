@@ -159,6 +159,7 @@ int luaopen_conc_core(lua_State *L) {
   conc__open_proc(L);
   conc__open_array(L);
   conc__open_mpqueue(L);
+  conc__open_conn(L);
   install_sentinel(L);
   return 1;
 }

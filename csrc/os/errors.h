@@ -19,11 +19,16 @@
 #define CONC_ERRORS(X)                                                       \
   X(EINTR,           -4,    "KeyboardInterrupt",  NULL)                      \
   X(E2BIG,           -7,    "ValueError",         "message too long")        \
+  X(EBADF,           -9,    "OSError",            "bad file descriptor")     \
   X(ECHILD,          -10,   "ChildProcessError",  "no child processes")      \
   X(EAGAIN,          -11,   "RuntimeError",                                  \
     "resource temporarily unavailable")                                      \
   X(ENOMEM,          -12,   "MemoryError",        "not enough memory")       \
   X(ERANGE,          -34,   "IndexError",         "index out of range")      \
+  X(EPIPE,           -32,   "BrokenPipeError",    "broken pipe")             \
+  X(EMSGSIZE,        -90,   "OSError",            "bad message length")      \
+  X(ECONNRESET,      -104,  "ConnectionResetError",                          \
+    "connection reset by peer")                                              \
   X(ETIMEDOUT,       -110,  "TimeoutError",       "timed out")               \
   X(EVALUE,          -1000, "ValueError",         NULL)                      \
   X(ETYPE,           -1001, "TypeError",          NULL)                      \
@@ -52,7 +57,9 @@
     "threads can only be started once")                                      \
   X(EASSERT,         -1040, "AssertionError",     NULL)                      \
   X(ECLOSED,         -1041, "ValueError",                                    \
-    "process object is closed")
+    "process object is closed")                                              \
+  X(EEOF,            -1042, "EOFError",           NULL)                      \
+  X(ECONNCLOSED,     -1043, "OSError",            "handle is closed")
 
 enum {
 #define CONC_ERRCODE(code, value, cls, msg) CONC_##code = value,

@@ -91,3 +91,7 @@ void conc__spin_pause(void) {
   __asm__ __volatile__("yield");
 #endif
 }
+
+void conc__yield(void) {
+  sched_yield();
+}

@@ -44,6 +44,8 @@ int conc__futex_wait(atomic_uint *word, unsigned expected, double deadline,
                      int shared);
 void conc__futex_wake(atomic_uint *word, int n, int shared);
 
+/* sched_yield: lets another thread or process on this CPU run. */
+void conc__yield(void);
 /* One step of a busy wait: a pause instruction where there is one. */
 void conc__spin_pause(void);
 /* May a waiter spin before sleeping? Not when this process runs on one CPU. */
@@ -167,11 +169,6 @@ int conc__proc_pidfd(int pid);
 /* Has child pid ended? 1 with *status set as conc__proc_wait sets it (the
 ** child is reaped), 0 while it runs, or a negative errno. Never blocks. */
 int conc__proc_poll(int pid, int *status);
-/* Waits until fd is readable, until deadline or a KeyboardInterrupt for
-** this OS thread: CONC_OK, CONC_ETIMEDOUT, CONC_EINTR (no signal slips in
-** between the look at the flag and the sleep: the sleep is a ppoll that
-** unblocks signals only while it sleeps). */
-int conc__proc_wait_fd(int fd, double deadline);
 /* Does thread (or process) tid run? 0 once it ended, also as a zombie
 ** that its parent has not reaped yet. */
 int conc__proc_tid_alive(int tid);
@@ -180,6 +177,29 @@ int conc__proc_kill(int pid, int sig);
 int conc__proc_self(void);    /* getpid() */
 int conc__proc_parent(void);  /* getppid() */
 void conc__proc_close_fd(int fd);
+
+/* ======================================================================
+** File descriptors (fd.c): pipes, socket pairs, and waiting on them
+** ====================================================================== */
+
+#define CONC_FD_READ 1
+#define CONC_FD_WRITE 2
+/* Waits until fd is readable (CONC_FD_READ) or writable, until deadline
+** or (unless flags has CONC_WAIT_NOINTR) a KeyboardInterrupt for this OS
+** thread: CONC_OK, CONC_ETIMEDOUT,
+** CONC_EINTR (no signal slips in between the look at the flag and the
+** sleep: the sleep is a ppoll that unblocks signals only while it
+** sleeps). A hang-up or error counts as ready: the read or write says
+** what happened. */
+int conc__fd_wait(int fd, int events, double deadline, int flags);
+/* Reads or writes up to n bytes, never blocking (the fds conc makes are
+** non-blocking): the count, 0 at end of file (read), CONC_EAGAIN when
+** nothing can move now, or a negative errno. */
+long conc__fd_read(int fd, void *buf, size_t n);
+long conc__fd_write(int fd, const void *buf, size_t n);
+/* fds[0] reads, fds[1] writes; duplex: a socket pair, both ways.
+** Non-blocking, close-on-exec. CONC_OK or a negative errno. */
+int conc__fd_pair(int fds[2], int duplex);
 /* CPUs this process may run on (at least 1). */
 int conc__cpu_count(void);
 

@@ -70,41 +70,6 @@ int conc__proc_poll(int pid, int *status) {
   return 1;
 }
 
-int conc__proc_wait_fd(int fd, double deadline) {
-  sigset_t all, old;
-  struct pollfd pfd = {.fd = fd, .events = POLLIN};
-  int rc = CONC_OK;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
-  for (;;) {
-    struct timespec ts, *tsp = NULL;
-    int n;
-    if (conc__interrupt_pending()) {
-      rc = CONC_EINTR;
-      break;
-    }
-    if (deadline != CONC_FOREVER) {
-      double left = deadline - conc__monotonic();
-      if (left < 0) left = 0;
-      ts.tv_sec = (time_t)left;
-      ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
-      tsp = &ts;
-    }
-    n = ppoll(&pfd, 1, tsp, &old);
-    if (n > 0) break;
-    if (n == 0) {
-      rc = CONC_ETIMEDOUT;
-      break;
-    }
-    if (errno != EINTR) {
-      rc = -errno;
-      break;
-    }
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  return rc;
-}
-
 int conc__proc_kill(int pid, int sig) {
   return kill((pid_t)pid, sig) < 0 ? -errno : CONC_OK;
 }

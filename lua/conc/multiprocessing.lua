@@ -253,6 +253,13 @@ M.Queue = core.mp_Queue
 M.JoinableQueue = core.mp_JoinableQueue
 M.SimpleQueue = core.mp_SimpleQueue
 
+-- Pipe(duplex=true) -> two Connections: send/recv a value, send_bytes/
+-- recv_bytes a string, poll(timeout), fileno, close; EOFError once the
+-- other end is closed in every process.
+function M.Pipe(duplex)
+  return core.Pipe(duplex ~= false)
+end
+
 -- Locks, events and semaphores in shared memory: the same objects as
 -- threading's, which threads of every process that inherits them can use.
 function M.Lock() return core.Lock(true) end

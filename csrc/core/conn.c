@@ -1,0 +1,248 @@
+/*
+** conn.c -- multiprocessing.Connection: one end of a socket pair, carrying
+** framed messages (Python's framing: a 4-byte big-endian length, or
+** 0xffffffff and an 8-byte one for 2 GB and more, then the bytes).
+**
+** One reader and one writer at a time (a mutex each), so threads sharing
+** an end cannot interleave frames. A frame is all or nothing for the
+** stream: once its first byte has moved, a Ctrl-C no longer ends the read
+** or write (it is seen at the next call), or the stream would go out of
+** step. Reads take exactly a frame's bytes, never more, so an end that a
+** forked child inherited holds nothing the parent's copy will also read.
+**
+** The bytes go through the socket, so fileno() works with any poll loop.
+** But the other side often answers within microseconds, and waking from
+** ppoll takes tens of them on a VM; and a read retried in a loop makes
+** the kernel's socket lock a tug of war. So the pair also shares a page
+** with a counter per direction, bumped after each send: a reader that
+** finds nothing watches its counter (memory, no system call) for a moment
+** before it sleeps in ppoll.
+*/
+#include <stdlib.h>
+#include <string.h>
+
+#include "core.h"
+
+/* The page the two ends share, held by both (this process's count). */
+typedef struct Page {
+  atomic_long refs;
+  atomic_uint *sent;    /* the mapping: sent[0] to end a, sent[1] to b */
+} Page;
+
+struct conc_Conn {
+  conc_Obj hdr;
+  conc_Mutex rmu, wmu;
+  atomic_int fd;        /* -1 once closed */
+  int readable, writable;
+  Page *page;
+  atomic_uint *rx, *tx; /* what this end watches, what it bumps */
+};
+
+#define READ_SPINS 50   /* yields */
+
+static void page_drop(Page *pg) {
+  if (atomic_fetch_sub(&pg->refs, 1) != 1) return;
+  conc__shm_unmap(pg->sent, 2 * sizeof *pg->sent);
+  free(pg);
+}
+
+static void conn_destroy(conc_Obj *o) {
+  conc_Conn *c = (conc_Conn *)o;
+  conc__proc_close_fd(atomic_load(&c->fd));
+  page_drop(c->page);
+  free(c);
+}
+
+conc_ObjType conc__conn_type = {.name = "conc.Connection",
+                                .destroy = conn_destroy};
+
+static conc_Conn *conn_new(int fd, int readable, int writable, Page *pg,
+                           int side) {
+  conc_Conn *c = malloc(sizeof *c);
+  if (c == NULL) return NULL;
+  atomic_fetch_add(&pg->refs, 1);
+  c->page = pg;
+  c->rx = &pg->sent[side];
+  c->tx = &pg->sent[1 - side];
+  conc__obj_init(&c->hdr, &conc__conn_type);
+  conc__mutex_init(&c->rmu, CONC_PRIVATE);
+  conc__mutex_init(&c->wmu, CONC_PRIVATE);
+  atomic_init(&c->fd, fd);
+  c->readable = readable;
+  c->writable = writable;
+  return c;
+}
+
+int conc__conn_pair(conc_Conn **a, conc_Conn **b, int duplex) {
+  int fds[2], rc;
+  Page *pg = malloc(sizeof *pg);
+  if (pg == NULL) return CONC_ENOMEM;
+  atomic_init(&pg->refs, 1);  /* this call's, dropped below */
+  if ((pg->sent = conc__shm_map(2 * sizeof *pg->sent)) == NULL) {
+    free(pg);
+    return CONC_ENOMEM;
+  }
+  rc = conc__fd_pair(fds, duplex);
+  if (rc != CONC_OK) {
+    page_drop(pg);
+    return rc;
+  }
+  *a = conn_new(fds[0], 1, duplex, pg, 0);
+  *b = conn_new(fds[1], duplex, 1, pg, 1);
+  page_drop(pg);
+  if (*a == NULL || *b == NULL) {
+    if (*a) conc__obj_decref(&(*a)->hdr);
+    else conc__proc_close_fd(fds[0]);
+    if (*b) conc__obj_decref(&(*b)->hdr);
+    else conc__proc_close_fd(fds[1]);
+    return CONC_ENOMEM;
+  }
+  return CONC_OK;
+}
+
+int conc__conn_fileno(conc_Conn *c) { return atomic_load(&c->fd); }
+int conc__conn_readable(conc_Conn *c) { return c->readable; }
+int conc__conn_writable(conc_Conn *c) { return c->writable; }
+
+void conc__conn_close(conc_Conn *c) {
+  int fd = atomic_exchange(&c->fd, -1);
+  conc__proc_close_fd(fd);
+}
+
+/* Writes all n bytes; `started` says a frame is under way (no interrupt
+** then). CONC_OK, EINTR (nothing of the frame written), EPIPE, ... */
+static int write_all(int fd, const char *p, size_t n, int *started,
+                     double deadline) {
+  while (n > 0) {
+    long w = conc__fd_write(fd, p, n);
+    if (w > 0) {
+      p += w;
+      n -= (size_t)w;
+      *started = 1;
+    } else if (w == CONC_EAGAIN) {
+      int rc = conc__fd_wait(fd, CONC_FD_WRITE,
+                             *started ? CONC_FOREVER : deadline,
+                             *started ? CONC_WAIT_NOINTR : 0);
+      if (rc != CONC_OK) return rc;
+    } else {
+      return (int)w;
+    }
+  }
+  return CONC_OK;
+}
+
+/* Reads exactly n bytes: CONC_OK, CONC_EEOF at the end of the stream (with
+** *started as it was: 0 means a clean end between frames), EINTR or
+** ETIMEDOUT before the frame's first byte, or an errno. */
+static int read_all(conc_Conn *c, int fd, char *p, size_t n, int *started,
+                    double deadline) {
+  unsigned seen = atomic_load_explicit(c->rx, memory_order_acquire);
+  int spun = !conc__can_spin();
+  while (n > 0) {
+    long r = conc__fd_read(fd, p, n);
+    if (r > 0) {
+      p += r;
+      n -= (size_t)r;
+      *started = 1;
+    } else if (r == 0) {
+      return CONC_EEOF;
+    } else if (r == CONC_EAGAIN && !spun) {
+      spun = 1;
+      for (int i = 0; i < READ_SPINS; i++) {
+        if (atomic_load_explicit(c->rx, memory_order_acquire) != seen) break;
+        conc__yield();
+      }
+    } else if (r == CONC_EAGAIN) {
+      int rc = conc__fd_wait(fd, CONC_FD_READ,
+                             *started ? CONC_FOREVER : deadline,
+                             *started ? CONC_WAIT_NOINTR : 0);
+      if (rc != CONC_OK) return rc;
+      spun = !conc__can_spin();
+      seen = atomic_load_explicit(c->rx, memory_order_acquire);
+    } else {
+      return (int)r;
+    }
+  }
+  return CONC_OK;
+}
+
+int conc__conn_send(conc_Conn *c, const void *data, size_t len) {
+  unsigned char hdr[12];
+  size_t hlen;
+  int fd, rc, started = 0;
+  if (!c->writable) return CONC_EVALUE;
+  conc__mutex_lock(&c->wmu);
+  fd = atomic_load(&c->fd);
+  if (fd < 0) {
+    conc__mutex_unlock(&c->wmu);
+    return CONC_ECONNCLOSED;
+  }
+  if (len < 0x7fffffff) {
+    for (int i = 0; i < 4; i++) hdr[i] = (unsigned char)(len >> (24 - 8 * i));
+    hlen = 4;
+  } else {
+    memset(hdr, 0xff, 4);
+    for (int i = 0; i < 8; i++)
+      hdr[4 + i] = (unsigned char)((uint64_t)len >> (56 - 8 * i));
+    hlen = 12;
+  }
+  /* a small frame goes in one write */
+  if (len <= 256 - hlen) {
+    char frame[256];
+    memcpy(frame, hdr, hlen);
+    if (len) memcpy(frame + hlen, data, len);
+    rc = write_all(fd, frame, hlen + len, &started, CONC_FOREVER);
+  } else {
+    rc = write_all(fd, (const char *)hdr, hlen, &started, CONC_FOREVER);
+    if (rc == CONC_OK) rc = write_all(fd, data, len, &started, CONC_FOREVER);
+  }
+  if (started) atomic_fetch_add_explicit(c->tx, 1, memory_order_release);
+  conc__mutex_unlock(&c->wmu);
+  return rc;
+}
+
+int conc__conn_recv(conc_Conn *c, char *buf, size_t cap, char **out,
+                    size_t *len, size_t maxlen) {
+  unsigned char hdr[8];
+  uint64_t n = 0;
+  int fd, rc, started = 0;
+  char *dst = buf;
+  if (!c->readable) return CONC_EVALUE;
+  conc__mutex_lock(&c->rmu);
+  fd = atomic_load(&c->fd);
+  if (fd < 0) {
+    conc__mutex_unlock(&c->rmu);
+    return CONC_ECONNCLOSED;
+  }
+  rc = read_all(c, fd, (char *)hdr, 4, &started, CONC_FOREVER);
+  if (rc == CONC_OK) {
+    n = (uint64_t)hdr[0] << 24 | (uint64_t)hdr[1] << 16 |
+        (uint64_t)hdr[2] << 8 | hdr[3];
+    if (n == 0xffffffffu) {
+      rc = read_all(c, fd, (char *)hdr, 8, &started, CONC_FOREVER);
+      n = 0;
+      for (int i = 0; i < 8 && rc == CONC_OK; i++) n = n << 8 | hdr[i];
+    }
+  }
+  if (rc == CONC_OK && (n > maxlen || n > SIZE_MAX / 2)) rc = CONC_EMSGSIZE;
+  if (rc == CONC_OK && n > cap && (dst = malloc((size_t)n)) == NULL)
+    rc = CONC_ENOMEM;
+  if (rc == CONC_OK) rc = read_all(c, fd, dst, (size_t)n, &started, CONC_FOREVER);
+  conc__mutex_unlock(&c->rmu);
+  if (rc != CONC_OK) {
+    if (dst != buf) free(dst);
+    return rc;
+  }
+  *out = dst;
+  *len = (size_t)n;
+  return CONC_OK;
+}
+
+int conc__conn_poll(conc_Conn *c, double deadline) {
+  int fd = atomic_load(&c->fd), rc;
+  if (fd < 0) return CONC_ECONNCLOSED;
+  if (!c->readable) return CONC_EVALUE;
+  rc = conc__fd_wait(fd, CONC_FD_READ, deadline, 0);
+  if (rc == CONC_ETIMEDOUT) return 0;
+  return rc == CONC_OK ? 1 : rc;
+}

@@ -1,0 +1,88 @@
+/*
+** fd.c -- file descriptors: making pipes and socket pairs, moving bytes
+** without blocking, and the one interruptible wait on an fd.
+**
+** Every fd conc makes is non-blocking, and every wait goes through
+** conc__fd_wait: a blocking read(2) would not end on a Ctrl-C in a host
+** that restarts system calls, and could not take a timeout.
+*/
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "os.h"
+
+int conc__fd_wait(int fd, int events, double deadline, int flags) {
+  sigset_t all, old;
+  struct pollfd pfd;
+  int rc = CONC_OK;
+  pfd.fd = fd;
+  pfd.events = (short)((events & CONC_FD_READ ? POLLIN : 0) |
+                       (events & CONC_FD_WRITE ? POLLOUT : 0));
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  for (;;) {
+    struct timespec ts, *tsp = NULL;
+    int n;
+    if (!(flags & CONC_WAIT_NOINTR) && conc__interrupt_pending()) {
+      rc = CONC_EINTR;
+      break;
+    }
+    if (deadline != CONC_FOREVER) {
+      double left = deadline - conc__monotonic();
+      if (left < 0) left = 0;
+      ts.tv_sec = (time_t)left;
+      ts.tv_nsec = (long)((left - (double)ts.tv_sec) * 1e9);
+      tsp = &ts;
+    }
+    n = ppoll(&pfd, 1, tsp, &old);
+    if (n > 0) break;
+    if (n == 0) {
+      rc = CONC_ETIMEDOUT;
+      break;
+    }
+    if (errno != EINTR) {
+      rc = -errno;
+      break;
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  return rc;
+}
+
+long conc__fd_read(int fd, void *buf, size_t n) {
+  for (;;) {
+    ssize_t r = read(fd, buf, n);
+    if (r >= 0) return (long)r;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? CONC_EAGAIN : -errno;
+  }
+}
+
+long conc__fd_write(int fd, const void *buf, size_t n) {
+  for (;;) {
+    /* MSG_NOSIGNAL where it is a socket: a closed peer is EPIPE, not a
+    ** SIGPIPE that would end the process */
+    ssize_t r = send(fd, buf, n, MSG_NOSIGNAL);
+    if (r >= 0) return (long)r;
+    if (errno == EINTR) continue;
+    return errno == EAGAIN || errno == EWOULDBLOCK ? CONC_EAGAIN : -errno;
+  }
+}
+
+/* A one-way pair is a socket pair too, each end shut the other way: a
+** pipe's write to a closed reader raises SIGPIPE, which would end the
+** process, where a socket's send takes MSG_NOSIGNAL. */
+int conc__fd_pair(int fds[2], int duplex) {
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                 fds) < 0)
+    return -errno;
+  if (!duplex) {
+    shutdown(fds[0], SHUT_WR);
+    shutdown(fds[1], SHUT_RD);
+  }
+  return CONC_OK;
+}
