@@ -14,8 +14,9 @@
 
 #include "core.h"
 
-struct conc_Barrier {
-  conc_Obj hdr;
+/* What processes share of a multiprocessing.Barrier: all but the action,
+** which each process keeps a copy of (conc__obj_state). */
+typedef struct BState {
   conc_Mutex guard;
   conc_Seq seq;            /* the waiters' */
   int wake;                /* under guard: a change to tell the sleepers of */
@@ -25,13 +26,20 @@ struct conc_Barrier {
   unsigned released;       /* the last cycle that ended by a release */
   int broken;
   double timeout;          /* default for wait; < 0: none */
+} BState;
+
+struct conc_Barrier {
+  conc_Obj hdr;
+  BState *s;               /* &own, or shared */
   void *action;            /* the binding's (a message), freed by it */
   void (*free_action)(void *);
+  BState own;
 };
 
 static void barrier_destroy(conc_Obj *o) {
   conc_Barrier *b = (conc_Barrier *)o;
   if (b->action && b->free_action) b->free_action(b->action);
+  conc__obj_state_free(b->s, &b->own, sizeof *b->s);
   free(b);
 }
 
@@ -39,44 +47,48 @@ conc_ObjType conc__barrier_type = {
   .name = "conc.Barrier", .destroy = barrier_destroy};
 
 conc_Barrier *conc__barrier_new(unsigned parties, double timeout, void *action,
-                                void (*free_action)(void *)) {
+                                void (*free_action)(void *), int shared) {
   conc_Barrier *b = malloc(sizeof *b);
   if (b == NULL) return NULL;
+  if ((b->s = conc__obj_state(&b->own, sizeof b->own, shared)) == NULL) {
+    free(b);
+    return NULL;
+  }
   conc__obj_init(&b->hdr, &conc__barrier_type);
-  conc__mutex_init(&b->guard, CONC_PRIVATE);
-  conc__seq_init(&b->seq, CONC_PRIVATE);
-  b->wake = 0;
-  b->parties = parties;
-  b->count = 0;
-  b->cycle = 0;
-  b->released = UINT_MAX;
-  b->broken = 0;
-  b->timeout = timeout;
+  conc__mutex_init(&b->s->guard, shared);
+  conc__seq_init(&b->s->seq, shared);
+  b->s->wake = 0;
+  b->s->parties = parties;
+  b->s->count = 0;
+  b->s->cycle = 0;
+  b->s->released = UINT_MAX;
+  b->s->broken = 0;
+  b->s->timeout = timeout;
   b->action = action;
   b->free_action = free_action;
   return b;
 }
 
 static void lock(conc_Barrier *b) {
-  conc__mutex_lock(&b->guard);
+  conc__mutex_lock(&b->s->guard);
 }
 
 /* Releases the guard, then wakes the sleepers a change under it called
 ** for: they find the guard free. */
 static void unlock(conc_Barrier *b) {
-  int n = b->wake;
-  b->wake = 0;
-  conc__mutex_unlock(&b->guard);
-  conc__seq_wake(&b->seq, n);
+  int n = b->s->wake;
+  b->s->wake = 0;
+  conc__mutex_unlock(&b->s->guard);
+  conc__seq_wake(&b->s->seq, n);
 }
 
 /* With the guard held: everyone looks again. */
 static void changed(conc_Barrier *b) {
-  b->wake = conc__seq_signal(&b->seq, 1);
+  b->s->wake = conc__seq_signal(&b->s->seq, 1);
 }
 
 static void break_locked(conc_Barrier *b) {
-  b->broken = 1;
+  b->s->broken = 1;
   changed(b);
 }
 
@@ -84,12 +96,12 @@ int conc__barrier_arrive(conc_Barrier *b, unsigned *index, unsigned *cycle,
                          int *last) {
   int rc = CONC_OK;
   lock(b);
-  if (b->broken) {
+  if (b->s->broken) {
     rc = CONC_EBROKEN;
   } else {
-    *index = b->count++;
-    *cycle = b->cycle;
-    *last = b->count == b->parties;
+    *index = b->s->count++;
+    *cycle = b->s->cycle;
+    *last = b->s->count == b->s->parties;
   }
   unlock(b);
   return rc;
@@ -100,9 +112,9 @@ void conc__barrier_release(conc_Barrier *b, int action_failed) {
   if (action_failed) {
     break_locked(b);
   } else {
-    b->released = b->cycle;
-    b->cycle++;
-    b->count = 0;
+    b->s->released = b->s->cycle;
+    b->s->cycle++;
+    b->s->count = 0;
     changed(b);
   }
   unlock(b);
@@ -112,25 +124,25 @@ int conc__barrier_wait(conc_Barrier *b, unsigned cycle, double deadline) {
   int rc = CONC_OK;
   lock(b);
   for (;;) {
-    if (b->cycle != cycle) {  /* released, or reset: that wins */
-      rc = b->released == cycle ? CONC_OK : CONC_EBROKEN;
+    if (b->s->cycle != cycle) {  /* released, or reset: that wins */
+      rc = b->s->released == cycle ? CONC_OK : CONC_EBROKEN;
       break;
     }
-    if (b->broken) {
-      if (b->count > 0) b->count--;
+    if (b->s->broken) {
+      if (b->s->count > 0) b->s->count--;
       rc = CONC_EBROKEN;
       break;
     }
     if (rc != CONC_OK) {
       /* a timeout or a Ctrl-C breaks the barrier for everyone, as in
       ** Python */
-      if (b->count > 0) b->count--;
-      b->broken = 1;
+      if (b->s->count > 0) b->s->count--;
+      b->s->broken = 1;
       changed(b);
       if (rc != CONC_EINTR) rc = CONC_EBROKEN;
       break;
     }
-    rc = conc__seq_sleep(&b->seq, &b->guard, deadline);
+    rc = conc__seq_sleep(&b->s->seq, &b->s->guard, deadline);
   }
   unlock(b);
   return rc;
@@ -138,11 +150,11 @@ int conc__barrier_wait(conc_Barrier *b, unsigned cycle, double deadline) {
 
 void conc__barrier_reset(conc_Barrier *b) {
   lock(b);
-  if (b->count > 0 || b->broken) {
-    b->cycle++;  /* the waiters of the old cycle see it end unreleased */
-    b->count = 0;
+  if (b->s->count > 0 || b->s->broken) {
+    b->s->cycle++;  /* the waiters of the old cycle see it end unreleased */
+    b->s->count = 0;
   }
-  b->broken = 0;
+  b->s->broken = 0;
   changed(b);
   unlock(b);
 }
@@ -154,13 +166,13 @@ void conc__barrier_abort(conc_Barrier *b) {
 }
 
 unsigned conc__barrier_parties(conc_Barrier *b) {
-  return b->parties;
+  return b->s->parties;
 }
 
 unsigned conc__barrier_n_waiting(conc_Barrier *b) {
   unsigned n;
   lock(b);
-  n = b->broken ? 0 : b->count;
+  n = b->s->broken ? 0 : b->s->count;
   unlock(b);
   return n;
 }
@@ -168,13 +180,13 @@ unsigned conc__barrier_n_waiting(conc_Barrier *b) {
 int conc__barrier_broken(conc_Barrier *b) {
   int broken;
   lock(b);
-  broken = b->broken;
+  broken = b->s->broken;
   unlock(b);
   return broken;
 }
 
 double conc__barrier_timeout(conc_Barrier *b) {
-  return b->timeout;
+  return b->s->timeout;
 }
 
 void *conc__barrier_action(conc_Barrier *b) {

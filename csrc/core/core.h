@@ -385,8 +385,9 @@ int conc__event_wait(conc_Event *e, double deadline);
 
 typedef struct conc_Condition conc_Condition;
 extern conc_ObjType conc__cond_type;
-/* lock: a conc_Lock or conc_RLock, of which the condition takes a ref */
-conc_Condition *conc__cond_new(conc_Obj *lock);
+/* lock: a conc_Lock or conc_RLock, of which the condition takes a ref;
+** CONC_SHARED (the lock must be shared too) for multiprocessing's */
+conc_Condition *conc__cond_new(conc_Obj *lock, int shared);
 conc_Obj *conc__cond_lock(conc_Condition *c);
 /* CONC_EWAITUNOWNED when the lock is not held; else CONC_OK (notified),
 ** ETIMEDOUT, EINTR; the lock is held again on return in every case */
@@ -397,7 +398,7 @@ typedef struct conc_Barrier conc_Barrier;
 extern conc_ObjType conc__barrier_type;
 /* action: the binding's own (a message); free_action frees it with b */
 conc_Barrier *conc__barrier_new(unsigned parties, double timeout, void *action,
-                                void (*free_action)(void *));
+                                void (*free_action)(void *), int shared);
 /* Arrives: CONC_OK, with index and cycle set and *last true when the
 ** caller is the last to come (it runs the action, then releases; the
 ** others wait), or CONC_EBROKEN. */

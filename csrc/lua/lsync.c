@@ -219,12 +219,14 @@ static conc_Condition *check_cond(lua_State *L) {
   return (conc_Condition *)conc__checkbound(L, 1, &conc__cond_type);
 }
 
-/* Condition(lock=nil): over the given Lock or RLock, else a new RLock */
+/* Condition(lock=nil, shared=false): over the given Lock or RLock, else a
+** new RLock; a shared one (multiprocessing's) needs a shared lock. */
 static int l_cond_new(lua_State *L) {
   conc_Obj *lock;
   conc_Condition *c;
+  int shared = lua_toboolean(L, 2) ? CONC_SHARED : CONC_PRIVATE;
   if (lua_isnoneornil(L, 1)) {
-    lock = (conc_Obj *)conc__rlock_new(CONC_PRIVATE);
+    lock = (conc_Obj *)conc__rlock_new(shared);
     if (lock == NULL) return conc__raise(L, CONC_ENOMEM, NULL);
   } else {
     lock = conc__toobj(L, 1);
@@ -233,9 +235,14 @@ static int l_cond_new(lua_State *L) {
       return conc__raise(L, CONC_ETYPE,
                          "Condition needs a Lock or an RLock, got %s",
                          luaL_typename(L, 1));
+    if (shared == CONC_SHARED &&
+        !(lock->type == &conc__lock_type ? conc__lock_shared((conc_Lock *)lock)
+                                         : conc__rlock_shared((conc_RLock *)lock)))
+      return conc__raise(L, CONC_ETYPE, "a multiprocessing Condition needs a "
+                         "multiprocessing Lock or RLock");
     conc__obj_incref(lock);
   }
-  c = conc__cond_new(lock);
+  c = conc__cond_new(lock, shared);
   conc__obj_decref(lock);  /* the condition holds its own reference */
   return conc__pushnew(L, (conc_Obj *)c);
 }
@@ -340,7 +347,8 @@ static int l_barrier_new(lua_State *L) {
     luaL_checktype(L, 2, LUA_TFUNCTION);
     action = conc__encode(L, 2, 1, names);
   }
-  b = conc__barrier_new((unsigned)parties, timeout, action, free_msg);
+  b = conc__barrier_new((unsigned)parties, timeout, action, free_msg,
+                        lua_toboolean(L, 4) ? CONC_SHARED : CONC_PRIVATE);
   if (b == NULL) conc__msg_free(action);
   return conc__pushnew(L, (conc_Obj *)b);
 }

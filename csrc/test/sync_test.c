@@ -318,7 +318,7 @@ void test_wait_condition(void) {
   CondCase c;
   pthread_t t[5];
   c.lock = conc__lock_new(CONC_PRIVATE);
-  c.cond = conc__cond_new((conc_Obj *)c.lock);
+  c.cond = conc__cond_new((conc_Obj *)c.lock, CONC_PRIVATE);
   atomic_init(&c.woken, 0);
   atomic_init(&c.waiting, 0);
   check_rc(conc__cond_notify(c.cond, 1), CONC_ENOTIFYUNOWNED);

@@ -260,13 +260,17 @@ function M.Pipe(duplex)
   return core.Pipe(duplex ~= false)
 end
 
--- Locks, events and semaphores in shared memory: the same objects as
+-- Locks, events, semaphores, conditions and barriers in shared memory: the same objects as
 -- threading's, which threads of every process that inherits them can use.
 function M.Lock() return core.Lock(true) end
 function M.RLock() return core.RLock(true) end
 function M.Event() return core.Event(true) end
 function M.Semaphore(value) return core.Semaphore(value, true) end
 function M.BoundedSemaphore(value) return core.BoundedSemaphore(value, true) end
+function M.Condition(lock) return core.Condition(lock, true) end
+function M.Barrier(parties, action, timeout)
+  return core.Barrier(parties, action, timeout, true)
+end
 
 -- Value(typecode, init, {lock=true}): lock true makes an RLock, false
 -- none (RawValue), or give a multiprocessing Lock or RLock.
