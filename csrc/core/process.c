@@ -107,7 +107,7 @@ conc_Process *conc__process_new(int daemon) {
 }
 
 int conc__process_fork(conc_Process *p) {
-  int pid, self = conc__proc_self();
+  int pid, self = conc__proc_self(), from_main = conc__proc_main_thread();
   conc__mutex_lock(&p->mu);
   if (p->state != P_NEW) {
     int closed = p->state == P_CLOSED;
@@ -116,6 +116,8 @@ int conc__process_fork(conc_Process *p) {
   }
   pid = conc__proc_fork();
   if (pid == 0) {
+    /* an orphan is not left running (docs/multiprocessing.md) */
+    if (from_main) conc__proc_orphan_rule(self);
     /* the child's own copy of p: this process, running */
     p->pid = conc__proc_self();
     p->creator = self;

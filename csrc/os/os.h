@@ -175,6 +175,11 @@ int conc__proc_tid_alive(int tid);
 /* kill(2): CONC_OK or a negative errno. */
 int conc__proc_kill(int pid, int sig);
 int conc__proc_self(void);    /* getpid() */
+/* Is the calling thread its process's main thread? */
+int conc__proc_main_thread(void);
+/* In a child forked by the main thread of `parent`: it gets SIGTERM when
+** that process dies (at once, if it already has). */
+void conc__proc_orphan_rule(int parent);
 int conc__proc_parent(void);  /* getppid() */
 void conc__proc_close_fd(int fd);
 

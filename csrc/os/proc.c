@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -111,4 +112,17 @@ int conc__proc_tid_alive(int tid) {
   paren = strrchr(buf, ')');
   if (paren == NULL || paren[1] != ' ') return 1;
   return paren[2] != 'Z' && paren[2] != 'X' && paren[2] != 'x';
+}
+
+int conc__proc_main_thread(void) {
+  return (long)syscall(SYS_gettid) == (long)getpid();
+}
+
+/* PR_SET_PDEATHSIG fires when the thread that forked ends, not its
+** process: only a child forked by the main thread can use it (the main
+** thread ends with the process). The check after it covers a parent that
+** died before the call. */
+void conc__proc_orphan_rule(int parent) {
+  prctl(PR_SET_PDEATHSIG, SIGTERM);
+  if (getppid() != (pid_t)parent) raise(SIGTERM);
 }
