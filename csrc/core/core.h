@@ -438,6 +438,12 @@ int conc__process_join(conc_Process *p, double deadline);
 int conc__process_signal(conc_Process *p, int sig);
 /* Frees the pidfd: CONC_OK, or CONC_EVALUE while it runs. */
 int conc__process_close(conc_Process *p);
+/* Python's default name, Process-N (N from this process's count, with
+** the parent's prefix in a child: Process-1:2), which a script may change;
+** the name lives here so every thread's state sees the same one. */
+char *conc__process_name(conc_Process *p, char *buf, size_t size);
+void conc__process_set_name(conc_Process *p, const char *name);
+const char *conc__process_ident(conc_Process *p);  /* "1:2" */
 int conc__process_pid(conc_Process *p);       /* 0 before start */
 int conc__process_sentinel(conc_Process *p);  /* the pidfd, -1, ECLOSED */
 int conc__process_started(conc_Process *p);

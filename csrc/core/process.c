@@ -12,6 +12,7 @@
 */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "core.h"
@@ -28,10 +29,17 @@ struct conc_Process {
   int exitcode;
   conc_Process *next, *prev;  /* the table of children, under list_mu */
   int listed;
+  char name[128];       /* under mu */
+  char ident[64];       /* "1:2": its place among its ancestors' children */
 };
 
 static pthread_mutex_t list_mu = PTHREAD_MUTEX_INITIALIZER;
 static conc_Process *children;
+/* Python's names are per process: Process-N counts the Process objects
+** this process made (in every thread), and a child's own children are
+** Process-N:M. Reset in a child, which takes its prefix from itself. */
+static atomic_uint counter;
+static char prefix[64];   /* this process's ident, "" in the host */
 
 static void process_destroy(conc_Obj *o) {
   conc_Process *p = (conc_Process *)o;
@@ -77,6 +85,7 @@ static void unlist(conc_Process *p) {
 static void fork_child(void) {
   conc_Process *p = children;
   children = NULL;
+  atomic_store(&counter, 0);
   while (p != NULL) {
     conc_Process *next = p->next;
     p->next = p->prev = NULL;
@@ -102,8 +111,28 @@ conc_Process *conc__process_new(int daemon) {
   p->exitcode = 0;
   p->next = p->prev = NULL;
   p->listed = 0;
+  snprintf(p->ident, sizeof p->ident, "%.50s%s%u", prefix, prefix[0] ? ":" : "",
+           atomic_fetch_add(&counter, 1) + 1);
+  snprintf(p->name, sizeof p->name, "Process-%.60s", p->ident);
   conc__fork_register(&fork_hook);
   return p;
+}
+
+char *conc__process_name(conc_Process *p, char *buf, size_t size) {
+  conc__mutex_lock(&p->mu);
+  snprintf(buf, size, "%s", p->name);
+  conc__mutex_unlock(&p->mu);
+  return buf;
+}
+
+void conc__process_set_name(conc_Process *p, const char *name) {
+  conc__mutex_lock(&p->mu);
+  snprintf(p->name, sizeof p->name, "%s", name);
+  conc__mutex_unlock(&p->mu);
+}
+
+const char *conc__process_ident(conc_Process *p) {
+  return p->ident;
 }
 
 int conc__process_fork(conc_Process *p) {
@@ -118,7 +147,9 @@ int conc__process_fork(conc_Process *p) {
   if (pid == 0) {
     /* an orphan is not left running (docs/multiprocessing.md) */
     if (from_main) conc__proc_orphan_rule(self);
-    /* the child's own copy of p: this process, running */
+    /* the child's own copy of p: this process, running; its children
+    ** are named after it (the fork hook reset the counter) */
+    snprintf(prefix, sizeof prefix, "%.50s", p->ident);
     p->pid = conc__proc_self();
     p->creator = self;
     p->state = P_RUNNING;

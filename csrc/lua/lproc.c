@@ -135,6 +135,22 @@ static int process_set_daemon(lua_State *L) {
   return 0;
 }
 
+static int process_name(lua_State *L) {
+  char buf[128];
+  lua_pushstring(L, conc__process_name(check_process(L), buf, sizeof buf));
+  return 1;
+}
+
+static int process_set_name(lua_State *L) {
+  conc__process_set_name(check_process(L), luaL_checkstring(L, 2));
+  return 0;
+}
+
+static int process_ident(lua_State *L) {
+  lua_pushstring(L, conc__process_ident(check_process(L)));
+  return 1;
+}
+
 static int process_started(lua_State *L) {
   lua_pushboolean(L, conc__process_started(check_process(L)));
   return 1;
@@ -235,7 +251,8 @@ static int meta_process(lua_State *L) {
     {"terminate", process_terminate}, {"kill", process_kill},
     {"close", process_close}, {"daemon", process_daemon},
     {"set_daemon", process_set_daemon}, {"started", process_started},
-    {"closed", process_closed}, {NULL, NULL}};
+    {"closed", process_closed}, {"name", process_name},
+    {"set_name", process_set_name}, {"ident", process_ident}, {NULL, NULL}};
   conc__newmeta(L, &process_binding, meta);
   return 0;
 }

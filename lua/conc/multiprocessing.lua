@@ -16,9 +16,6 @@ local M = {}
 -- until it ends, and gets a plain view back).
 local instances = setmetatable({}, {__mode = "v"})
 
--- Python's names: Process-1, and Process-1:2 for a child's second child.
-local counter = 0
-local identity = {}
 local current   -- this process's Process object (a child's own, or MainProcess)
 local parent    -- the parent's, in a child
 
@@ -42,21 +39,21 @@ local function handle(self)
 end
 
 -- Process{target=, args=, kwargs=, name=, daemon=}
+-- Python's names, counted per process in C (every thread's state sees
+-- them): Process-1, and Process-1:2 for a child's second child; a
+-- subclass's own class name instead of Process.
 function Process:__init(opts)
   opts = opts or {}
-  counter = counter + 1
-  local ident = table.move(identity, 1, #identity, 1, {})
-  ident[#ident + 1] = counter
   local daemon = opts.daemon
   if daemon == nil then daemon = M.current_process().daemon end
   local h = core.process_new(daemon)
   rawset(self, "_handle", h)
-  rawset(self, "_identity", ident)
   rawset(self, "_target", opts.target)
   rawset(self, "_args", opts.args or {})
   rawset(self, "_kwargs", opts.kwargs)
-  rawset(self, "name", opts.name ~= nil and tostring(opts.name) or
-    (getmetatable(self).__name or "Process") .. "-" .. table.concat(ident, ":"))
+  local cls = getmetatable(self).__name
+  if opts.name ~= nil then h:set_name(tostring(opts.name))
+  elseif cls ~= nil and cls ~= "Process" then h:set_name(cls .. "-" .. h:ident()) end
   instances[h] = self
 end
 
@@ -70,11 +67,9 @@ end
 -- In the child: becomes the current process, runs run(), and ends the
 -- process with Python's exit code (0, or 1 after printing the error).
 local function bootstrap(self)
-  parent = setmetatable({_parent = true, name = current and current.name or
+  parent = setmetatable({_parent = true, _name = current and current.name or
     "MainProcess", _pid = core.getppid()}, Process)
   current = self
-  identity = rawget(self, "_identity")
-  counter = 0
   for h in pairs(instances) do instances[h] = nil end
   instances[handle(self)] = self
   local code = 0
@@ -85,7 +80,15 @@ local function bootstrap(self)
   end, self)
   if not ok then
     if errors.isinstance(err, errors.SystemExit) then
-      code = tonumber(err.code) or 0
+      -- Python's: none is 0, an integer is the code, anything else is
+      -- printed and is 1
+      local c = err.message
+      if c == nil then code = 0
+      elseif math.type(c) == "integer" then code = c
+      else
+        io.stderr:write(tostring(c), "\n")
+        code = 1
+      end
     else
       io.stderr:write("Process ", tostring(self.name), ":\n", tostring(tb), "\n")
       code = 1
@@ -159,6 +162,10 @@ local getters = {
     return h:exitcode()
   end,
   daemon = function(_, h) return h ~= nil and h:daemon() end,
+  name = function(self, h)
+    if h == nil then return rawget(self, "_name") end
+    return h:name()
+  end,
   sentinel = function(_, h)
     if h == nil then error(errors.ValueError("process not started"), 3) end
     return h:sentinel()
@@ -167,6 +174,9 @@ local getters = {
 getters.ident = getters.pid
 
 local setters = {
+  name = function(self, h, v)
+    if h == nil then rawset(self, "_name", tostring(v)) else h:set_name(tostring(v)) end
+  end,
   daemon = function(_, h, v)
     if h == nil then
       error(errors.AssertionError("process has already started"), 3)
@@ -220,8 +230,7 @@ end
 
 function M.current_process()
   if current == nil then
-    current = setmetatable({_main = true, name = "MainProcess",
-      _identity = {}}, Process)
+    current = setmetatable({_main = true, _name = "MainProcess"}, Process)
   end
   return current
 end
@@ -237,7 +246,7 @@ function M.active_children()
   for i, h in ipairs(hs) do
     local p = instances[h]
     if p == nil then
-      p = setmetatable({_handle = h, name = "Process"}, Process)
+      p = setmetatable({_handle = h}, Process)
       instances[h] = p
     end
     hs[i] = p
