@@ -306,4 +306,46 @@ end
 
 M.TimeoutError = errors.TimeoutError
 
+-- Start methods: "fork" is the one built so far (docs/multiprocessing.md).
+-- A context holds the module's constructors, as Python's does.
+local methods = {fork = true}
+local start_method
+
+function M.get_all_start_methods()
+  return {"fork"}
+end
+
+function M.get_start_method(allow_none)
+  if start_method == nil and not allow_none then start_method = "fork" end
+  return start_method
+end
+
+function M.set_start_method(method, force)
+  if method ~= nil and not methods[method] then
+    error(errors.ValueError("cannot find context for '" .. tostring(method) .. "'"), 2)
+  end
+  if start_method ~= nil and not force then
+    error(errors.RuntimeError("context has already been set"), 2)
+  end
+  start_method = method
+end
+
+local contexts = {}
+
+function M.get_context(method)
+  method = method or M.get_start_method()
+  if not methods[method] then
+    error(errors.ValueError("cannot find context for '" .. tostring(method) .. "'"), 2)
+  end
+  local ctx = contexts[method]
+  if ctx == nil then
+    ctx = setmetatable({}, {__index = function(_, k)
+      if k == "get_start_method" then return function() return method end end
+      return M[k]
+    end})
+    contexts[method] = ctx
+  end
+  return ctx
+end
+
 return M
