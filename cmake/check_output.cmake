@@ -1,6 +1,9 @@
 # cmake -DHOST=... -DSCRIPT=... -DEXPECTED=... -P check_output.cmake
 # Runs SCRIPT under HOST and compares its stdout with EXPECTED; as sorted
-# lines when a .sorted file stands beside EXPECTED.
+# lines when a .sorted file stands beside EXPECTED. Its stderr must be empty,
+# or, when a .stderr file stands beside EXPECTED, equal that file once the
+# script's directory is taken out of it (tracebacks name the script by the
+# path it was run with: the file holds them as run from its own directory).
 get_filename_component(dir ${SCRIPT} DIRECTORY)
 execute_process(COMMAND ${HOST} ${SCRIPT}
   WORKING_DIRECTORY ${dir}
@@ -22,6 +25,13 @@ endif()
 if(NOT "${out}" STREQUAL "${want}")
   message(FATAL_ERROR "${SCRIPT}: output differs\n--- got:\n${out}\n--- want:\n${want}\nstderr:\n${err}")
 endif()
-if(NOT "${err}" STREQUAL "")
+string(REGEX REPLACE "\\.expected$" ".stderr" stderr_file ${EXPECTED})
+if(EXISTS ${stderr_file})
+  file(READ ${stderr_file} want_err)
+  string(REPLACE "${dir}/" "" err "${err}")
+  if(NOT "${err}" STREQUAL "${want_err}")
+    message(FATAL_ERROR "${SCRIPT}: stderr differs\n--- got:\n${err}\n--- want:\n${want_err}")
+  endif()
+elseif(NOT "${err}" STREQUAL "")
   message(FATAL_ERROR "${SCRIPT}: unexpected stderr:\n${err}")
 endif()

@@ -13,6 +13,9 @@
 
 static int meta_array(lua_State *L);
 
+/* Proxies are boxes, not tables of bound methods: a table proxy keeps its
+** box at [1], which a[1] would read. __index looks at "value" before the
+** methods. */
 static conc_Binding array_binding = {.type = &conc__array_type,
                                      .open = meta_array};
 
@@ -67,9 +70,14 @@ static conc_Obj *lock_arg(lua_State *L, int idx) {
                      "RLock, not %s", luaL_typename(L, idx)), NULL;
 }
 
-/* Stores the Lua value at idx into element i, or raises TypeError having
-** stored nothing. */
-static void set_elem(lua_State *L, conc_Array *a, size_t i, int idx) {
+/* An element's value, converted before any lock is taken. */
+typedef struct Elem {
+  int64_t i;
+  double f;
+} Elem;
+
+/* Reads the Lua value at idx as an element of a, or raises TypeError. */
+static void check_elem(lua_State *L, conc_Array *a, int idx, Elem *e) {
   int tc = conc__array_typecode(a);
   if (tc == 'c') {
     size_t len;
@@ -78,12 +86,12 @@ static void set_elem(lua_State *L, conc_Array *a, size_t i, int idx) {
     if (s == NULL || len != 1)
       conc__raise(L, CONC_ETYPE, "one character string expected, got %s",
                   s ? "a longer string" : luaL_typename(L, idx));
-    conc__array_set_int(a, i, (unsigned char)s[0]);
+    e->i = (unsigned char)s[0];
   } else if (conc__array_is_float(a)) {
     if (lua_type(L, idx) != LUA_TNUMBER)
       conc__raise(L, CONC_ETYPE, "must be real number, not %s",
                   luaL_typename(L, idx));
-    conc__array_set_float(a, i, (double)lua_tonumber(L, idx));
+    e->f = (double)lua_tonumber(L, idx);
   } else {
     int isint = 0;
     lua_Integer v = 0;
@@ -92,8 +100,21 @@ static void set_elem(lua_State *L, conc_Array *a, size_t i, int idx) {
       conc__raise(L, CONC_ETYPE, "int expected instead of %s",
                   lua_type(L, idx) == LUA_TNUMBER ? "float"
                                                   : luaL_typename(L, idx));
-    conc__array_set_int(a, i, (int64_t)v);
+    e->i = (int64_t)v;
   }
+}
+
+static void store_elem(conc_Array *a, size_t i, const Elem *e) {
+  if (conc__array_is_float(a)) conc__array_set_float(a, i, e->f);
+  else conc__array_set_int(a, i, e->i);
+}
+
+/* Stores the Lua value at idx into element i, or raises TypeError having
+** stored nothing (no lock taken: for a new array). */
+static void set_elem(lua_State *L, conc_Array *a, size_t i, int idx) {
+  Elem e;
+  check_elem(L, a, idx, &e);
+  store_elem(a, i, &e);
 }
 
 static void push_elem(lua_State *L, conc_Array *a, size_t i) {
@@ -176,14 +197,18 @@ static int index_of(lua_State *L, conc_Array *a, int idx, size_t *i) {
   return 1;
 }
 
+static int is_value_key(const char *k, size_t len) {
+  return len == 5 && memcmp(k, "value", 5) == 0;
+}
+
 static int array_index(lua_State *L) {
   conc_Array *a = check_array(L);
   size_t i;
   if (lua_type(L, 2) == LUA_TSTRING) {
     size_t len;
     const char *k = lua_tolstring(L, 2, &len);
-    if (conc__getmethod(L, &array_binding, k, len)) return 1;
-    if (strcmp(k, "value") == 0 && conc__array_is_value(a)) i = 0;
+    if (is_value_key(k, len) && conc__array_is_value(a)) i = 0;
+    else if (conc__getmethod(L, &array_binding, k, len)) return 1;
     else if (strcmp(k, "typecode") == 0) {
       char tc = (char)conc__array_typecode(a);
       lua_pushlstring(L, &tc, 1);
@@ -202,19 +227,13 @@ static int array_index(lua_State *L) {
   return 1;
 }
 
-static int set_p(lua_State *L) {
-  conc_Array *a = lua_touserdata(L, 1);
-  size_t i = (size_t)lua_tointeger(L, 2);
-  set_elem(L, a, i, 3);
-  return 0;
-}
-
 static int array_newindex(lua_State *L) {
   conc_Array *a = check_array(L);
-  size_t i;
-  int rc;
-  if (lua_type(L, 2) == LUA_TSTRING && conc__array_is_value(a) &&
-      strcmp(lua_tostring(L, 2), "value") == 0) {
+  size_t i, len = 0;
+  const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tolstring(L, 2, &len)
+                                                : NULL;
+  Elem e;
+  if (k && conc__array_is_value(a) && is_value_key(k, len)) {
     i = 0;
   } else if (!conc__array_is_value(a) && index_of(L, a, 2, &i)) {
     /* an element */
@@ -225,15 +244,10 @@ static int array_newindex(lua_State *L) {
                        conc__array_is_value(a) ? "Value" : "Array",
                        luaL_tolstring(L, 2, NULL));
   }
-  /* the store may raise (a bad value): not with the lock held */
+  check_elem(L, a, 3, &e);  /* may raise: before the lock is taken */
   lock(L, a);
-  lua_pushcfunction(L, set_p);
-  lua_pushlightuserdata(L, a);
-  lua_pushinteger(L, (lua_Integer)i);
-  lua_pushvalue(L, 3);
-  rc = lua_pcall(L, 3, 0, 0);
+  store_elem(a, i, &e);
   conc__array_release(a);
-  if (rc != LUA_OK) return lua_error(L);
   return 0;
 }
 
