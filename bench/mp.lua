@@ -1,11 +1,11 @@
 -- MP: a small integer's round trip through an mp.Pipe() between two
 -- processes; µs per round trip. Twin of bench/mp.py.
--- Run: build/conc bench/mp.lua [n] [repeats]
+-- Run: build/conc bench/mp.lua [repeats]
 local mp = require "conc.multiprocessing"
 local time = require "conc.time"
 
-local N = tonumber(arg and arg[1]) or 20000
-local REPEATS = tonumber(arg and arg[2]) or 3
+local N = 20000
+local REPEATS = tonumber(arg and arg[1]) or 3
 
 local a, b = mp.Pipe()
 local p = mp.Process{target = function()

@@ -1,14 +1,14 @@
 # MP: a small integer's round trip through a multiprocessing.Pipe() between
 # two processes; µs per round trip. Twin of bench/mp.lua.
-# Run: python3 bench/mp.py [n] [repeats]
+# Run: python3 bench/mp.py [repeats]
 import multiprocessing
 import statistics
 import sys
 import time
 
 mp = multiprocessing.get_context("fork")
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
-REPEATS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+N = 20000
+REPEATS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 
 
 def echo(a, b):

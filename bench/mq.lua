@@ -1,14 +1,14 @@
 -- MQ: 1 000 000 small integers from one process to another through
 -- mp.Queue(); million messages per second. Twin of bench/mq.py.
--- Run: build/conc bench/mq.lua [n] [repeats]
+-- Run: build/conc bench/mq.lua [repeats]
 -- The parent puts 0..n-1; a child process gets them, checks each one and
 -- sends back its count of bad items. The clock runs from just before the
 -- child's start() to its join, so its start is counted.
 local mp = require "conc.multiprocessing"
 local time = require "conc.time"
 
-local N = tonumber(arg and arg[1]) or 1000000
-local REPEATS = tonumber(arg and arg[2]) or 3
+local N = 1000000
+local REPEATS = tonumber(arg and arg[1]) or 3
 
 local function round(n)
   local q, back = mp.Queue(), mp.Queue()

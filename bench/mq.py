@@ -1,14 +1,14 @@
 # MQ: 1 000 000 small integers from one process to another through
 # multiprocessing.Queue(); million messages per second. Twin of bench/mq.lua.
-# Run: python3 bench/mq.py [n] [repeats]
+# Run: python3 bench/mq.py [repeats]
 import multiprocessing
 import statistics
 import sys
 import time
 
 mp = multiprocessing.get_context("fork")
-N = int(sys.argv[1]) if len(sys.argv) > 1 else 1000000
-REPEATS = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+N = 1000000
+REPEATS = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 
 
 def consume(q, back, n):
