@@ -33,7 +33,8 @@ struct conc_Conn {
   conc_Obj hdr;
   conc_Mutex rmu, wmu;
   atomic_int fd;        /* -1 once closed */
-  int readable, writable;
+  atomic_int readable;  /* cleared after a bad message length */
+  int writable;
   Page *page;
   atomic_uint *rx, *tx; /* what this end watches, what it bumps */
 };
@@ -68,7 +69,7 @@ static conc_Conn *conn_new(int fd, int readable, int writable, Page *pg,
   conc__mutex_init(&c->rmu, CONC_PRIVATE);
   conc__mutex_init(&c->wmu, CONC_PRIVATE);
   atomic_init(&c->fd, fd);
-  c->readable = readable;
+  atomic_init(&c->readable, readable);
   c->writable = writable;
   return c;
 }
@@ -101,7 +102,7 @@ int conc__conn_pair(conc_Conn **a, conc_Conn **b, int duplex) {
 }
 
 int conc__conn_fileno(conc_Conn *c) { return atomic_load(&c->fd); }
-int conc__conn_readable(conc_Conn *c) { return c->readable; }
+int conc__conn_readable(conc_Conn *c) { return atomic_load(&c->readable); }
 int conc__conn_writable(conc_Conn *c) { return c->writable; }
 
 void conc__conn_close(conc_Conn *c) {
@@ -207,7 +208,7 @@ int conc__conn_recv(conc_Conn *c, char *buf, size_t cap, char **out,
   uint64_t n = 0;
   int fd, rc, started = 0;
   char *dst = buf;
-  if (!c->readable) return CONC_EVALUE;
+  if (!atomic_load(&c->readable)) return CONC_EVALUE;
   conc__mutex_lock(&c->rmu);
   fd = atomic_load(&c->fd);
   if (fd < 0) {
@@ -224,7 +225,13 @@ int conc__conn_recv(conc_Conn *c, char *buf, size_t cap, char **out,
       for (int i = 0; i < 8 && rc == CONC_OK; i++) n = n << 8 | hdr[i];
     }
   }
-  if (rc == CONC_OK && (n > maxlen || n > SIZE_MAX / 2)) rc = CONC_EMSGSIZE;
+  if (rc == CONC_OK && (n > maxlen || n > SIZE_MAX / 2)) {
+    /* the body is still in the stream: as Python does, this end reads no
+    ** more (a duplex end still writes; a read-only one is closed) */
+    rc = CONC_EMSGSIZE;
+    atomic_store(&c->readable, 0);
+    if (!c->writable) conc__conn_close(c);
+  }
   if (rc == CONC_OK && n > cap && (dst = malloc((size_t)n)) == NULL)
     rc = CONC_ENOMEM;
   if (rc == CONC_OK) rc = read_all(c, fd, dst, (size_t)n, &started, CONC_FOREVER);
@@ -241,7 +248,7 @@ int conc__conn_recv(conc_Conn *c, char *buf, size_t cap, char **out,
 int conc__conn_poll(conc_Conn *c, double deadline) {
   int fd = atomic_load(&c->fd), rc;
   if (fd < 0) return CONC_ECONNCLOSED;
-  if (!c->readable) return CONC_EVALUE;
+  if (!atomic_load(&c->readable)) return CONC_EVALUE;
   rc = conc__fd_wait(fd, CONC_FD_READ, deadline, 0);
   if (rc == CONC_ETIMEDOUT) return 0;
   return rc == CONC_OK ? 1 : rc;

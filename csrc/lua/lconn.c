@@ -1,7 +1,7 @@
 /*
 ** lconn.c -- multiprocessing.Pipe and Connection seen from Lua: send and
 ** recv carry one value each in the wire format, send_bytes and recv_bytes
-** raw strings. `local a <close>, b <close> = mp.Pipe()` closes both ends.
+** raw strings. A Connection closes at the end of `local c <close> = ...`.
 */
 #include <stdlib.h>
 #include <string.h>
