@@ -50,6 +50,7 @@ void test_ring_two_maps(void);
 void test_ring_corrupt(void);
 void test_ring_corrupt_fuzz(void);
 void test_ring_fork(void);
+void test_ring_repair(void);
 
 /* core_test.c */
 void test_errors_table(void);
@@ -57,6 +58,7 @@ void test_errors_table(void);
 /* sync_test.c */
 void test_mutex_contended(void);
 void test_mutex_shared(void);
+void test_mutex_robust(void);
 void test_flag_count(void);
 void test_wait_writable(void);
 void test_wait_coalesce(void);
