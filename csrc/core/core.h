@@ -109,6 +109,7 @@ typedef struct conc_Mutex {
   atomic_uint seq;
   uint32_t shared;     /* CONC_PRIVATE or CONC_SHARED */
   atomic_uint owner;   /* CONC_SHARED: the holder's tid; 0 free or taking */
+  atomic_uint owner_pid;  /* and its process, written before owner */
   atomic_uint recovered;  /* set by a takeover from a dead holder */
 } conc_Mutex;
 

@@ -20,25 +20,47 @@ void conc__mutex_init(conc_Mutex *m, int shared) {
   atomic_init(&m->seq, 0);
   m->shared = (uint32_t)shared;
   atomic_init(&m->owner, 0);
+  atomic_init(&m->owner_pid, 0);
   atomic_init(&m->recovered, 0);
 }
 
+/* This process's pid, cached per thread and keyed by the thread's id: a
+** forked child's thread has a new id, so it reads its pid again. */
+static _Thread_local uint32_t cached_tid;
+static _Thread_local int cached_pid;
+
+static int self_pid(void) {
+  uint32_t tid = conc__thread_self_tid();
+  if (tid != cached_tid) {
+    cached_pid = conc__proc_self();
+    cached_tid = tid;
+  }
+  return cached_pid;
+}
+
 void conc__mutex_owned(conc_Mutex *m) {
-  atomic_store_explicit(&m->owner, conc__thread_self_tid(),
+  atomic_store_explicit(&m->owner_pid, (unsigned)self_pid(),
                         memory_order_relaxed);
+  atomic_store_explicit(&m->owner, conc__thread_self_tid(),
+                        memory_order_release);
 }
 
 /* How long a waiter on a shared mutex sleeps before it looks whether the
 ** holder still lives: the bound on how long a dead holder blocks others. */
 #define ROBUST_SLICE 0.1
 
-/* After a slice: if the holder died, take the mutex over (1). The owner
+/* After a slice: if the holder's process died, take the mutex over (1). The owner
 ** word names a thread that held the state nonzero when it was written,
 ** and release clears it before freeing the state: a dead one there died
 ** holding it. Of several waiters, the one whose exchange wins takes it. */
 static int take_over(conc_Mutex *m) {
   unsigned owner = atomic_load_explicit(&m->owner, memory_order_acquire);
-  if (owner == 0 || conc__proc_tid_alive((int)owner)) return 0;
+  unsigned pid = atomic_load_explicit(&m->owner_pid, memory_order_relaxed);
+  /* the holder's process, not its thread: a thread that ended holding a
+  ** Lock leaves it held, as in Python; only a dead process lets go */
+  if (owner == 0 || pid == 0 || (int)pid == self_pid() ||
+      conc__proc_tid_alive((int)pid))
+    return 0;
   if (!atomic_compare_exchange_strong_explicit(
           &m->owner, &owner, conc__thread_self_tid(), memory_order_acq_rel,
           memory_order_relaxed))

@@ -205,6 +205,7 @@ static const Test tests[] = {
   {"mutex_contended", test_mutex_contended},
   {"mutex_shared", test_mutex_shared},
   {"mutex_robust", test_mutex_robust},
+  {"mutex_robust_thread", test_mutex_robust_thread},
   {"flag_count", test_flag_count},
   {"wait_writable", test_wait_writable},
   {"wait_coalesce", test_wait_coalesce},

@@ -617,3 +617,23 @@ void test_mutex_robust(void) {
   check(atomic_load(&m->owner) == 0, "owner left set");
   conc__shm_unmap(m, sizeof *m);
 }
+
+static void *hold_and_end(void *arg) {
+  conc__mutex_lock(arg);  /* and ends holding it */
+  return NULL;
+}
+
+/* A thread that ended holding a shared mutex, in a process that lives on,
+** leaves it held, as a Python Lock stays held: only a dead process's hold
+** is taken over. */
+void test_mutex_robust_thread(void) {
+  conc_Mutex *m = conc__shm_map(sizeof *m);
+  pthread_t t;
+  check(m != NULL, "conc__shm_map failed");
+  conc__mutex_init(m, CONC_SHARED);
+  check(pthread_create(&t, NULL, hold_and_end, m) == 0, "pthread_create");
+  pthread_join(t, NULL);
+  check_rc(conc__mutex_acquire(m, conc__monotonic() + 0.5), CONC_ETIMEDOUT);
+  check(atomic_load(&m->recovered) == 0, "marked recovered");
+  conc__shm_unmap(m, sizeof *m);
+}
