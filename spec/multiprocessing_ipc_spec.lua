@@ -25,20 +25,9 @@ local WAIT = 30  -- seconds: the bound on every wait (sanitizer builds are slow)
 -- reads globals is made under the real ones, `local _ENV = G`.
 local G = _G
 
--- ThreadSanitizer supports no fork of a threaded process (its own runtime
--- has a thread): as in proc_spec.lua, every case that forks is pending
--- under TSan, and runs under the default build and ASan.
-local TSAN = os.getenv("CONC_SANITIZE") == "thread"
-
-local function forks(name, fn)
-  it(name, function()
-    if TSAN then
-      pending("TSan supports no fork of a threaded process")
-      return
-    end
-    fn()
-  end)
-end
+local support = require "support"
+-- Cases that fork: pending under ThreadSanitizer (support.forks says why).
+local forks = support.forks(it, function(why) pending(why) end)
 
 ---------------------------------------------------------------------------
 -- Helpers

@@ -33,20 +33,9 @@ local HOST = absolute(os.getenv("CONC_HOST") or "build/conc")
 local LUA = os.getenv("CONC_LUA") or "lua5.4"
 local UNDER_HOST = package.preload["conc.threading"] ~= nil
 
--- ThreadSanitizer supports no fork of a threaded process (its own runtime
--- has a thread): as in proc_spec.lua, every case that forks is pending
--- under TSan, and runs under the default build and ASan.
-local TSAN = os.getenv("CONC_SANITIZE") == "thread"
-
-local function forks(name, fn)
-  it(name, function()
-    if TSAN then
-      pending("TSan supports no fork of a threaded process")
-      return
-    end
-    fn()
-  end)
-end
+-- Cases that fork: pending under ThreadSanitizer (support.forks says why).
+local TSAN = support.TSAN
+local forks = support.forks(it, function(why) pending(why) end)
 
 -- Child scripts start through /bin/sh, which inherits LD_PRELOAD: with the
 -- TSan runtime preloaded the uninstrumented shell crashes (see

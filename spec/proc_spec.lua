@@ -59,21 +59,9 @@ local function use_conc()
   l:release()
 end
 
--- ThreadSanitizer supports no fork of a threaded process (its own
--- runtime has a thread): it kills a child that starts a thread
--- (die_after_fork) and defers signals in it. These cases run under the
--- default build and ASan; under TSan, `forks` marks them pending.
-local TSAN = os.getenv("CONC_SANITIZE") == "thread"
-
-local function forks(name, fn)
-  it(name, function()
-    if TSAN then
-      pending("TSan supports no fork of a threaded process")
-      return
-    end
-    fn()
-  end)
-end
+local support = require "support"
+-- Cases that fork: pending under ThreadSanitizer (support.forks says why).
+local forks = support.forks(it, function(why) pending(why) end)
 
 describe("conc.core.fork", function()
   forks("returns the child's pid, and waitpid its exit code", function()
