@@ -9,6 +9,7 @@
 ** decoder, which decodes it or says what is wrong. All three read a scalar
 ** through push_scalar.
 */
+#include <stdlib.h>
 #include <limits.h>
 #include <string.h>
 
@@ -446,4 +447,33 @@ int conc__decode_free(lua_State *L, conc_Msg *m) {
   conc__msg_free(m);  /* the proxies hold their own references now */
   if (rc != LUA_OK) return lua_error(L);
   return lua_gettop(L) - top;
+}
+
+/* ---- blocks received from another process -------------------------------- */
+
+static int block_p(lua_State *L) {
+  const char *data = lua_touserdata(L, 1);
+  size_t len = (size_t)lua_tointeger(L, 2);
+  if (lua_toboolean(L, 3)) {
+    lua_pushlstring(L, data, len);
+    return 1;
+  }
+  return conc__decode_bytes(L, data, len, NULL, 0);
+}
+
+int conc__push_block(lua_State *L, char *data, size_t len, int raw, int owned) {
+  int rc;
+  if (!owned) {  /* the caller's stack buffer: nothing to free on error */
+    if (raw) lua_pushlstring(L, data, len);
+    else conc__decode_bytes(L, data, len, NULL, 0);
+    return 1;
+  }
+  lua_pushcfunction(L, block_p);
+  lua_pushlightuserdata(L, data);
+  lua_pushinteger(L, (lua_Integer)len);
+  lua_pushboolean(L, raw);
+  rc = lua_pcall(L, 3, 1, 0);
+  free(data);
+  if (rc != LUA_OK) return lua_error(L);
+  return 1;
 }

@@ -748,3 +748,14 @@ conc_Msg *conc__encode_buf(lua_State *L, int first, int n,
   }
   return encode_finish(&e);
 }
+
+conc_Msg *conc__encode_plain(lua_State *L, int idx, const char *const *names,
+                             char *buf, size_t *len) {
+  conc_Msg *m = conc__encode_buf(L, idx, 1, names, buf, len);
+  if (m != NULL && m->nobjs > 0) {
+    conc__msg_free(m);
+    conc__raise(L, CONC_ERUNTIME, "conc objects (locks, queues, ...) should "
+                "only be shared between processes through inheritance");
+  }
+  return m;
+}

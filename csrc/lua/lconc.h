@@ -36,6 +36,12 @@ conc_Msg *conc__encode_buf(lua_State *L, int first, int n,
 */
 size_t conc__encode_small(lua_State *L, int idx, char *buf, size_t size);
 
+/* conc__encode_buf of the one value at idx, for another process: a value
+** naming a conc object raises RuntimeError (references are this
+** process's; Python too shares locks only through inheritance). */
+conc_Msg *conc__encode_plain(lua_State *L, int idx, const char *const *names,
+                             char *buf, size_t *len);
+
 /*
 ** Pushes the values a message holds and returns how many. Raises a Lua error
 ** on corrupt or truncated input, having read nothing outside the message.
@@ -46,6 +52,10 @@ int conc__decode(lua_State *L, const conc_Msg *m);
 int conc__decode_free(lua_State *L, conc_Msg *m);
 int conc__decode_bytes(lua_State *L, const char *data, size_t len,
                        conc_Obj *const *objs, unsigned nobjs);
+/* Pushes one value received from another process: the string itself when
+** raw, else the value it encodes; owned says data is malloc'd, freed here
+** also when the push raises. Returns 1. */
+int conc__push_block(lua_State *L, char *data, size_t len, int raw, int owned);
 
 /* ---- state.c, proxy.c, errors.c, lib.c ------------------------------------ */
 

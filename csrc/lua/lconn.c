@@ -65,13 +65,7 @@ static int conn_send(lua_State *L) {
   int rc;
   luaL_checkany(L, 2);
   if (!conc__conn_writable(c)) return conn_error(L, c, CONC_EVALUE, 0);
-  m = conc__encode_buf(L, 2, 1, names, buf, &len);
-  if (m != NULL && m->nobjs > 0) {
-    conc__msg_free(m);
-    return conc__raise(L, CONC_ERUNTIME, "conc objects (locks, queues, ...) "
-                       "should only be shared between processes through "
-                       "inheritance");
-  }
+  m = conc__encode_plain(L, 2, names, buf, &len);
   conc__check_interrupt(L);
   rc = conc__conn_send(c, m ? m->data : buf, m ? m->len : len);
   conc__msg_free(m);
@@ -93,18 +87,6 @@ static int conn_send_bytes(lua_State *L) {
   return send_frame(L, c, s + off, (size_t)size);
 }
 
-/* Receives one frame and hands its bytes to fn(L, data, len), protected,
-** so that a large frame's block is freed whatever fn raises. */
-static int decode_p(lua_State *L) {
-  const char *data = lua_touserdata(L, 1);
-  size_t len = (size_t)lua_tointeger(L, 2);
-  if (lua_toboolean(L, 3)) {
-    lua_pushlstring(L, data, len);
-    return 1;
-  }
-  return conc__decode_bytes(L, data, len, NULL, 0);
-}
-
 static int recv_frame(lua_State *L, conc_Conn *c, size_t maxlen, int raw) {
   char buf[STACK_FRAME], *data;
   size_t len;
@@ -114,19 +96,7 @@ static int recv_frame(lua_State *L, conc_Conn *c, size_t maxlen, int raw) {
   rc = conc__conn_recv(c, buf, sizeof buf, &data, &len, maxlen);
   if (rc != CONC_OK) return conn_error(L, c, rc, 1);
   lua_settop(L, 0);
-  if (data == buf) {
-    if (raw) lua_pushlstring(L, data, len);
-    else conc__decode_bytes(L, data, len, NULL, 0);
-    return 1;
-  }
-  lua_pushcfunction(L, decode_p);
-  lua_pushlightuserdata(L, data);
-  lua_pushinteger(L, (lua_Integer)len);
-  lua_pushboolean(L, raw);
-  rc = lua_pcall(L, 3, 1, 0);
-  free(data);
-  if (rc != LUA_OK) return lua_error(L);
-  return 1;
+  return conc__push_block(L, data, len, raw, data != buf);
 }
 
 static int conn_recv(lua_State *L) {

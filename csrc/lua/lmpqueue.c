@@ -86,13 +86,7 @@ static int do_put(lua_State *L, conc_MPQueue *q, int block, double deadline) {
   int rc;
   luaL_checkany(L, 2);
   conc__check_interrupt(L);
-  m = conc__encode_buf(L, 2, 1, names, buf, &len);
-  if (m != NULL && m->nobjs > 0) {
-    conc__msg_free(m);
-    return conc__raise(L, CONC_ERUNTIME, "conc objects (locks, queues, ...) "
-                       "should only be shared between processes through "
-                       "inheritance");
-  }
+  m = conc__encode_plain(L, 2, names, buf, &len);
   part.data = m ? m->data : buf;
   part.len = m ? m->len : len;
   rc = conc__mpq_put(q, &part, 1, block, deadline);
@@ -111,12 +105,6 @@ static int mpq_put_nowait(lua_State *L) {
   return do_put(L, check_method(L, "put_nowait"), 0, CONC_FOREVER);
 }
 
-static int decode_p(lua_State *L) {
-  const char *data = lua_touserdata(L, 1);
-  size_t len = (size_t)lua_tointeger(L, 2);
-  return conc__decode_bytes(L, data, len, NULL, 0);
-}
-
 static int do_get(lua_State *L, conc_MPQueue *q, int block, double deadline) {
   char buf[STACK_ITEM], *data;
   size_t len;
@@ -124,19 +112,8 @@ static int do_get(lua_State *L, conc_MPQueue *q, int block, double deadline) {
   conc__check_interrupt(L);
   rc = conc__mpq_get(q, buf, sizeof buf, &data, &len, block, deadline);
   if (rc != CONC_OK) return conc__raise(L, rc, NULL);
-  if (data == buf) {
-    lua_settop(L, 0);
-    return conc__decode_bytes(L, data, len, NULL, 0) > 0 ? 1 : 0;
-  }
-  /* a large item: decode it protected, so its block is freed either way */
   lua_settop(L, 0);
-  lua_pushcfunction(L, decode_p);
-  lua_pushlightuserdata(L, data);
-  lua_pushinteger(L, (lua_Integer)len);
-  rc = lua_pcall(L, 2, 1, 0);
-  free(data);
-  if (rc != LUA_OK) return lua_error(L);
-  return 1;
+  return conc__push_block(L, data, len, 0, data != buf);
 }
 
 static int mpq_get(lua_State *L) {
