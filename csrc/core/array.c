@@ -33,8 +33,47 @@ static void array_destroy(conc_Obj *o) {
   free(a);
 }
 
+static int array_export(conc_Obj *o, conc_Export *x) {
+  conc_Array *a = (conc_Array *)o;
+  x->map[0] = a->data;
+  x->num[0] = a->typecode;
+  x->num[1] = (int64_t)a->length;
+  x->num[2] = a->is_value;
+  x->ref = a->lock;
+  return CONC_OK;
+}
+
+static conc_Array *array_wrap(conc_Array *a, int typecode, size_t length,
+                              conc_Obj *lock, int is_value, void *data);
+
+static conc_Obj *array_attach(const conc_Export *x) {
+  conc_Array *a;
+  int elsize = conc__array_elsize((int)x->num[0]);
+  size_t length = (size_t)x->num[1];
+  if (elsize == 0 || x->num[1] < 0 || length > x->size[0] / (size_t)elsize)
+    return NULL;
+  if ((a = malloc(sizeof *a)) == NULL) return NULL;
+  return &array_wrap(a, (int)x->num[0], length, x->ref, (int)x->num[2],
+                     x->map[0])->hdr;
+}
+
 conc_ObjType conc__array_type = {.name = "conc.Array",
-                                 .destroy = array_destroy};
+                                 .destroy = array_destroy,
+                                 .export = array_export,
+                                 .attach = array_attach};
+
+static conc_Array *array_wrap(conc_Array *a, int typecode, size_t length,
+                              conc_Obj *lock, int is_value, void *data) {
+  conc__obj_init(&a->hdr, &conc__array_type);
+  a->typecode = (char)typecode;
+  a->elsize = (unsigned char)conc__array_elsize(typecode);
+  a->is_value = is_value;
+  a->length = length;
+  a->data = data;
+  a->lock = lock;
+  if (lock) conc__obj_incref(lock);
+  return a;
+}
 
 int conc__array_elsize(int typecode) {
   switch (typecode) {
@@ -50,22 +89,16 @@ conc_Array *conc__array_new(int typecode, size_t length, conc_Obj *lock,
                             int is_value) {
   int elsize = conc__array_elsize(typecode);
   conc_Array *a;
+  void *data;
   if (elsize == 0 || length > SIZE_MAX / 8) return NULL;
   a = malloc(sizeof *a);
   if (a == NULL) return NULL;
-  a->data = conc__shm_map(length * (size_t)elsize);  /* zeroed */
-  if (a->data == NULL) {
+  data = conc__shm_map(length * (size_t)elsize);  /* zeroed */
+  if (data == NULL) {
     free(a);
     return NULL;
   }
-  conc__obj_init(&a->hdr, &conc__array_type);
-  a->typecode = (char)typecode;
-  a->elsize = (unsigned char)elsize;
-  a->is_value = is_value;
-  a->length = length;
-  a->lock = lock;
-  if (lock) conc__obj_incref(lock);
-  return a;
+  return array_wrap(a, typecode, length, lock, is_value, data);
 }
 
 int conc__array_typecode(conc_Array *a) { return a->typecode; }

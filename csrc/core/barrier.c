@@ -43,8 +43,29 @@ static void barrier_destroy(conc_Obj *o) {
   free(b);
 }
 
+/* The action is a message of this process's: a spawned process cannot be
+** given a Barrier that has one. */
+static int barrier_export(conc_Obj *o, conc_Export *x) {
+  conc_Barrier *b = (conc_Barrier *)o;
+  if (b->action != NULL) return CONC_ETYPE;
+  return conc__obj_export_state(b->s, &b->own, x);
+}
+
+static conc_Obj *barrier_attach(const conc_Export *x);
+
 conc_ObjType conc__barrier_type = {
-  .name = "conc.Barrier", .destroy = barrier_destroy};
+  .name = "conc.Barrier", .destroy = barrier_destroy,
+  .export = barrier_export, .attach = barrier_attach};
+
+static conc_Obj *barrier_attach(const conc_Export *x) {
+  conc_Barrier *b = malloc(sizeof *b);
+  if (b == NULL) return NULL;
+  b->s = x->map[0];
+  b->action = NULL;
+  b->free_action = NULL;
+  conc__obj_init(&b->hdr, &conc__barrier_type);
+  return &b->hdr;
+}
 
 conc_Barrier *conc__barrier_new(unsigned parties, double timeout, void *action,
                                 void (*free_action)(void *), int shared) {

@@ -41,27 +41,52 @@ static void cond_destroy(conc_Obj *o) {
   free(c);
 }
 
-conc_ObjType conc__cond_type = {.name = "conc.Condition",
-                                .destroy = cond_destroy};
+static int cond_export(conc_Obj *o, conc_Export *x) {
+  conc_Condition *c = (conc_Condition *)o;
+  if (c->sh == NULL) return CONC_EVALUE;
+  x->map[0] = c->sh;
+  x->ref = c->lock;
+  return CONC_OK;
+}
 
-conc_Condition *conc__cond_new(conc_Obj *lock, int shared) {
-  conc_Condition *c = malloc(sizeof *c);
-  if (c == NULL) return NULL;
-  c->sh = NULL;
-  if (shared == CONC_SHARED) {
-    if ((c->sh = conc__shm_map(sizeof *c->sh)) == NULL) {
-      free(c);
-      return NULL;
-    }
-    conc__mutex_init(&c->sh->mu, CONC_SHARED);
-    conc__seq_init(&c->sh->seq, CONC_SHARED);
-    c->sh->waiting = c->sh->tokens = 0;
-  }
+static conc_Condition *cond_wrap(conc_Condition *c, Shared *sh,
+                                 conc_Obj *lock);
+
+static conc_Obj *cond_attach(const conc_Export *x) {
+  conc_Condition *c;
+  if (x->ref == NULL || (c = malloc(sizeof *c)) == NULL) return NULL;
+  return &cond_wrap(c, x->map[0], x->ref)->hdr;
+}
+
+conc_ObjType conc__cond_type = {.name = "conc.Condition",
+                                .destroy = cond_destroy,
+                                .export = cond_export,
+                                .attach = cond_attach};
+
+static conc_Condition *cond_wrap(conc_Condition *c, Shared *sh,
+                                 conc_Obj *lock) {
+  c->sh = sh;
   conc__obj_init(&c->hdr, &conc__cond_type);
   conc__obj_incref(lock);
   c->lock = lock;
   conc__waitlist_init(&c->waiters);
   return c;
+}
+
+conc_Condition *conc__cond_new(conc_Obj *lock, int shared) {
+  conc_Condition *c = malloc(sizeof *c);
+  Shared *sh = NULL;
+  if (c == NULL) return NULL;
+  if (shared == CONC_SHARED) {
+    if ((sh = conc__shm_map(sizeof *sh)) == NULL) {
+      free(c);
+      return NULL;
+    }
+    conc__mutex_init(&sh->mu, CONC_SHARED);
+    conc__seq_init(&sh->seq, CONC_SHARED);
+    sh->waiting = sh->tokens = 0;
+  }
+  return cond_wrap(c, sh, lock);
 }
 
 conc_Obj *conc__cond_lock(conc_Condition *c) {

@@ -54,8 +54,38 @@ static void conn_destroy(conc_Obj *o) {
   free(c);
 }
 
+static int conn_export(conc_Obj *o, conc_Export *x) {
+  conc_Conn *c = (conc_Conn *)o;
+  int fd = atomic_load(&c->fd);
+  if (fd < 0) return CONC_ECONNCLOSED;
+  x->fd = fd;
+  x->map[0] = c->page->sent;
+  x->num[0] = c->rx == &c->page->sent[1];  /* its side */
+  x->num[1] = atomic_load(&c->readable);
+  x->num[2] = c->writable;
+  return CONC_OK;
+}
+
+static conc_Conn *conn_new(int fd, int readable, int writable, Page *pg,
+                           int side);
+
+/* A spawned process's end: its own page of the counters (its own mapping
+** of the same memory) and the descriptor it inherited. */
+static conc_Obj *conn_attach(const conc_Export *x) {
+  conc_Conn *c;
+  Page *pg;
+  if (x->fd < 0 || (pg = malloc(sizeof *pg)) == NULL) return NULL;
+  atomic_init(&pg->refs, 0);
+  pg->sent = x->map[0];
+  c = conn_new(x->fd, x->num[1] != 0, x->num[2] != 0, pg, x->num[0] != 0);
+  if (c == NULL) free(pg);
+  return (conc_Obj *)c;
+}
+
 conc_ObjType conc__conn_type = {.name = "conc.Connection",
-                                .destroy = conn_destroy};
+                                .destroy = conn_destroy,
+                                .export = conn_export,
+                                .attach = conn_attach};
 
 static conc_Conn *conn_new(int fd, int readable, int writable, Page *pg,
                            int side) {

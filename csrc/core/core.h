@@ -38,6 +38,7 @@
 
 typedef struct conc_Obj conc_Obj;
 typedef struct conc_WaitList conc_WaitList;
+typedef struct conc_Export conc_Export;
 typedef struct conc_Msg conc_Msg;
 struct conc_Binding;  /* the Lua layer's details of a kind (lua/lconc.h) */
 
@@ -55,6 +56,12 @@ typedef struct conc_ObjType {
   ** the object to notify (a held Lock marks itself contended). */
   unsigned (*ready)(conc_Obj *o, unsigned events);
   conc_WaitList *(*waitlist)(conc_Obj *o);
+  /* Kinds a spawned process can be given (multiprocessing's) set both:
+  ** export describes o (CONC_EVALUE: this one is the process's own, as
+  ** threading's are), attach makes this process's object over the same
+  ** shared memory (spawn.c). */
+  int (*export)(conc_Obj *o, conc_Export *x);
+  conc_Obj *(*attach)(const conc_Export *x);
   /* Set by the Lua layer the first time a state opens the kind. */
   _Atomic(struct conc_Binding *) binding;
 } conc_ObjType;
@@ -78,6 +85,25 @@ void conc__obj_free(conc_Obj *o);  /* a destroy for plain blocks */
 */
 void *conc__obj_state(void *own, size_t size, int shared);
 void conc__obj_state_free(void *state, const void *own, size_t size);
+
+/*
+** What a spawned process is given of a shared object: its mappings (made
+** by conc__shm_map or conc__shm_reserve; in attach, this process's own
+** mappings of the same memory, which the new object then owns), a
+** descriptor of its own, a few numbers, and one object it holds (in
+** attach: this process's, to take a reference of).
+*/
+#define CONC_EXPORT_MAPS 2
+struct conc_Export {
+  void *map[CONC_EXPORT_MAPS];  /* NULL: unused */
+  size_t size[CONC_EXPORT_MAPS];  /* attach: the mapping's size */
+  int fd;                       /* -1: none */
+  int64_t num[4];
+  conc_Obj *ref;                /* NULL: none */
+};
+
+/* export for a kind whose shared state is one conc__obj_state block. */
+int conc__obj_export_state(void *state, const void *own, conc_Export *x);
 
 /* Every kind of object, NULL-terminated: what live_objects counts. */
 extern conc_ObjType *const conc__obj_types[];
@@ -428,6 +454,13 @@ conc_Process *conc__process_new(int daemon);
 ** is then itself, running), CONC_ESTARTED, CONC_ECLOSED, or fork's
 ** negative errno. */
 int conc__process_fork(conc_Process *p);
+/* Starts path as p (conc__proc_spawn's arguments): its pid, or the codes
+** of conc__process_fork. */
+int conc__process_spawn(conc_Process *p, const char *path, char *const argv[],
+                        char *const envp[], const int *fds, unsigned nfds);
+/* In a spawned child: its object for itself, running, its ident the one
+** its parent gave (its children are named after it); NULL: no memory. */
+conc_Process *conc__process_adopt(const char *ident, int parent, int daemon);
 /* 1 with *exitcode set (may be NULL) once it ended (reaping it), 0 while
 ** it runs, CONC_EASSERT if not started or not this process's child,
 ** CONC_ECLOSED. */
@@ -457,6 +490,29 @@ int conc__process_children(conc_Process ***out);
 /* At the end of the script: terminates the daemonic children, then waits
 ** for every child. CONC_OK, or CONC_EINTR. */
 int conc__process_shutdown(void);
+
+/* ======================================================================
+** What a spawned process is given of the objects it starts with (spawn.c)
+** ====================================================================== */
+
+typedef struct conc_SpawnObjs {
+  char *data;        /* the description of the objects */
+  size_t len, cap;
+  int *fds;          /* the descriptors the child must inherit */
+  unsigned nfds;
+} conc_SpawnObjs;
+
+/* Describes objs[0 .. n) into r (free it with conc__spawn_objs_free):
+** CONC_OK; or, objs[*bad] failing, its kind's export code (EVALUE: the
+** process's own object, as threading's are), ERUNTIME (its memory has no
+** descriptor to give), ENOMEM. */
+int conc__spawn_export(conc_Obj *const *objs, unsigned n, conc_SpawnObjs *r,
+                       unsigned *bad);
+void conc__spawn_objs_free(conc_SpawnObjs *r);
+/* In the child: the objects the bytes describe, each with a reference for
+** the caller, in a malloc'd array: CONC_OK, EVALUE (bad bytes), ENOMEM. */
+int conc__spawn_attach(const char *data, size_t len, conc_Obj ***objs,
+                       unsigned *n);
 
 /* ======================================================================
 ** multiprocessing.Value and Array (array.c): typed elements in a shared

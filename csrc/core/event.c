@@ -101,21 +101,40 @@ static void event_destroy(conc_Obj *o) {
   free(e);
 }
 
+static int event_export(conc_Obj *o, conc_Export *x) {
+  conc_Event *e = (conc_Event *)o;
+  return conc__obj_export_state(e->flag, &e->own, x);
+}
+
+static conc_Obj *event_attach(const conc_Export *x);
+
 conc_ObjType conc__event_type = {
   .name = "conc.Event", .destroy = event_destroy, .ready = event_ready,
-  .waitlist = event_waitlist};
+  .waitlist = event_waitlist, .export = event_export,
+  .attach = event_attach};
+
+static conc_Event *event_wrap(conc_Event *e, conc_Flag *flag) {
+  e->flag = flag;
+  conc__obj_init(&e->hdr, &conc__event_type);
+  conc__waitlist_init(&e->watchers);
+  return e;
+}
+
+static conc_Obj *event_attach(const conc_Export *x) {
+  conc_Event *e = malloc(sizeof *e);
+  return e ? &event_wrap(e, x->map[0])->hdr : NULL;
+}
 
 conc_Event *conc__event_new(int shared) {
   conc_Event *e = malloc(sizeof *e);
+  conc_Flag *flag;
   if (e == NULL) return NULL;
-  if ((e->flag = conc__obj_state(&e->own, sizeof e->own, shared)) == NULL) {
+  if ((flag = conc__obj_state(&e->own, sizeof e->own, shared)) == NULL) {
     free(e);
     return NULL;
   }
-  conc__obj_init(&e->hdr, &conc__event_type);
-  conc__flag_init(e->flag, shared);
-  conc__waitlist_init(&e->watchers);
-  return e;
+  conc__flag_init(flag, shared);
+  return event_wrap(e, flag);
 }
 
 void conc__event_set(conc_Event *e) {

@@ -34,20 +34,39 @@ static void lock_destroy(conc_Obj *o) {
   free(l);
 }
 
+static int lock_export(conc_Obj *o, conc_Export *x) {
+  conc_Lock *l = (conc_Lock *)o;
+  return conc__obj_export_state(l->mu, &l->own, x);
+}
+
+static void lock_wrap(conc_Lock *l, conc_Mutex *mu);
+
+static conc_Obj *lock_attach(const conc_Export *x) {
+  conc_Lock *l = malloc(sizeof *l);
+  if (l != NULL) lock_wrap(l, x->map[0]);
+  return (conc_Obj *)l;
+}
+
 conc_ObjType conc__lock_type = {
   .name = "conc.Lock", .destroy = lock_destroy, .ready = lock_ready,
-  .waitlist = lock_waitlist};
+  .waitlist = lock_waitlist, .export = lock_export, .attach = lock_attach};
+
+static void lock_wrap(conc_Lock *l, conc_Mutex *mu) {
+  l->mu = mu;
+  conc__obj_init(&l->hdr, &conc__lock_type);
+  conc__waitlist_init(&l->watchers);
+}
 
 conc_Lock *conc__lock_new(int shared) {
   conc_Lock *l = malloc(sizeof *l);
+  conc_Mutex *mu;
   if (l == NULL) return NULL;
-  if ((l->mu = conc__obj_state(&l->own, sizeof l->own, shared)) == NULL) {
+  if ((mu = conc__obj_state(&l->own, sizeof l->own, shared)) == NULL) {
     free(l);
     return NULL;
   }
-  conc__obj_init(&l->hdr, &conc__lock_type);
-  conc__mutex_init(l->mu, shared);
-  conc__waitlist_init(&l->watchers);
+  conc__mutex_init(mu, shared);
+  lock_wrap(l, mu);
   return l;
 }
 

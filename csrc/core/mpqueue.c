@@ -52,8 +52,19 @@ static void mpq_destroy(conc_Obj *o) {
   free(q);
 }
 
+static int mpq_export(conc_Obj *o, conc_Export *x) {
+  conc_MPQueue *q = (conc_MPQueue *)o;
+  x->map[0] = q->sh;
+  x->num[0] = q->kind;
+  return CONC_OK;
+}
+
+static conc_Obj *mpq_attach(const conc_Export *x);
+
 conc_ObjType conc__mpq_type = {.name = "conc.MPQueue",
-                               .destroy = mpq_destroy};
+                               .destroy = mpq_destroy,
+                               .export = mpq_export,
+                               .attach = mpq_attach};
 
 static size_t ring_capacity(void) {
   size_t want = conc__shm_physical(), cap = MIN_CAP;
@@ -61,23 +72,41 @@ static size_t ring_capacity(void) {
   return cap;
 }
 
+/* This process's object over the mapping at map, whose first page holds
+** the shared header and the ring's. */
+static conc_MPQueue *mpq_wrap(conc_MPQueue *q, char *map, size_t mapsize,
+                              int kind) {
+  q->page = conc__shm_page();
+  q->mapsize = mapsize;
+  q->sh = (Shared *)map;
+  q->ring = (conc_Ring *)(map + q->page - sizeof(conc_Ring));
+  q->kind = kind;
+  q->closed = 0;
+  conc__obj_init(&q->hdr, &conc__mpq_type);
+  return q;
+}
+
+static conc_Obj *mpq_attach(const conc_Export *x) {
+  conc_MPQueue *q;
+  if (x->size[0] <= conc__shm_page() || x->num[0] < CONC_MPQ_QUEUE ||
+      x->num[0] > CONC_MPQ_SIMPLE || (q = malloc(sizeof *q)) == NULL)
+    return NULL;
+  return &mpq_wrap(q, x->map[0], x->size[0], (int)x->num[0])->hdr;
+}
+
 conc_MPQueue *conc__mpq_new(uint64_t maxsize, int kind) {
   conc_MPQueue *q = malloc(sizeof *q);
   size_t page = conc__shm_page(), cap = ring_capacity();
   char *map;
   if (q == NULL) return NULL;
-  q->page = page;
-  q->mapsize = page + cap;
-  map = conc__shm_reserve(q->mapsize);
+  map = conc__shm_reserve(page + cap);
   if (map == NULL) {
     free(q);
     return NULL;
   }
-  q->sh = (Shared *)map;
-  q->ring = (conc_Ring *)(map + page - sizeof(conc_Ring));
+  mpq_wrap(q, map, page + cap, kind);
   if (conc__ring_init(q->ring, cap) != CONC_OK) {  /* cannot fail: aligned */
-    conc__shm_unmap(map, q->mapsize);
-    free(q);
+    conc__obj_decref(&q->hdr);
     return NULL;
   }
   conc__mutex_init(&q->sh->mu, CONC_SHARED);
@@ -87,9 +116,6 @@ conc_MPQueue *conc__mpq_new(uint64_t maxsize, int kind) {
   q->sh->maxsize = maxsize;
   q->sh->unfinished = 0;
   q->sh->trimmed = 0;
-  q->kind = kind;
-  q->closed = 0;
-  conc__obj_init(&q->hdr, &conc__mpq_type);
   return q;
 }
 

@@ -40,6 +40,12 @@ void conc__obj_state_free(void *state, const void *own, size_t size) {
   if (state != own) conc__shm_unmap(state, size);
 }
 
+int conc__obj_export_state(void *state, const void *own, conc_Export *x) {
+  if (state == own) return CONC_EVALUE;  /* threading's: ours alone */
+  x->map[0] = state;
+  return CONC_OK;
+}
+
 conc_ObjType conc__local_type = {.name = "conc.local",
                                  .destroy = conc__obj_free};
 

@@ -135,6 +135,17 @@ const char *conc__process_ident(conc_Process *p) {
   return p->ident;
 }
 
+/* Under p->mu: the parent's side of a start. */
+static void started(conc_Process *p, int pid) {
+  p->pid = pid;
+  p->pidfd = conc__proc_pidfd(pid);
+  p->creator = conc__proc_self();
+  p->state = P_RUNNING;
+  pthread_mutex_lock(&list_mu);
+  list_add(p);
+  pthread_mutex_unlock(&list_mu);
+}
+
 int conc__process_fork(conc_Process *p) {
   int pid, self = conc__proc_self(), from_main = conc__proc_main_thread();
   conc__mutex_lock(&p->mu);
@@ -156,17 +167,36 @@ int conc__process_fork(conc_Process *p) {
     conc__mutex_unlock(&p->mu);
     return 0;
   }
-  if (pid > 0) {
-    p->pid = pid;
-    p->pidfd = conc__proc_pidfd(pid);
-    p->creator = self;
-    p->state = P_RUNNING;
-    pthread_mutex_lock(&list_mu);
-    list_add(p);
-    pthread_mutex_unlock(&list_mu);
-  }
+  if (pid > 0) started(p, pid);
   conc__mutex_unlock(&p->mu);
   return pid;
+}
+
+int conc__process_spawn(conc_Process *p, const char *path, char *const argv[],
+                        char *const envp[], const int *fds, unsigned nfds) {
+  int pid;
+  conc__mutex_lock(&p->mu);
+  if (p->state != P_NEW) {
+    int closed = p->state == P_CLOSED;
+    conc__mutex_unlock(&p->mu);
+    return closed ? CONC_ECLOSED : CONC_ESTARTED;
+  }
+  pid = conc__proc_spawn(path, argv, envp, fds, nfds);
+  if (pid > 0) started(p, pid);
+  conc__mutex_unlock(&p->mu);
+  return pid;
+}
+
+conc_Process *conc__process_adopt(const char *ident, int parent, int daemon) {
+  conc_Process *p = conc__process_new(daemon);
+  if (p == NULL) return NULL;
+  atomic_store(&counter, 0);
+  snprintf(p->ident, sizeof p->ident, "%.60s", ident);
+  snprintf(prefix, sizeof prefix, "%.50s", ident);
+  p->pid = conc__proc_self();
+  p->creator = parent;
+  p->state = P_RUNNING;
+  return p;
 }
 
 /* Under p->mu: reaps p if it has ended. 1 when done, 0 while running, or

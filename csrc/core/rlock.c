@@ -27,8 +27,25 @@ static void rlock_destroy(conc_Obj *o) {
   free(r);
 }
 
+static int rlock_export(conc_Obj *o, conc_Export *x) {
+  conc_RLock *r = (conc_RLock *)o;
+  return conc__obj_export_state(r->s, &r->own, x);
+}
+
+static conc_Obj *rlock_attach(const conc_Export *x);
+
 conc_ObjType conc__rlock_type = {.name = "conc.RLock",
-                                 .destroy = rlock_destroy};
+                                 .destroy = rlock_destroy,
+                                 .export = rlock_export,
+                                 .attach = rlock_attach};
+
+static conc_Obj *rlock_attach(const conc_Export *x) {
+  conc_RLock *r = malloc(sizeof *r);
+  if (r == NULL) return NULL;
+  r->s = x->map[0];
+  conc__obj_init(&r->hdr, &conc__rlock_type);
+  return &r->hdr;
+}
 
 conc_RLock *conc__rlock_new(int shared) {
   conc_RLock *r = malloc(sizeof *r);

@@ -89,21 +89,39 @@ static void sem_destroy(conc_Obj *o) {
   free(s);
 }
 
+static int sem_export(conc_Obj *o, conc_Export *x) {
+  conc_Semaphore *s = (conc_Semaphore *)o;
+  return conc__obj_export_state(s->count, &s->own, x);
+}
+
+static conc_Obj *sem_attach(const conc_Export *x);
+
 conc_ObjType conc__sem_type = {
   .name = "conc.Semaphore", .destroy = sem_destroy, .ready = sem_ready,
-  .waitlist = sem_waitlist};
+  .waitlist = sem_waitlist, .export = sem_export, .attach = sem_attach};
+
+static conc_Semaphore *sem_wrap(conc_Semaphore *s, conc_Count *count) {
+  s->count = count;
+  conc__obj_init(&s->hdr, &conc__sem_type);
+  conc__waitlist_init(&s->watchers);
+  return s;
+}
+
+static conc_Obj *sem_attach(const conc_Export *x) {
+  conc_Semaphore *s = malloc(sizeof *s);
+  return s ? &sem_wrap(s, x->map[0])->hdr : NULL;
+}
 
 conc_Semaphore *conc__sem_new(unsigned value, int bounded, int shared) {
   conc_Semaphore *s = malloc(sizeof *s);
+  conc_Count *count;
   if (s == NULL) return NULL;
-  if ((s->count = conc__obj_state(&s->own, sizeof s->own, shared)) == NULL) {
+  if ((count = conc__obj_state(&s->own, sizeof s->own, shared)) == NULL) {
     free(s);
     return NULL;
   }
-  conc__obj_init(&s->hdr, &conc__sem_type);
-  conc__count_init(s->count, value, bounded, shared);
-  conc__waitlist_init(&s->watchers);
-  return s;
+  conc__count_init(count, value, bounded, shared);
+  return sem_wrap(s, count);
 }
 
 int conc__sem_acquire(conc_Semaphore *s, int blocking, double deadline) {

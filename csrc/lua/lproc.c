@@ -51,7 +51,181 @@ static int process_start(lua_State *L) {
   return 1;
 }
 
-/* h:join(timeout=nil) -> true once it ended, false when the timeout passed */
+/*
+** A spawned child's start: a file of
+**   u32 from_main, u64 n, n bytes of spawn.c's objects, the message
+** whose descriptor the child is given on its command line. from_main: the
+** orphan rule applies (the parent's main thread started it).
+*/
+typedef struct Payload {
+  uint32_t from_main;
+  uint64_t nobjs;
+} Payload;
+
+static const char *export_why(int rc) {
+  switch (rc) {
+    case CONC_ETYPE: return "a Barrier with an action cannot be";
+    case CONC_ERUNTIME: return "its shared memory has no descriptor to give "
+                               "(none was free when it was made)";
+    case CONC_ECONNCLOSED: return "it is closed";
+  }
+  return "only multiprocessing's shared objects can be";
+}
+
+/* Writes the start file: its descriptor, or a negative code. */
+static int write_payload(conc_Msg *m, conc_SpawnObjs *objs) {
+  Payload h = {(uint32_t)conc__proc_main_thread(), objs->len};
+  size_t len = sizeof h + objs->len + m->len;
+  char *buf = malloc(len);
+  int fd;
+  if (buf == NULL) return CONC_ENOMEM;
+  memcpy(buf, &h, sizeof h);
+  if (objs->len) memcpy(buf + sizeof h, objs->data, objs->len);
+  memcpy(buf + sizeof h + objs->len, m->data, m->len);
+  fd = conc__fd_memfile(buf, len);
+  free(buf);
+  return fd;
+}
+
+static char *env_var(const char *name, const char *value) {
+  size_t n = strlen(name), v = strlen(value);
+  char *s = malloc(n + v + 2);
+  if (s == NULL) return NULL;
+  memcpy(s, name, n);
+  s[n] = '=';
+  memcpy(s + n + 1, value, v + 1);
+  return s;
+}
+
+/* Starts exe with the start file fd; LUA_PATH_5_4 and LUA_CPATH_5_4 are
+** the parent's package.path and cpath, so the child finds conc where the
+** parent did. */
+static int spawn_exe(conc_Process *p, const char *exe, const char *path,
+                     const char *cpath, int fd, conc_SpawnObjs *objs) {
+  char boot[96], *vars[2], **env = NULL;
+  char *argv[] = {(char *)exe, "-e", boot, NULL};
+  int *fds = realloc(objs->fds, (objs->nfds + 1) * sizeof *fds), rc;
+  if (fds == NULL) return CONC_ENOMEM;
+  objs->fds = fds;
+  fds[objs->nfds] = fd;
+  snprintf(boot, sizeof boot,
+           "require('conc.multiprocessing')._spawn_main(%d)", fd);
+  vars[0] = env_var("LUA_PATH_5_4", path);
+  vars[1] = env_var("LUA_CPATH_5_4", cpath);
+  if (vars[0] && vars[1]) env = conc__proc_env((const char *const *)vars, 2);
+  rc = env ? conc__process_spawn(p, exe, argv, env, fds, objs->nfds + 1)
+           : CONC_ENOMEM;
+  free(env);
+  free(vars[0]);
+  free(vars[1]);
+  return rc;
+}
+
+/* h:spawn(exe, path, cpath, target, args, kwargs, self, info) -> pid */
+static int process_spawn(lua_State *L) {
+  static const char *const names[] = {"target", "args", "kwargs", "self",
+                                      "process"};
+  conc_Process *p = check_process(L);
+  const char *exe = luaL_checkstring(L, 2);
+  const char *path = luaL_checkstring(L, 3), *cpath = luaL_checkstring(L, 4);
+  conc_SpawnObjs objs;
+  unsigned bad = 0;
+  conc_Msg *m;
+  int rc, fd;
+  lua_settop(L, 9);
+  if (conc__process_closed(p)) return check_rc(L, CONC_ECLOSED, NULL);
+  if (conc__process_started(p)) return check_rc(L, CONC_ESTARTED, NULL);
+  m = conc__encode(L, 5, 5, names);  /* raises before anything is owned */
+  rc = conc__spawn_export(m->objs, m->nobjs, &objs, &bad);
+  if (rc != CONC_OK) {
+    const char *kind = m->objs[bad]->type->name;
+    conc__msg_free(m);
+    if (rc == CONC_ENOMEM) return conc__raise(L, rc, NULL);
+    return conc__raise(L, CONC_ETYPE, "cannot pass %s to a spawned process: "
+                       "%s", kind, export_why(rc));
+  }
+  fd = write_payload(m, &objs);
+  conc__msg_free(m);
+  fflush(NULL);  /* what both would otherwise print */
+  rc = fd < 0 ? fd : spawn_exe(p, exe, path, cpath, fd, &objs);
+  conc__spawn_objs_free(&objs);
+  conc__proc_close_fd(fd);
+  if (rc < 0 && rc > -1000)
+    return conc__raise(L, rc, "cannot spawn %s: %s", exe, strerror(-rc));
+  lua_pushinteger(L, check_rc(L, rc, "start"));
+  return 1;
+}
+
+typedef struct Start {
+  const char *data;
+  size_t len;
+  conc_Obj **objs;
+  unsigned nobjs;
+} Start;
+
+static int decode_start_p(lua_State *L) {
+  Start *s = lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  return conc__decode_bytes(L, s->data, s->len, s->objs, s->nobjs);
+}
+
+/* Decodes data[at .. len) with objs, then frees both, even on an error
+** (the proxies hold their own references). */
+static int decode_start(lua_State *L, char *data, size_t len, size_t at,
+                        conc_Obj **objs, unsigned nobjs) {
+  Start s = {data + at, len - at, objs, nobjs};
+  int top = lua_gettop(L), rc;
+  lua_pushcfunction(L, decode_start_p);
+  lua_pushlightuserdata(L, &s);
+  rc = lua_pcall(L, 1, LUA_MULTRET, 0);
+  for (unsigned i = 0; i < nobjs; i++) conc__obj_decref(objs[i]);
+  free(objs);
+  free(data);
+  if (rc != LUA_OK) return lua_error(L);
+  return lua_gettop(L) - top;
+}
+
+/* core.spawn_receive(fd) -> target, args, kwargs, self, info, from_main:
+** a spawned child's start, read from the file its parent wrote. */
+static int l_spawn_receive(lua_State *L) {
+  int fd = (int)luaL_checkinteger(L, 1), rc, n;
+  char *data;
+  size_t len;
+  Payload h;
+  conc_Obj **objs = NULL;
+  unsigned nobjs = 0;
+  rc = conc__fd_slurp(fd, &data, &len);
+  conc__proc_close_fd(fd);
+  if (rc != CONC_OK)
+    return conc__raise(L, rc, "cannot read this process's start: %s",
+                       strerror(-rc));
+  if (len >= sizeof h) memcpy(&h, data, sizeof h);
+  if (len < sizeof h || h.nobjs > len - sizeof h ||
+      (rc = conc__spawn_attach(data + sizeof h, (size_t)h.nobjs, &objs,
+                               &nobjs)) != CONC_OK) {
+    free(data);
+    return conc__raise(L, rc == CONC_ENOMEM ? rc : CONC_EVALUE,
+                       "bad start for a spawned process");
+  }
+  lua_settop(L, 0);
+  lua_pushboolean(L, h.from_main);
+  n = decode_start(L, data, len, sizeof h + (size_t)h.nobjs, objs, nobjs);
+  lua_rotate(L, 1, -1);  /* from_main last */
+  return n + 1;
+}
+
+/* core.process_adopt(ident, parent_pid, daemon, from_main) -> the handle
+** of this spawned process itself */
+static int l_process_adopt(lua_State *L) {
+  const char *ident = luaL_checkstring(L, 1);
+  int parent = (int)luaL_checkinteger(L, 2);
+  conc_Process *p = conc__process_adopt(ident, parent, lua_toboolean(L, 3));
+  /* an orphan is not left running (docs/multiprocessing.md) */
+  if (lua_toboolean(L, 4)) conc__proc_orphan_rule(parent);
+  return conc__pushnew(L, (conc_Obj *)p);
+}
+
+/* h:join(timeout=nil) -> true once it ended, false when the timeout passes */
 static int process_join(lua_State *L) {
   conc_Process *p = check_process(L);
   double deadline = conc__opt_deadline(L, 2, CONC_NEG_NOWAIT, NULL);
@@ -245,7 +419,8 @@ static int l_exit(lua_State *L) {
 
 static int meta_process(lua_State *L) {
   static const luaL_Reg meta[] = {
-    {"start", process_start}, {"join", process_join},
+    {"start", process_start}, {"spawn", process_spawn},
+    {"join", process_join},
     {"exitcode", process_exitcode}, {"is_alive", process_is_alive},
     {"pid", process_pid}, {"sentinel", process_sentinel},
     {"terminate", process_terminate}, {"kill", process_kill},
@@ -262,7 +437,9 @@ void conc__open_proc(lua_State *L) {
     {"fork", l_fork}, {"waitpid", l_waitpid}, {"_exit", l_exit},
     {"process_new", l_process_new}, {"process_exit", l_process_exit},
     {"active_children", l_active_children}, {"getpid", l_getpid},
-    {"getppid", l_getppid}, {"cpu_count", l_cpu_count}, {NULL, NULL}};
+    {"getppid", l_getppid}, {"cpu_count", l_cpu_count},
+    {"spawn_receive", l_spawn_receive}, {"process_adopt", l_process_adopt},
+    {NULL, NULL}};
   conc__bind(&process_binding);
   luaL_setfuncs(L, fns, 0);
 }

@@ -17,6 +17,8 @@
 
 /*    code           value  class                 message */
 #define CONC_ERRORS(X)                                                       \
+  X(ENOENT,          -2,    "FileNotFoundError",                             \
+    "no such file or directory")                                             \
   X(EINTR,           -4,    "KeyboardInterrupt",  NULL)                      \
   X(E2BIG,           -7,    "ValueError",         "message too long")        \
   X(EBADF,           -9,    "OSError",            "bad file descriptor")     \
@@ -25,6 +27,7 @@
     "resource temporarily unavailable")                                      \
   X(ENOMEM,          -12,   "MemoryError",        "not enough memory")       \
   X(ERANGE,          -34,   "IndexError",         "index out of range")      \
+  X(EACCES,          -13,   "PermissionError",    "permission denied")       \
   X(EPIPE,           -32,   "BrokenPipeError",    "broken pipe")             \
   X(EMSGSIZE,        -90,   "OSError",            "bad message length")      \
   X(ECONNRESET,      -104,  "ConnectionResetError",                          \

@@ -9,7 +9,10 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,5 +87,45 @@ int conc__fd_pair(int fds[2], int duplex) {
     shutdown(fds[0], SHUT_WR);
     shutdown(fds[1], SHUT_RD);
   }
+  return CONC_OK;
+}
+
+int conc__fd_memfile(const void *data, size_t len) {
+  int fd = memfd_create("conc-spawn", MFD_CLOEXEC);
+  const char *p = data;
+  if (fd < 0) return -errno;
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int rc = n < 0 ? -errno : CONC_ENOMEM;
+      close(fd);
+      return rc;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return fd;
+}
+
+int conc__fd_slurp(int fd, char **data, size_t *len) {
+  struct stat st;
+  size_t got = 0, size;
+  char *buf;
+  if (fstat(fd, &st) != 0) return -errno;
+  size = (size_t)st.st_size;
+  if ((buf = malloc(size ? size : 1)) == NULL) return CONC_ENOMEM;
+  while (got < size) {
+    ssize_t n = pread(fd, buf + got, size - got, (off_t)got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int rc = n < 0 ? -errno : CONC_EVALUE;
+      free(buf);
+      return rc;
+    }
+    got += (size_t)n;
+  }
+  *data = buf;
+  *len = size;
   return CONC_OK;
 }

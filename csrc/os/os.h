@@ -115,6 +115,7 @@ enum {
   CONC_FORK_PROCS = 25,   /* core/process.c: the table of children */
   CONC_FORK_WORKERS = 30, /* core/worker.c: the pool of parked workers */
   CONC_FORK_REGIONS = 40, /* lua/alloc.c: cached startup regions */
+  CONC_FORK_SHM = 50,     /* os/shm.c: the registry of shared mappings */
   CONC_FORK_INTR = 90     /* os/intr.c: the pending interrupt */
 };
 
@@ -140,9 +141,17 @@ void conc__fork_register(conc_ForkHook *h);
 ** ====================================================================== */
 
 /* size bytes of zeroed memory shared with the children this process forks
-** from now on; NULL when out of memory. */
+** from now on, and with those it spawns and gives the mapping's descriptor
+** (conc__shm_fd); NULL when out of memory. */
 void *conc__shm_map(size_t size);
 void conc__shm_unmap(void *p, size_t size);
+/* The descriptor behind the mapping that starts at p (and its size), or -1
+** when it has none (a plain anonymous one: no descriptor was to be had). */
+int conc__shm_fd(const void *p, size_t *size);
+/* Maps size bytes of a descriptor a spawned process was given, over a
+** close-on-exec duplicate of it that conc__shm_unmap closes (the caller
+** still owns fd). NULL on failure. */
+void *conc__shm_attach(int fd, size_t size);
 /* A shared mapping of size bytes backed only where written (and never
 ** charged up front): for a queue that may grow to the machine's memory.
 ** NULL on failure. */
@@ -156,6 +165,16 @@ size_t conc__shm_physical(void);  /* bytes of RAM */
 /* fork(): the child's pid in the parent, 0 in the child, or a negative
 ** errno. The fork hooks run around it. */
 int conc__proc_fork(void);
+/* Starts path with argv and envp (posix_spawn: no fork hooks, nothing of
+** this process runs in the child): the child inherits fds[0 .. n) at the
+** same numbers (close-on-exec or not here) and no other descriptor conc
+** made, and starts with no signal blocked. Its pid, or a negative errno. */
+int conc__proc_spawn(const char *path, char *const argv[], char *const envp[],
+                     const int *fds, unsigned n);
+/* This process's environment with the n "NAME=value" strings of set in
+** place of the variables they name: a malloc'd array (free it; the strings
+** are environ's and set's), or NULL. */
+char **conc__proc_env(const char *const *set, unsigned n);
 /* Waits for the child pid to end, until deadline: CONC_OK with *status set
 ** to its exit code (or -N when killed by signal N), CONC_ETIMEDOUT,
 ** CONC_EINTR, or a negative errno. */
@@ -182,6 +201,7 @@ int conc__proc_main_thread(void);
 void conc__proc_orphan_rule(int parent);
 int conc__proc_parent(void);  /* getppid() */
 void conc__proc_close_fd(int fd);
+void conc__proc_cloexec(int fd);  /* sets close-on-exec */
 
 /* ======================================================================
 ** File descriptors (fd.c): pipes, socket pairs, and waiting on them
@@ -205,6 +225,12 @@ long conc__fd_write(int fd, const void *buf, size_t n);
 /* fds[0] reads, fds[1] writes; duplex: a socket pair, both ways.
 ** Non-blocking, close-on-exec. CONC_OK or a negative errno. */
 int conc__fd_pair(int fds[2], int duplex);
+/* A close-on-exec descriptor of an unnamed file holding the len bytes at
+** data (what a spawned process reads its start from), or a negative errno. */
+int conc__fd_memfile(const void *data, size_t len);
+/* The whole content of such a file, read from its start into a malloc'd
+** block: CONC_OK, ENOMEM or a negative errno. */
+int conc__fd_slurp(int fd, char **data, size_t *len);
 /* CPUs this process may run on (at least 1). */
 int conc__cpu_count(void);
 

@@ -6,7 +6,9 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
@@ -22,6 +24,55 @@
 int conc__proc_fork(void) {
   pid_t pid = fork();
   return pid < 0 ? -errno : (int)pid;
+}
+
+/* glibc's posix_spawn clones with CLONE_VFORK: no copy of the parent's
+** memory, no fork hook, and an fd dup2'ed onto itself loses its
+** close-on-exec (POSIX 2024; glibc since 2.29). */
+int conc__proc_spawn(const char *path, char *const argv[], char *const envp[],
+                     const int *fds, unsigned n) {
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_t attr;
+  sigset_t none;
+  pid_t pid;
+  int rc = posix_spawn_file_actions_init(&fa);
+  if (rc != 0) return -rc;
+  if ((rc = posix_spawnattr_init(&attr)) != 0) {
+    posix_spawn_file_actions_destroy(&fa);
+    return -rc;
+  }
+  sigemptyset(&none);
+  rc = posix_spawnattr_setsigmask(&attr, &none);
+  if (rc == 0) rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  for (unsigned i = 0; rc == 0 && i < n; i++)
+    rc = posix_spawn_file_actions_adddup2(&fa, fds[i], fds[i]);
+  if (rc == 0) rc = posix_spawn(&pid, path, &fa, &attr, argv, envp);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&fa);
+  return rc != 0 ? -rc : (int)pid;
+}
+
+extern char **environ;
+
+static int same_name(const char *a, const char *b) {
+  while (*a && *a == *b && *a != '=') a++, b++;
+  return *a == '=' && *b == '=';
+}
+
+char **conc__proc_env(const char *const *set, unsigned n) {
+  size_t count = 0, k = 0;
+  char **env;
+  while (environ[count]) count++;
+  if ((env = malloc((count + n + 1) * sizeof *env)) == NULL) return NULL;
+  for (size_t i = 0; i < count; i++) {
+    int replaced = 0;
+    for (unsigned j = 0; j < n && !replaced; j++)
+      replaced = same_name(environ[i], set[j]);
+    if (!replaced) env[k++] = environ[i];
+  }
+  for (unsigned j = 0; j < n; j++) env[k++] = (char *)set[j];
+  env[k] = NULL;
+  return env;
 }
 
 int conc__proc_wait(int pid, double deadline, int *status) {
@@ -85,6 +136,10 @@ int conc__proc_parent(void) {
 
 void conc__proc_close_fd(int fd) {
   if (fd >= 0) close(fd);
+}
+
+void conc__proc_cloexec(int fd) {
+  (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
 }
 
 int conc__cpu_count(void) {
