@@ -59,8 +59,6 @@ static int inherit(conc_SpawnObjs *r, int fd) {
   return CONC_OK;
 }
 
-static int put_entry(Out *out, conc_Obj *o, unsigned *entry, int depth);
-
 /* Writes the entry of x, whose ref has been written as entry ref. */
 static int put_export(conc_SpawnObjs *r, unsigned kind, const conc_Export *x,
                       unsigned ref) {
@@ -114,10 +112,8 @@ int conc__spawn_export(conc_Obj *const *objs, unsigned n, conc_SpawnObjs *r,
                        unsigned *bad) {
   Out out = {r, NULL, 0};
   unsigned *entries = malloc((n ? n : 1) * sizeof *entries);
-  size_t count_at;
   int rc = entries ? CONC_OK : CONC_ENOMEM;
   memset(r, 0, sizeof *r);
-  count_at = 0;
   if (rc == CONC_OK) rc = put_u32(r, 0);  /* nentries, filled in below */
   for (unsigned i = 0; rc == CONC_OK && i < n; i++) {
     rc = put_entry(&out, objs[i], &entries[i], 0);
@@ -125,7 +121,7 @@ int conc__spawn_export(conc_Obj *const *objs, unsigned n, conc_SpawnObjs *r,
   }
   if (rc == CONC_OK) {
     uint32_t ne = out.nseen;
-    memcpy(r->data + count_at, &ne, 4);
+    memcpy(r->data, &ne, 4);
     rc = put_u32(r, n);
   }
   for (unsigned i = 0; rc == CONC_OK && i < n; i++) rc = put_u32(r, entries[i]);
