@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "deep.h"
 #include "lconc.h"
 #include "wire.h"
 
@@ -86,6 +87,18 @@ static const char *why_not(int tag, const unsigned char *p,
 ** The general decoder
 ** ====================================================================== */
 
+/*
+** An open table or Lua function, kept by deep.h (no C recursion: a value
+** nests as deep as memory allows). at says what the walk waits for: 'i'
+** array element i, 'h' a key or END, 'K' the value of the key on top,
+** 'v' a value that is a table or function (its key in the frame's key
+** slot), 'm' the metatable, 'd' nothing more; 'u' upvalue i (a function).
+*/
+typedef struct DFrame {
+  char at;
+  uint64_t n, i;  /* array length or upvalue count; the one being read */
+} DFrame;
+
 typedef struct Dec {
   lua_State *L;
   const unsigned char *p, *end;
@@ -93,11 +106,13 @@ typedef struct Dec {
   unsigned nobjs;
   int seen;    /* stack index of {id + 1 -> value, -(id + 1) -> true for
                   a FUNC}, 0 until needed */
+  int seen_at; /* the slot kept for it below the frames */
   int nseen;
-  int depth;
   size_t arr_left;   /* array slots the rest of the message may still hold */
   size_t hash_left;  /* hash slots we may still preallocate */
   int norefs;        /* a 'c' message: ids are counted, not kept */
+  conc_Deep deep;    /* the open tables and functions */
+  DFrame win[DEEP_WINDOW];
 } Dec;
 
 static int corrupt(Dec *d, const char *why) {
@@ -124,20 +139,18 @@ static void dec_seen(Dec *d) {
   if (d->norefs) return;
   if (d->seen == 0) {
     lua_newtable(L);
-    lua_insert(L, -2);
-    d->seen = lua_gettop(L) - 1;
+    lua_replace(L, d->seen_at);
+    d->seen = d->seen_at;
   }
   lua_pushvalue(L, -1);
   lua_rawseti(L, d->seen, ++d->nseen);
 }
 
-static void dec_value(Dec *d);
-
 static void dec_table(Dec *d) {
   lua_State *L = d->L;
   uint64_t narr = 0;
   uint32_t nhash = 0;
-  int t;
+  DFrame *f;
   dec_took(d, WIRE_TABLE, wire_get_table(d->p, d->end, &narr, &nhash));
   /* every element takes at least one byte, of this table alone: see the
   ** top of wire.h */
@@ -147,33 +160,13 @@ static void dec_table(Dec *d) {
   if (nhash > d->hash_left) nhash = (uint32_t)d->hash_left;
   if (nhash > INT_MAX) nhash = INT_MAX;
   d->hash_left -= nhash;
-  luaL_checkstack(L, 8, "message nested too deep");  /* table, key, value, seen */
+  luaL_checkstack(L, 2 + DEEP_ROOM, "message nested too deep");
   lua_createtable(L, (int)narr, (int)nhash);
   dec_seen(d);
-  t = lua_gettop(L);
-  for (uint64_t i = 1; i <= narr; i++) {
-    dec_value(d);
-    lua_rawseti(L, t, (lua_Integer)i);
-  }
-  for (;;) {
-    int ktag;
-    if (d->p >= d->end) corrupt(d, "truncated");
-    ktag = *d->p;  /* the key's tag says whether it can be nil or NaN */
-    if (ktag == WIRE_END) {
-      d->p++;
-      break;
-    }
-    if (ktag == WIRE_NIL) corrupt(d, "nil table key");
-    dec_value(d);
-    if (ktag == WIRE_FLOAT && lua_tonumber(L, -1) != lua_tonumber(L, -1))
-      corrupt(d, "NaN table key");
-    dec_value(d);
-    lua_rawset(L, t);
-  }
-  dec_value(d);
-  if (lua_istable(L, -1)) lua_setmetatable(L, t);
-  else if (lua_isnil(L, -1)) lua_pop(L, 1);
-  else corrupt(d, "metatable is not a table");
+  f = conc__deep_open(&d->deep);
+  f->at = 'i';
+  f->n = narr;
+  f->i = 0;
 }
 
 /* Joins upvalue i of the function at f to the upvalue an UPVAL names. Lua
@@ -202,36 +195,30 @@ static void dec_function(Dec *d) {
   const char *code = NULL;
   size_t codelen = 0;
   lua_Debug ar;
-  int f;
-  luaL_checkstack(L, 8, "message nested too deep");
+  DFrame *f;
+  luaL_checkstack(L, 2 + DEEP_ROOM, "message nested too deep");
   dec_took(d, WIRE_FUNC, wire_get_func(d->p, d->end, &code, &codelen, &h));
   if (h != wire_hash(code, codelen)) corrupt(d, "bytecode checksum");
   if (luaL_loadbufferx(L, code, codelen, "=transferred", "b") != LUA_OK)
     corrupt(d, lua_tostring(L, -1));
   dec_seen(d);  /* before the upvalues: a recursive function names itself */
-  f = lua_gettop(L);
   lua_pushboolean(L, 1);  /* UPVAL may name this id: it is a Lua function */
   lua_rawseti(L, d->seen, -(lua_Integer)d->nseen);
   nups = get_varint(d);
-  lua_pushvalue(L, f);
+  lua_pushvalue(L, -1);
   lua_getinfo(L, ">u", &ar);
   if (nups != ar.nups) corrupt(d, "upvalue count");
-  for (int i = 1; i <= (int)nups; i++) {
-    if (d->p < d->end && *d->p == WIRE_UPVAL) {
-      d->p++;
-      dec_upval(d, f, i);
-    } else {
-      dec_value(d);
-      lua_setupvalue(L, f, i);
-    }
-  }
+  f = conc__deep_open(&d->deep);
+  f->at = 'u';
+  f->n = nups;
+  f->i = 0;
 }
 
 static void dec_named(Dec *d) {
   lua_State *L = d->L;
   const char *s = NULL, *field = NULL;
   size_t n = 0, modlen;
-  luaL_checkstack(L, 8, "message nested too deep");
+  luaL_checkstack(L, DEEP_ROOM, "message nested too deep");
   dec_took(d, WIRE_NAMED, wire_get_named(d->p, d->end, &s, &n, &field));
   modlen = (size_t)(field - 1 - s);
   lua_pushlstring(L, s, modlen);
@@ -272,29 +259,32 @@ static void dec_named(Dec *d) {
   }
 }
 
-static void dec_value(Dec *d) {
+/*
+** Reads the value whose tag is at d->p: a table or function opens a frame
+** (returns 1; its container on top, its contents to come), anything else
+** is pushed whole (returns 0).
+*/
+static int dec_open(Dec *d) {
   lua_State *L = d->L;
   int tag;
-  if (++d->depth > WIRE_MAX_DEPTH + 2) corrupt(d, "nested too deep");
-  /* room for this value: the caller's; containers make their own below */
   if (d->p >= d->end) corrupt(d, "truncated");
   tag = *d->p;
   switch (tag) {
-    case WIRE_GLOBALS: d->p++; lua_pushglobaltable(L); break;
-    case WIRE_TABLE: d->p++; dec_table(d); break;
+    case WIRE_GLOBALS: d->p++; lua_pushglobaltable(L); return 0;
+    case WIRE_TABLE: d->p++; dec_table(d); return 1;
     case WIRE_FUNC:
       if (d->norefs) corrupt(d, "function in a message marked 'c'");
       d->p++;
       dec_function(d);
-      break;
-    case WIRE_NAMED: d->p++; dec_named(d); dec_seen(d); break;
+      return 1;
+    case WIRE_NAMED: d->p++; dec_named(d); dec_seen(d); return 0;
     case WIRE_REF: {
       uint64_t id;
       d->p++;
       id = get_varint(d);
       if (d->seen == 0 || id >= (uint64_t)d->nseen) corrupt(d, "bad reference");
       lua_rawgeti(L, d->seen, (lua_Integer)id + 1);
-      break;
+      return 0;
     }
     case WIRE_OBJ: {
       uint64_t i;
@@ -303,7 +293,7 @@ static void dec_value(Dec *d) {
       if (i >= d->nobjs) corrupt(d, "bad object index");
       conc__pushobj(L, d->objs[i]);
       dec_seen(d);
-      break;
+      return 0;
     }
     default: {  /* the scalars; any other tag is push_scalar's NULL */
       const unsigned char *q = push_scalar(L, d->p, d->end);
@@ -313,9 +303,135 @@ static void dec_value(Dec *d) {
         if (d->seen == 0 && !d->norefs) corrupt(d, "bad key");
         dec_seen(d);
       }
+      return 0;
     }
   }
-  d->depth--;
+}
+
+/* Does the value at d->p open a frame? */
+static inline int dec_opens(const Dec *d) {
+  return d->p < d->end && (*d->p == WIRE_TABLE || *d->p == WIRE_FUNC);
+}
+
+/* The value of the key on top, in the table at s: returns 1 when it opens
+** a frame, the key waiting in the key slot. */
+static int dec_pair(Dec *d, DFrame *f, int s) {
+  if (dec_opens(d)) {
+    lua_replace(d->L, s + 1);
+    f->at = 'v';
+    return dec_open(d);
+  }
+  dec_open(d);
+  lua_rawset(d->L, s);
+  return 0;
+}
+
+/* The pairs of the table at s up to END: returns 1 when a key or value
+** opens a frame, 0 at END. */
+static int dec_hash(Dec *d, DFrame *f, int s) {
+  lua_State *L = d->L;
+  for (;;) {
+    int ktag;
+    if (d->p >= d->end) corrupt(d, "truncated");
+    ktag = *d->p;  /* the key's tag says whether it can be nil or NaN */
+    if (ktag == WIRE_END) {
+      d->p++;
+      return 0;
+    }
+    if (ktag == WIRE_NIL) corrupt(d, "nil table key");
+    if (dec_opens(d)) {
+      f->at = 'K';
+      return dec_open(d);
+    }
+    dec_open(d);
+    if (ktag == WIRE_FLOAT && lua_tonumber(L, -1) != lua_tonumber(L, -1))
+      corrupt(d, "NaN table key");
+    if (dec_pair(d, f, s)) return 1;
+  }
+}
+
+/*
+** Reads on in the innermost frame until a value in it opens a frame of its
+** own (returns 1) or the frame is done (returns 0). A frame's C struct may
+** move when a frame opens (deep.h): f is not touched after that.
+*/
+static int dec_next(Dec *d) {
+  lua_State *L = d->L;
+  DFrame *f = conc__deep_top(&d->deep);
+  int s = conc__deep_slot(&d->deep);
+  switch (f->at) {
+    case 'u':
+      while (f->i < f->n) {
+        int i = (int)++f->i;
+        if (d->p < d->end && *d->p == WIRE_UPVAL) {
+          d->p++;
+          dec_upval(d, s, i);
+        } else if (dec_open(d)) {
+          return 1;
+        } else {
+          lua_setupvalue(L, s, i);
+        }
+      }
+      return 0;
+    case 'i':
+      while (f->i < f->n) {
+        f->i++;
+        if (dec_open(d)) return 1;
+        lua_rawseti(L, s, (lua_Integer)f->i);
+      }
+      f->at = 'h';
+      if (dec_hash(d, f, s)) return 1;
+      break;
+    case 'K':  /* a key that was a frame of its own is on top */
+      f->at = 'h';
+      if (dec_pair(d, f, s) || dec_hash(d, f, s)) return 1;
+      break;
+    case 'h':
+      if (dec_hash(d, f, s)) return 1;
+      break;
+    default:  /* 'd' */
+      return 0;
+  }
+  f->at = 'm';  /* END was read: the metatable */
+  if (dec_open(d)) return 1;
+  if (lua_istable(L, -1)) lua_setmetatable(L, s);
+  else if (lua_isnil(L, -1)) lua_pop(L, 1);
+  else corrupt(d, "metatable is not a table");
+  return 0;
+}
+
+/* The innermost frame takes the value on top, which a frame of its own
+** has just finished. */
+static void dec_store(Dec *d) {
+  lua_State *L = d->L;
+  DFrame *f = conc__deep_top(&d->deep);
+  int s = conc__deep_slot(&d->deep);
+  switch (f->at) {
+    case 'u': lua_setupvalue(L, s, (int)f->i); break;
+    case 'i': lua_rawseti(L, s, (lua_Integer)f->i); break;
+    case 'K': break;  /* a key stays on top for its value */
+    case 'v':  /* the key in its slot and the value: the pair on top */
+      lua_rawset(L, s);
+      lua_pushnil(L);
+      f->at = 'h';
+      break;
+    default:  /* 'm' */
+      if (!lua_istable(L, -1)) corrupt(d, "metatable is not a table");
+      lua_setmetatable(L, s);
+      f->at = 'd';
+  }
+}
+
+/* Pushes the value at d->p, reading a table or function by a walk over its
+** frames, innermost first, in this loop. */
+static void dec_value(Dec *d) {
+  conc__deep_start(&d->deep);
+  if (!dec_open(d)) return;
+  while (d->deep.depth > 0) {
+    if (dec_next(d)) continue;
+    conc__deep_close(&d->deep, 1);
+    if (d->deep.depth > 0) dec_store(d);
+  }
 }
 
 /* ======================================================================
@@ -413,7 +529,7 @@ int conc__decode_bytes(lua_State *L, const char *data, size_t len,
   d.end = d.p + len;
   d.objs = objs;
   d.nobjs = nobjs;
-  d.seen = d.nseen = d.depth = 0;
+  d.seen = d.nseen = 0;
   d.arr_left = len;
   d.hash_left = len / 2;
   q = wire_get_header(d.p, d.end, &refs, &n);
@@ -422,10 +538,17 @@ int conc__decode_bytes(lua_State *L, const char *data, size_t len,
   d.norefs = !refs;
   /* each value is at least its tag byte */
   if (n > (uint64_t)(d.end - d.p) || n > INT_MAX - 8) corrupt(&d, "value count");
-  luaL_checkstack(L, (int)n + 2, "too many values");
+  luaL_checkstack(L, (int)n + 4, "too many values");
+  /* two slots below the values: the table of ids', deep.h's table of
+  ** chunks' */
+  lua_pushnil(L);
+  d.seen_at = lua_gettop(L);
+  lua_pushnil(L);
+  conc__deep_init(&d.deep, L, d.win, sizeof(DFrame), d.seen_at + 1);
   for (uint64_t i = 0; i < n; i++) dec_value(&d);
   if (d.p != d.end) corrupt(&d, "trailing bytes");
-  if (d.seen) lua_remove(L, d.seen);
+  lua_rotate(L, d.seen_at, -2);
+  lua_pop(L, 2);
   return (int)n;
 }
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "lconc.h"
+#include "deep.h"
 #include "names.h"
 #include "wire.h"
 
@@ -84,13 +85,21 @@ static int in_array(lua_State *L, int idx, lua_Integer narr) {
 ** The general encoder
 ** ====================================================================== */
 
-typedef struct PathSeg {
-  int kind;       /* 'k' key at stack index idx, 'i' array index i,
-                     'u' upvalue name, 'm' meta, 'K' a key itself */
-  int idx;
-  lua_Integer i;
-  const char *name;
-} PathSeg;
+/*
+** An open table or Lua function, kept by deep.h (no C recursion: a value
+** nests as deep as memory allows). at says where its walk is, which is
+** also its step in an error's path: 'i' array element i, 'k' the value of
+** the key in the frame's key slot, 'K' a key that is a table or function
+** itself, 'm' the metatable, 'u' upvalue i (a function's only step).
+*/
+typedef struct EFrame {
+  char at;
+  uint32_t nhash;    /* a table's pairs written so far */
+  lua_Integer n, i;  /* array length or upvalue count; the one being written */
+  size_t head;       /* a table's: the end of its head, for wire_set_hint */
+  uint64_t id;       /* a function's id, which UPVAL names its upvalues by */
+  const char *name;  /* upvalue i's name */
+} EFrame;
 
 typedef struct Enc {
   lua_State *L;
@@ -101,7 +110,7 @@ typedef struct Enc {
   int nseen;     /* ids given so far */
   int backrefs;  /* a REF, UPVAL or FUNC was written: the header says 'C' */
   int names;     /* stack index of the named-value index, 0 until needed */
-  int depth;
+  int names_at;  /* the slot kept for it below the frames */
   const char *root;
   /* What has an id, by address (see the map below): tables, functions,
   ** userdata (lua_topointer), short string keys (their bytes), upvalue
@@ -112,7 +121,8 @@ typedef struct Enc {
   uint64_t *mapvals;
   const void *inlkeys[MAP_INLINE];
   uint64_t inlvals[MAP_INLINE];
-  PathSeg path[WIRE_MAX_DEPTH + 2];
+  conc_Deep deep;               /* the open tables and functions */
+  EFrame win[DEEP_WINDOW];
   char inl[256]; /* small messages never touch the heap until the end */
 } Enc;
 
@@ -130,8 +140,9 @@ static void enc_empty(Enc *e) {
 
 static void enc_init(Enc *e, lua_State *L) {
   e->L = L;
-  e->nseen = e->names = e->depth = e->backrefs = 0;
+  e->nseen = e->names = e->names_at = e->backrefs = 0;
   e->root = "value";
+  conc__deep_init(&e->deep, L, e->win, sizeof(EFrame), 0);
   enc_empty(e);
 }
 
@@ -196,71 +207,65 @@ static int enc_scalar(Enc *e, int idx, int key) {
   return n > 0;
 }
 
+/* Pushes the step of frame j in the path of an error, e.g. ".conn" or
+** "[2]". */
+static void push_step(Enc *e, int j) {
+  lua_State *L = e->L;
+  EFrame *f = conc__deep_frame(&e->deep, j, -1);
+  int t;
+  size_t n;
+  const char *k;
+  switch (f->at) {
+    case 'i': lua_pushfstring(L, "[%I]", (LUAI_UACINT)f->i); return;
+    case 'u': lua_pushfstring(L, "<upvalue %s>", f->name[0] ? f->name : "?");
+      return;
+    case 'm': lua_pushliteral(L, "<metatable>"); return;
+    case 'K': lua_pushliteral(L, "<key>"); return;
+  }
+  conc__deep_frame(&e->deep, j, 1);  /* 'k': the key */
+  t = lua_type(L, -1);
+  if (t == LUA_TSTRING) {
+    int ident = 1;
+    k = lua_tolstring(L, -1, &n);
+    for (size_t i = 0; i < n; i++) {
+      char c = k[i];
+      if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+            (i > 0 && c >= '0' && c <= '9')))
+        ident = 0;
+    }
+    if (ident && n > 0) lua_pushfstring(L, ".%s", k);
+    else lua_pushfstring(L, "[\"%s\"]", k);
+  } else if (t == LUA_TNUMBER || t == LUA_TBOOLEAN) {
+    lua_pushfstring(L, "[%s]", luaL_tolstring(L, -1, NULL));
+    lua_remove(L, -2);
+  } else {
+    lua_pushfstring(L, "[%s]", luaL_typename(L, -1));
+  }
+  lua_remove(L, -2);
+}
+
 /* Writes the path to the value being encoded, e.g. args[2].conn, and raises
 ** "PATH: cannot transfer WHAT". A path of more than PATH_KEEP * 2 + 4 steps
-** (a long linked list, say) keeps its ends: value.next.next<184 more
-** levels>.next.next. */
+** (a long linked list, say) keeps its ends:
+** value.next.next<99984 more levels>.next.next. */
 #define PATH_KEEP 8
 
 static int enc_error(Enc *e, const char *what) {
   lua_State *L = e->L;
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
-  luaL_addstring(&b, e->root);
-  for (int i = 0; i < e->depth; i++) {
-    PathSeg *s = &e->path[i];
-    if (i == PATH_KEEP && e->depth > PATH_KEEP * 2 + 4) {
-      lua_pushfstring(L, "<%d more levels>", e->depth - PATH_KEEP * 2);
-      luaL_addvalue(&b);
-      i = e->depth - PATH_KEEP - 1;
+  int depth = e->deep.depth, n = 1;
+  luaL_checkstack(L, PATH_KEEP * 2 + 8, NULL);
+  lua_pushstring(L, e->root);
+  for (int j = 0; j < depth; j++, n++) {
+    if (j == PATH_KEEP && depth > PATH_KEEP * 2 + 4) {
+      lua_pushfstring(L, "<%d more levels>", depth - PATH_KEEP * 2);
+      j = depth - PATH_KEEP - 1;
       continue;
     }
-    if (s->kind == 'i') {
-      lua_pushfstring(L, "[%I]", (LUAI_UACINT)s->i);
-      luaL_addvalue(&b);
-    } else if (s->kind == 'u') {
-      luaL_addstring(&b, "<upvalue ");
-      luaL_addstring(&b, s->name[0] ? s->name : "?");
-      luaL_addchar(&b, '>');
-    } else if (s->kind == 'm') {
-      luaL_addstring(&b, "<metatable>");
-    } else if (s->kind == 'K') {
-      luaL_addstring(&b, "<key>");
-    } else {
-      int t = lua_type(L, s->idx);
-      size_t n;
-      const char *k;
-      if (t == LUA_TSTRING) {
-        int ident = 1;
-        k = lua_tolstring(L, s->idx, &n);
-        for (size_t j = 0; j < n; j++) {
-          char c = k[j];
-          if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
-                (j > 0 && c >= '0' && c <= '9')))
-            ident = 0;
-        }
-        if (ident && n > 0) {
-          luaL_addchar(&b, '.');
-          luaL_addlstring(&b, k, n);
-          continue;
-        }
-        lua_pushfstring(L, "[\"%s\"]", k);
-      } else if (t == LUA_TNUMBER || t == LUA_TBOOLEAN) {
-        luaL_tolstring(L, s->idx, NULL);
-        lua_pushfstring(L, "[%s]", lua_tostring(L, -1));
-        lua_remove(L, -2);
-      } else {
-        lua_pushfstring(L, "[%s]", luaL_typename(L, s->idx));
-      }
-      /* the pushed piece sits above the buffer; luaL_addvalue expects that */
-      luaL_addvalue(&b);
-    }
+    push_step(e, j);
   }
-  luaL_pushresult(&b);
+  lua_concat(L, n);
   return luaL_error(L, "%s: cannot transfer %s", lua_tostring(L, -1), what);
 }
-
-static void enc_value(Enc *e, int idx);
 
 /*
 ** The encoder's map from an address to an id: open addressing, linear
@@ -343,33 +348,29 @@ static int enc_named(Enc *e, int idx, int rebuild, int meta) {
   lua_State *L = e->L;
   size_t n;
   const char *s;
-  if (!conc__names_find(L, idx, &e->names, rebuild) &&
-      !(meta && conc__names_self(L, idx)))
-    return 0;
+  int slot = e->names, found = conc__names_find(L, idx, &slot, rebuild);
+  if (e->names == 0) {  /* the index came on top (below the name, if found):
+                           to the slot kept for it, below the frames */
+    lua_pushvalue(L, slot);
+    lua_replace(L, e->names_at);
+    lua_remove(L, slot);
+    e->names = e->names_at;
+  }
+  if (!found && !(meta && conc__names_self(L, idx))) return 0;
   s = lua_tolstring(L, -1, &n);
   enc_done(e, wire_put_named(enc_room(e, WIRE_HEAD_MAX + n), s, n));
   lua_pop(L, 1);
   return 1;
 }
 
-static void enc_push(Enc *e, int kind, int idx, const char *name) {
-  PathSeg *s;
-  if (e->depth >= WIRE_MAX_DEPTH) enc_error(e, "a value nested this deep");
-  s = &e->path[e->depth++];
-  s->kind = kind;
-  s->idx = idx;
-  s->name = name;
-}
-
-static void enc_identity(Enc *e, int idx);
-
 /*
 ** Writes a table key: a short string as KSTR the first time, as a REF to
 ** it after that. The sender finds a key it has written by its address: a
 ** short Lua string is interned, so equal contents are one object, alive as
-** long as the table holding it (on the stack throughout).
+** long as the table holding it (on the stack throughout). Returns 0,
+** having written nothing, for a key that is no scalar.
 */
-static void enc_key(Enc *e, int idx) {
+static int enc_key(Enc *e, int idx) {
   lua_State *L = e->L;
   if (lua_type(L, idx) == LUA_TSTRING) {
     size_t n;
@@ -378,55 +379,12 @@ static void enc_key(Enc *e, int idx) {
     if (n <= WIRE_KEY_MAXLEN) {
       if (map_get(e, s, &id)) {
         enc_ref(e, id);
-        return;
+        return 1;
       }
       map_put(e, s, (uint64_t)e->nseen++);  /* an id like a table's */
     }
   }
-  if (!enc_scalar(e, idx, 1)) enc_identity(e, idx);
-}
-
-static void enc_table(Enc *e, int idx) {
-  lua_State *L = e->L;
-  lua_Integer narr = (lua_Integer)lua_rawlen(L, idx);
-  size_t head;
-  uint32_t nhash = 0;
-  enc_done(e, wire_put_table(enc_room(e, WIRE_HEAD_MAX), (uint64_t)narr));
-  head = e->len;
-  luaL_checkstack(L, 6, "value nested too deep");
-  for (lua_Integer i = 1; i <= narr; i++) {
-    lua_rawgeti(L, idx, i);
-    enc_push(e, 'i', 0, NULL);
-    e->path[e->depth - 1].i = i;  /* no key pushed: only an error needs it */
-    enc_value(e, lua_gettop(L));
-    e->depth--;
-    lua_pop(L, 1);
-  }
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    int top = lua_gettop(L);
-    if (in_array(L, top - 1, narr)) {
-      lua_pop(L, 1);
-      continue;
-    }
-    enc_push(e, 'K', top - 1, NULL);
-    enc_key(e, top - 1);
-    e->path[e->depth - 1].kind = 'k';
-    enc_value(e, top);
-    e->depth--;
-    nhash++;
-    lua_pop(L, 1);
-  }
-  enc_done(e, wire_put_end(enc_room(e, 1)));
-  wire_set_hint((unsigned char *)e->buf + head, nhash);
-  if (lua_getmetatable(L, idx)) {
-    enc_push(e, 'm', 0, NULL);
-    enc_value(e, lua_gettop(L));
-    e->depth--;
-    lua_pop(L, 1);
-  } else {
-    enc_done(e, wire_put_nil(enc_room(e, 1)));
-  }
+  return enc_scalar(e, idx, 1);
 }
 
 static int writer(lua_State *L, const void *p, size_t n, void *ud) {
@@ -465,17 +423,19 @@ static const char *enc_dump(Enc *e, int idx, size_t *n) {
   return lua_tolstring(L, -1, n);
 }
 
-/* id: the function's own id, which UPVAL names its upvalues by. */
-static void enc_function(Enc *e, int idx, int id) {
+/* The Lua function at idx up to its upvalues, which its frame writes (id:
+** its own, which UPVAL names its upvalues by); a C function by name, or
+** refused. Returns 1 when it opened the frame. */
+static int enc_function(Enc *e, int idx, uint64_t id) {
   lua_State *L = e->L;
   size_t n;
   const char *dump;
   lua_Debug ar;
+  EFrame *f;
   if (lua_iscfunction(L, idx)) {
-    if (enc_named(e, idx, 1, 0)) return;  /* rebuilt: a module may have grown */
+    if (enc_named(e, idx, 1, 0)) return 0;  /* rebuilt: a module may have grown */
     enc_error(e, "C function (only those in a loaded module can cross)");
   }
-  luaL_checkstack(L, 4, "value nested too deep");
   e->backrefs = 1;  /* its upvalues may be UPVALs */
   dump = enc_dump(e, idx, &n);
   enc_done(e, wire_put_func(enc_room(e, WIRE_HEAD_MAX + n), dump,
@@ -484,27 +444,12 @@ static void enc_function(Enc *e, int idx, int id) {
   lua_pushvalue(L, idx);
   lua_getinfo(L, ">u", &ar);
   enc_done(e, wire_put_varint(enc_room(e, WIRE_VARINT_MAX), ar.nups));
-  luaL_checkstack(L, 4, "value nested too deep");
-  for (int i = 1; i <= ar.nups; i++) {
-    /* An upvalue cell seen before, in this function or another, is written
-    ** as UPVAL; the map takes the cell's address to id << 8 | i, i being at
-    ** most 255. The cell is recorded before its value is written: a closure
-    ** in that value may share it. */
-    const char *name;
-    void *cell = lua_upvalueid(L, idx, i);
-    uint64_t at;
-    if (map_get(e, cell, &at)) {
-      enc_done(e, wire_put_upval(enc_room(e, WIRE_HEAD_MAX), at >> 8,
-                                 at & 0xff));
-      continue;
-    }
-    map_put(e, cell, ((uint64_t)id << 8) | (uint64_t)i);
-    name = lua_getupvalue(L, idx, i);
-    enc_push(e, 'u', 0, name ? name : "");
-    enc_value(e, lua_gettop(L));
-    e->depth--;
-    lua_pop(L, 1);
-  }
+  f = conc__deep_open(&e->deep);
+  f->at = 'u';
+  f->n = ar.nups;
+  f->i = 0;
+  f->id = id;
+  return 1;
 }
 
 static void enc_object(Enc *e, conc_Obj *o) {
@@ -520,11 +465,19 @@ static void enc_object(Enc *e, conc_Obj *o) {
   e->nobjs++;
 }
 
-/* Tables, functions, userdata: the values whose identity matters. */
-static void enc_identity(Enc *e, int idx) {
+/*
+** The value on top of the stack, which is no scalar: a table, function or
+** userdata, whose identity matters. A table or Lua function met for the
+** first time opens a frame (returns 1; the value stays, as its container);
+** anything else is written whole (REF, GLOBALS, OBJ, NAMED) or refused,
+** and returns 0.
+*/
+static int enc_open(Enc *e) {
   lua_State *L = e->L;
-  int t = lua_type(L, idx), meta = 0, id;
+  int idx = lua_gettop(L), t = lua_type(L, idx), meta = 0, id;
   conc_Obj *o = NULL;
+  lua_Integer narr;
+  EFrame *f;
   if (t == LUA_TTHREAD) enc_error(e, "coroutine");
   if (t == LUA_TLIGHTUSERDATA) enc_error(e, "light userdata");
   if (t == LUA_TUSERDATA) {
@@ -539,34 +492,130 @@ static void enc_identity(Enc *e, int idx) {
   if (lua_rawequal(L, idx, -1)) {
     lua_pop(L, 1);
     enc_done(e, wire_put_globals(enc_room(e, 1)));
-    return;
+    return 0;
   }
   lua_pop(L, 1);
   id = enc_seen(e, idx);
   if (id >= 0) {
     enc_ref(e, (uint64_t)id);
-    return;
+    return 0;
   }
   if (o) {
     enc_object(e, o);
-    return;
+    return 0;
   }
-  if (enc_named(e, idx, 0, meta)) return;
-  if (e->depth >= WIRE_MAX_DEPTH) enc_error(e, "a value nested this deep");
-  if (t == LUA_TTABLE) enc_table(e, idx);
-  else enc_function(e, idx, e->nseen - 1);
+  if (enc_named(e, idx, 0, meta)) return 0;
+  if (t != LUA_TTABLE) return enc_function(e, idx, (uint64_t)e->nseen - 1);
+  narr = (lua_Integer)lua_rawlen(L, idx);
+  enc_done(e, wire_put_table(enc_room(e, WIRE_HEAD_MAX), (uint64_t)narr));
+  f = conc__deep_open(&e->deep);
+  f->at = 'i';
+  f->n = narr;
+  f->i = 0;
+  f->nhash = 0;
+  f->head = e->len;
+  return 1;
 }
 
+/*
+** Pushes the innermost frame's next value to write (an array element, a
+** key that is a table or function, a key's value, the metatable, an
+** upvalue), writing on the way what is no value of its own (scalar keys,
+** END, UPVAL); returns 0 when the frame is done.
+*/
+static int enc_next(Enc *e) {
+  lua_State *L = e->L;
+  EFrame *f = conc__deep_top(&e->deep);
+  int s = conc__deep_slot(&e->deep);
+  switch (f->at) {
+    case 'i':
+      if (f->i < f->n) {
+        lua_rawgeti(L, s, ++f->i);
+        return 1;
+      }
+      f->at = 'k';
+      /* fall through: the hash part, from the key slot's nil */
+    case 'k':
+      while (lua_next(L, s)) {
+        if (in_array(L, s + 1, f->n)) {
+          lua_pop(L, 1);
+          continue;
+        }
+        f->nhash++;
+        if (enc_key(e, s + 1)) return 1;  /* its value is next */
+        /* a table or function as a key: it first, then its value */
+        lua_pop(L, 1);
+        lua_pushvalue(L, s + 1);
+        f->at = 'K';
+        return 1;
+      }
+      lua_pushnil(L);  /* lua_next took the key slot */
+      enc_done(e, wire_put_end(enc_room(e, 1)));
+      wire_set_hint((unsigned char *)e->buf + f->head, f->nhash);
+      f->at = 'm';
+      if (lua_getmetatable(L, s)) return 1;
+      enc_done(e, wire_put_nil(enc_room(e, 1)));
+      return 0;
+    case 'K':  /* the key is written: now its value */
+      lua_pushvalue(L, s + 1);
+      lua_rawget(L, s);
+      f->at = 'k';
+      return 1;
+    case 'u':
+      while (f->i < f->n) {
+        /* An upvalue cell seen before, in this function or another, is
+        ** written as UPVAL; the map takes the cell's address to id << 8 | i,
+        ** i being at most 255. The cell is recorded before its value is
+        ** written: a closure in that value may share it. */
+        int i = (int)++f->i;
+        void *cell = lua_upvalueid(L, s, i);
+        uint64_t at;
+        if (map_get(e, cell, &at)) {
+          enc_done(e, wire_put_upval(enc_room(e, WIRE_HEAD_MAX), at >> 8,
+                                     at & 0xff));
+          continue;
+        }
+        map_put(e, cell, (f->id << 8) | (uint64_t)i);
+        f->name = lua_getupvalue(L, s, i);
+        if (f->name == NULL) f->name = "";
+        return 1;
+      }
+      return 0;
+    default:  /* 'm': the metatable is written */
+      return 0;
+  }
+}
+
+/* Writes the value at idx: a scalar at once, a table or function by a walk
+** over its frames, innermost first, in this loop. */
 static void enc_value(Enc *e, int idx) {
-  if (!enc_scalar(e, idx, 0)) enc_identity(e, idx);
+  lua_State *L = e->L;
+  if (enc_scalar(e, idx, 0)) return;
+  luaL_checkstack(L, 1 + DEEP_ROOM, "too many values");
+  conc__deep_start(&e->deep);
+  lua_pushvalue(L, idx);
+  if (!enc_open(e)) {
+    lua_pop(L, 1);
+    return;
+  }
+  while (e->deep.depth > 0) {
+    if (!enc_next(e)) conc__deep_close(&e->deep, 0);
+    else if (enc_scalar(e, -1, 0) || !enc_open(e)) lua_pop(L, 1);
+  }
 }
 
 /* Everything that can raise runs here, under lua_pcall, so conc__encode can
-** free its buffers before passing the error on. */
+** free its buffers before passing the error on. Two slots are kept below
+** the frames: the named-value index's, and deep.h's table of chunks. */
 static int encode_p(lua_State *L) {
   Enc *e = lua_touserdata(L, 1);
   const char *const *names = lua_touserdata(L, 2);
   int n = lua_gettop(L) - 2;
+  luaL_checkstack(L, 2, "too many values");
+  lua_pushnil(L);
+  e->names_at = lua_gettop(L);
+  lua_pushnil(L);
+  conc__deep_init(&e->deep, L, e->win, sizeof(EFrame), lua_gettop(L));
   for (int i = 0; i < n; i++) {
     e->root = names ? names[i] : "value";
     enc_value(e, 3 + i);

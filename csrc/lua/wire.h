@@ -34,16 +34,19 @@
 **
 ** Tables, functions, named values, objects and KSTR keys get ids in the
 ** order they are first written, on both sides (GLOBALS and UPVAL get none).
-** The decoder bounds every read by the message's length, refuses nesting
-** deeper than WIRE_MAX_DEPTH, and loads bytecode only when its hash matches:
-** a corrupt message raises an error, and corrupt bytecode is never handed to
-** lua_load (Lua does not verify bytecode, so loading it could crash the
-** receiver later). What it preallocates is bounded by the whole message, not
-** by each table: every array element is at least its tag byte and belongs to
-** one table only, so the narray of all tables together cannot exceed the
-** message's length, and the nhash hints together are held to half of it (a
-** nested run of tables that each claim the rest of the message allocates
-** once, not per level).
+** The decoder bounds every read by the message's length and loads bytecode
+** only when its hash matches: a corrupt message raises an error, and
+** corrupt bytecode is never handed to lua_load (Lua does not verify
+** bytecode, so loading it could crash the receiver later). What it
+** preallocates is bounded by the whole message, not by each table: every
+** array element is at least its tag byte and belongs to one table only, so
+** the narray of all tables together cannot exceed the message's length, and
+** the nhash hints together are held to half of it (a nested run of tables
+** that each claim the rest of the message allocates once, not per level).
+** Nesting has no limit but memory: neither side recurses in C (deep.h keeps
+** the open tables and functions), and a level costs the decoder a table or
+** function and about 60 bytes of frame, for the 6 bytes or more that open
+** it, so what a message's nesting costs grows with its length alone.
 **
 ** The writers write at p, which the caller has made room at (WIRE_HEAD_MAX
 ** bytes, plus the bytes of a string or bytecode), and return the end of
@@ -62,7 +65,6 @@
 #include "lua.h"
 
 #define WIRE_VERSION 1
-#define WIRE_MAX_DEPTH 200
 
 /*
 ** String keys up to WIRE_KEY_MAXLEN bytes are written once per message
