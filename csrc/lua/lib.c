@@ -145,9 +145,52 @@ static int l_raise(lua_State *L) {
   return conc__raise(L, (int)luaL_checkinteger(L, 1), NULL);
 }
 
+/*
+** core._memory_limit(bytes): from now on this state may grow by at most
+** bytes more; an allocation past that fails as when memory runs out (Lua
+** collects, then raises "not enough memory"). core._memory_limit() lifts
+** it. For specs of what running out of memory does: this wraps whatever
+** allocator the state has, so it costs nothing until called.
+*/
+typedef struct Limit {
+  lua_Alloc f;       /* the state's own allocator */
+  void *ud;
+  lua_Integer left;  /* bytes the state may still grow by */
+} Limit;
+
+static const char LIMIT_KEY = 'l';  /* registry: the Limit in force */
+
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  Limit *l = ud;
+  lua_Integer old = ptr != NULL ? (lua_Integer)osize : 0;
+  if ((lua_Integer)nsize - old > l->left) return NULL;
+  ptr = l->f(l->ud, ptr, osize, nsize);
+  if (ptr != NULL || nsize == 0) l->left -= (lua_Integer)nsize - old;
+  return ptr;
+}
+
+static int l_memory_limit(lua_State *L) {
+  void *ud;
+  Limit *l;
+  if (lua_getallocf(L, &ud) == limited_alloc) {
+    l = ud;
+    lua_setallocf(L, l->f, l->ud);
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &LIMIT_KEY);
+  }
+  if (lua_isnoneornil(L, 1)) return 0;
+  l = lua_newuserdatauv(L, sizeof *l, 0);
+  l->left = luaL_checkinteger(L, 1);
+  l->f = lua_getallocf(L, &l->ud);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &LIMIT_KEY);  /* alive while in force */
+  lua_setallocf(L, limited_alloc, l);
+  return 0;
+}
+
 int luaopen_conc_core(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"live_objects", l_live_objects}, {"_raise", l_raise}, {NULL, NULL}};
+    {"live_objects", l_live_objects}, {"_raise", l_raise},
+    {"_memory_limit", l_memory_limit}, {NULL, NULL}};
   conc__thread_main();  /* the thread that opens conc first is MainThread */
   luaL_newlib(L, fns);
   conc__open_transfer(L);
