@@ -1213,3 +1213,200 @@ describe("transfer", function()
   end)
 end)
 
+-- ======================================================================
+-- Deep values: no depth is refused (csrc/lua/deep.h)
+-- ======================================================================
+
+describe("deep values", function()
+  local N = 100000
+  local queue = require "conc.queue"
+
+  -- What crosses, made under the real globals; the checks walk in loops,
+  -- as a recursive one would overflow.
+  local deep = {}
+  do
+    local _ENV = G
+
+    -- {v = 1, next = {v = 2, next = ...}}: n nodes
+    function deep.list(n)
+      local head = {v = 1}
+      local t = head
+      for i = 2, n do
+        t.next = {v = i}
+        t = t.next
+      end
+      return head
+    end
+
+    function deep.check_list(l, n)
+      local i = 0
+      while l ~= nil do
+        i = i + 1
+        assert(l.v == i, "node " .. i)
+        l = l.next
+      end
+      assert(i == n, "got " .. i .. " nodes, want " .. n)
+    end
+
+    -- n closures, each with the next as its upvalue, returning it
+    function deep.closures(n)
+      local f = function() return nil end
+      for _ = 2, n do
+        local g = f
+        f = function() return g end
+      end
+      return f
+    end
+
+    function deep.check_closures(f, n)
+      local i = 0
+      while f ~= nil do
+        i = i + 1
+        f = f()
+      end
+      assert(i == n, "got " .. i .. " closures, want " .. n)
+    end
+
+    -- {1} whose metatable is {2} whose metatable is ...: n tables
+    function deep.metatables(n)
+      local head = {1}
+      local t = head
+      for i = 2, n do
+        local mt = {i}
+        setmetatable(t, mt)
+        t = mt
+      end
+      return head
+    end
+
+    function deep.check_metatables(t, n)
+      local i = 0
+      while t ~= nil do
+        i = i + 1
+        assert(t[1] == i, "metatable " .. i)
+        t = getmetatable(t)
+      end
+      assert(i == n, "got " .. i .. " metatables, want " .. n)
+    end
+
+    -- {[{[{... {"leaf"} ...}] = 2}] = n}: a table whose one key is a table
+    function deep.keys(n)
+      local t = {"leaf"}
+      for i = 2, n do t = {[t] = i} end
+      return t
+    end
+
+    function deep.check_keys(t, n)
+      for i = n, 2, -1 do
+        local k, v = next(t)
+        assert(v == i and type(k) == "table" and next(t, k) == nil,
+               "key " .. i)
+        t = k
+      end
+      assert(t[1] == "leaf" and next(t, 1) == nil, "the leaf")
+    end
+
+    -- a thread's end of a queue: the list it gets is checked, then sent back
+    function deep.echo(q, back, n)
+      local l = q:get()
+      local ok, err = pcall(deep.check_list, l, n)
+      back:put(ok and l or tostring(err))
+    end
+  end
+
+  -- threading.stack_size(32768) for the threads the case starts
+  local function small_stacks()
+    local old = threading.stack_size(32768)
+    finally(function() threading.stack_size(old) end)
+  end
+
+  it("a 100 000-node list, by copy, dumps and loads", function()
+    local l = deep.list(N)
+    deep.check_list(core.copy(l), N)
+    deep.check_list(core.loads(core.dumps(l)), N)
+    local a, b = core.copy(l, l)  -- one list, twice: the same copy
+    assert.is_true(rawequal(a, b))
+  end)
+
+  it("a 100 000-node list to a thread with a 32 KiB stack", function()
+    small_stacks()
+    -- 150 closures was within the old limit of 200 levels, and the
+    -- decoder's recursion overflowed such a stack (SIGSEGV)
+    assert.equal("ok", in_thread(deep.check_closures, deep.closures(150),
+                                 150))
+    assert.equal("ok", in_thread(deep.check_list, deep.list(N), N))
+  end)
+
+  it("a 100 000-node list through a queue to a thread and back", function()
+    small_stacks()
+    local q, back = queue.Queue(), queue.Queue()
+    q:put(deep.list(N))  -- before the thread starts: it waits for nothing
+    local t = threading.Thread{target = deep.echo, args = {q, back, N}}
+    t:start()
+    local got = back:get(true, 30)
+    t:join()
+    assert.equal("table", type(got), got)
+    deep.check_list(got, N)
+  end)
+
+  -- deep.closures and deep.check_closures, and so on
+  for _, case in ipairs{
+    {"closures", "a 100 000-deep chain of closures"},
+    {"metatables", "a 100 000-deep chain of metatables"},
+    {"keys", "100 000 tables, each the key of the next"},
+  } do
+    it(case[2] .. ", here and to a thread", function()
+      small_stacks()
+      local make, check = deep[case[1]], deep["check_" .. case[1]]
+      local v = make(N)
+      check(core.copy(v), N)
+      assert.equal("ok", in_thread(check, v, N))
+    end)
+  end
+
+  it("deep and wide at once, with sharing and cycles deep down", function()
+    -- a spine 300 deep; each node holds a branch 70 deep, so the walk goes
+    -- down and back up past many depths; the last branch refers back to
+    -- nodes of the spine, the spine's end to its start
+    local root = {}
+    local node = root
+    local spine = {}
+    for i = 1, 300 do
+      spine[i] = node
+      local branch = {}
+      node.branch = branch
+      for j = 1, 70 do
+        branch.down = {i, j, f = deep.closures(3)}
+        branch = branch.down
+      end
+      branch.up = spine[i // 2 + 1]
+      node.next = setmetatable({}, {__index = node})
+      node = node.next
+    end
+    node.next = root
+    same(core.copy(root), root)
+  end)
+
+  it("runs out of memory with a clear error, and leaves nothing behind",
+     function()
+    local l = deep.list(N)
+    collectgarbage()
+    collectgarbage()
+    local before = collectgarbage("count")
+    core._memory_limit(1 << 20)
+    -- the decoder's tables need more, and the encoder's frames alone do
+    local copied, err = pcall(core.copy, l)
+    local dumped, err2 = pcall(core.dumps, l)
+    core._memory_limit()
+    assert.is_false(copied)
+    assert.matches("not enough memory", tostring(err))
+    assert.is_false(dumped)
+    assert.matches("not enough memory", tostring(err2))
+    err, err2 = nil, nil
+    collectgarbage()
+    collectgarbage()
+    assert.is_true(collectgarbage("count") < before + 64,
+                   "memory held after the errors")
+    deep.check_list(core.copy(l), N)
+  end)
+end)
