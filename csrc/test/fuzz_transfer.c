@@ -114,7 +114,15 @@ static const char CORPUS[] =
   "local mid = adder(1)\n"
   "local mt = {__index = function(t, k) return k end, __name = 'Point'}\n"
   "local deep = {}\n"
-  "do local p = deep; for i = 1, 60 do p.n = {i}; p = p.n end end\n"
+  "do local p = deep; for i = 1, 200 do p.n = {i}; p = p.n end end\n"
+  /* deeper than the decoder's window of frames (deep.h), as keys and as
+  ** metatables too */
+  "local mdeep = {}\n"
+  "do local p = mdeep; for i = 1, 80 do\n"
+  "  local m = {i}; setmetatable(p, m); p = m\n"
+  "end end\n"
+  "local kdeep = {'leaf'}\n"
+  "for i = 2, 80 do kdeep = {[kdeep] = i} end\n"
   "local arr = {}; for i = 1, 100 do arr[i] = i * 1.5 end\n"
   "local hash = {}; for i = 1, 40 do hash['k' .. i] = i end\n"
   "local env = {y = 2}\n"
@@ -172,7 +180,7 @@ static const char CORPUS[] =
   "  {n = 7, string, string.format, print, math.floor, threading,"
   "   threading.Thread, _G},\n"
   "  {n = 3, lo, main, {lo, lo, main = main}},\n"
-  "  {n = 2, setmetatable({x = 1, y = 2}, mt), deep},\n"
+  "  {n = 4, setmetatable({x = 1, y = 2}, mt), deep, mdeep, kdeep},\n"
   "  {n = 3, arr, hash, {arr, hash, arr}},\n"
   "  {n = 2, withenv, env},\n"
   "  {n = 1, {f = fact, s = string, l = lo, c = cyc, inc = inc, g = get}},\n"
@@ -277,24 +285,27 @@ static int try_decode(lua_State *L, const char *data, size_t len,
 
 /*
 ** Inputs built to cost memory: MiB-long messages whose nested tables each
-** claim the rest of the message as their array or hash size. The decoder
-** must call them corrupt, having allocated about as much as the message
-** holds; the allocator's limit would turn a per-level preallocation into
-** "not enough memory" instead. Returns 1 if every one is rejected so.
+** claim the rest of the message as their array or hash size, and one that
+** is nothing but tables, each the first key of the one before (as deep as
+** a MiB can nest, with no depth refused: what the decoder's frames cost
+** must stay about what the message holds). The decoder must call them
+** corrupt, having allocated about as much as the message holds; the
+** allocator's limit would turn a per-level preallocation into "not enough
+** memory" instead. Returns 1 if every one is rejected so.
 */
 static int hostile_inputs(lua_State *L, const Corpus *c) {
   const size_t len = (size_t)1 << 20;
   char *buf = calloc(len, 1), why[256];
   int ok = 1;
   if (buf == NULL) return 0;
-  for (int kind = 0; kind < 3; kind++) {
+  for (int kind = 0; kind < 4; kind++) {
     size_t p = 0;
     why[0] = 0;
     memset(buf, 0, len);
     buf[p++] = 'C';
     buf[p++] = 1;     /* the version */
     buf[p++] = 1;     /* one value */
-    for (int level = 0; level < 150; level++) {
+    for (int level = 0; kind == 3 ? p + 6 <= len : level < 150; level++) {
       buf[p++] = 6;   /* TABLE */
       if (kind == 0) {  /* narray: the rest, as a 3-byte varint */
         size_t n = len - (p + 3 + 4);
@@ -302,14 +313,17 @@ static int hostile_inputs(lua_State *L, const Corpus *c) {
         buf[p++] = (char)(0x80 | ((n >> 7) & 0x7f));
         buf[p++] = (char)(n >> 14);
         memset(buf + p, 0, 4);
-      } else {          /* no array; a huge nhash hint; the next is a key */
+      } else {          /* no array; a huge nhash hint (none for kind 3);
+                           the next is a key */
         buf[p++] = 0;
-        memset(buf + p, kind == 1 ? 0xff : 0x7f, 4);
+        memset(buf + p, kind == 1 ? 0xff : kind == 2 ? 0x7f : 0, 4);
       }
       p += 4;
     }
-    /* what follows is zeros: NIL array elements, or a nil table key */
-    if (decode_input(L, buf, len, c->msgs[0], why, sizeof why) ||
+    /* what follows is zeros: NIL array elements, or a nil table key; or
+    ** (kind 3) nothing */
+    if (decode_input(L, buf, kind == 3 ? p : len, c->msgs[0], why,
+                     sizeof why) ||
         strstr(why, "corrupt message") == NULL) {
       fprintf(stderr, "fuzz_transfer: hostile input %d: %s\n", kind,
               why[0] ? why : "decoded");
