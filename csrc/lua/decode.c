@@ -106,7 +106,6 @@ typedef struct Dec {
   unsigned nobjs;
   int seen;    /* stack index of {id + 1 -> value, -(id + 1) -> true for
                   a FUNC}, 0 until needed */
-  int seen_at; /* the slot kept for it below the frames */
   int nseen;
   size_t arr_left;   /* array slots the rest of the message may still hold */
   size_t hash_left;  /* hash slots we may still preallocate */
@@ -138,9 +137,13 @@ static void dec_seen(Dec *d) {
   lua_State *L = d->L;
   if (d->norefs) return;
   if (d->seen == 0) {
+    /* Below the value, which is on top and the first of this message to
+    ** get an id: a table or function does before its frame opens, so no
+    ** frame is open yet, and the one to come starts a slot higher. */
     lua_newtable(L);
-    lua_replace(L, d->seen_at);
-    d->seen = d->seen_at;
+    lua_insert(L, -2);
+    d->seen = lua_gettop(L) - 1;
+    d->deep.base++;
   }
   lua_pushvalue(L, -1);
   lua_rawseti(L, d->seen, ++d->nseen);
@@ -160,7 +163,7 @@ static void dec_table(Dec *d) {
   if (nhash > d->hash_left) nhash = (uint32_t)d->hash_left;
   if (nhash > INT_MAX) nhash = INT_MAX;
   d->hash_left -= nhash;
-  luaL_checkstack(L, 2 + DEEP_ROOM, "message nested too deep");
+  /* room: the caller's (DEEP_ROOM), then conc__deep_open's */
   lua_createtable(L, (int)narr, (int)nhash);
   dec_seen(d);
   f = conc__deep_open(&d->deep);
@@ -196,7 +199,6 @@ static void dec_function(Dec *d) {
   size_t codelen = 0;
   lua_Debug ar;
   DFrame *f;
-  luaL_checkstack(L, 2 + DEEP_ROOM, "message nested too deep");
   dec_took(d, WIRE_FUNC, wire_get_func(d->p, d->end, &code, &codelen, &h));
   if (h != wire_hash(code, codelen)) corrupt(d, "bytecode checksum");
   if (luaL_loadbufferx(L, code, codelen, "=transferred", "b") != LUA_OK)
@@ -432,6 +434,7 @@ static void dec_value(Dec *d) {
     conc__deep_close(&d->deep, 1);
     if (d->deep.depth > 0) dec_store(d);
   }
+  conc__deep_finish(&d->deep);
 }
 
 /* ======================================================================
@@ -539,16 +542,10 @@ int conc__decode_bytes(lua_State *L, const char *data, size_t len,
   /* each value is at least its tag byte */
   if (n > (uint64_t)(d.end - d.p) || n > INT_MAX - 8) corrupt(&d, "value count");
   luaL_checkstack(L, (int)n + 4, "too many values");
-  /* two slots below the values: the table of ids', deep.h's table of
-  ** chunks' */
-  lua_pushnil(L);
-  d.seen_at = lua_gettop(L);
-  lua_pushnil(L);
-  conc__deep_init(&d.deep, L, d.win, sizeof(DFrame), d.seen_at + 1);
+  conc__deep_init(&d.deep, L, d.win, sizeof(DFrame));
   for (uint64_t i = 0; i < n; i++) dec_value(&d);
   if (d.p != d.end) corrupt(&d, "trailing bytes");
-  lua_rotate(L, d.seen_at, -2);
-  lua_pop(L, 2);
+  if (d.seen) lua_remove(L, d.seen);
   return (int)n;
 }
 

@@ -21,9 +21,10 @@ void conc__deep_spill(conc_Deep *k) {
   lua_State *L = k->L;
   int chunk = k->lo / DEEP_HALF + 1;
   luaL_checkstack(L, 3, "value nested too deep");
-  if (lua_isnil(L, k->aux)) {
+  if (k->aux == 0) {  /* the first spill: below the window, which moves up */
     lua_newtable(L);
-    lua_replace(L, k->aux);
+    lua_insert(L, k->base);
+    k->aux = k->base++;
   }
   if (lua_rawgeti(L, k->aux, chunk) != LUA_TUSERDATA) {
     lua_pop(L, 1);

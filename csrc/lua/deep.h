@@ -15,8 +15,9 @@
 ** structs in the caller's array, the values on the Lua stack). Opening one
 ** more moves the outer DEEP_HALF of them into a chunk, a full userdata
 ** holding their C structs with their Lua values as its user values, kept in
-** a table of chunks at the aux slot; closing the last frame of the window
-** brings the chunk back. Why this and not the alternatives:
+** a table of chunks just below the window (made at the first spill, so a
+** shallow value costs no slot for it); closing the last frame of the
+** window brings the chunk back. Why this and not the alternatives:
 **
 ** - every frame on the Lua stack: the stack is capped (LUAI_MAXSTACK, a
 **   million slots), which would cap nesting at about 500 000 levels with
@@ -52,7 +53,7 @@ typedef struct conc_Deep {
   lua_State *L;
   void *win;     /* the caller's array of DEEP_WINDOW frames */
   size_t fsize;  /* the size of one */
-  int aux;       /* stack index of the table of chunks: nil until needed */
+  int aux;       /* stack index of the table of chunks, 0 until needed */
   int base;      /* stack index of the window's first slot */
   int lo;        /* the window holds frames lo .. depth - 1 */
   int depth;     /* frames open */
@@ -67,12 +68,11 @@ void conc__deep_restore(conc_Deep *k, int keep);
 void *conc__deep_frame(conc_Deep *k, int j, int which);
 
 static inline void conc__deep_init(conc_Deep *k, lua_State *L, void *win,
-                                   size_t fsize, int aux) {
+                                   size_t fsize) {
   k->L = L;
   k->win = win;
   k->fsize = fsize;
-  k->aux = aux;
-  k->base = k->lo = k->depth = 0;
+  k->aux = k->base = k->lo = k->depth = 0;
 }
 
 /* The walk of one value starts, no frame open: the next value pushed is
@@ -80,6 +80,15 @@ static inline void conc__deep_init(conc_Deep *k, lua_State *L, void *win,
 static inline void conc__deep_start(conc_Deep *k) {
   k->base = lua_gettop(k->L) + 1;
   k->lo = k->depth = 0;
+}
+
+/* The walk is done, no frame open: drops the table of chunks, if the walk
+** made one (below the window, so below a value the walk left on top). */
+static inline void conc__deep_finish(conc_Deep *k) {
+  if (k->aux) {
+    lua_remove(k->L, k->aux);
+    k->aux = 0;
+  }
 }
 
 /* Stack index of the innermost frame's container (its key is above it). */

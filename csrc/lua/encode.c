@@ -142,7 +142,7 @@ static void enc_init(Enc *e, lua_State *L) {
   e->L = L;
   e->nseen = e->names = e->names_at = e->backrefs = 0;
   e->root = "value";
-  conc__deep_init(&e->deep, L, e->win, sizeof(EFrame), 0);
+  conc__deep_init(&e->deep, L, e->win, sizeof(EFrame));
   enc_empty(e);
 }
 
@@ -602,20 +602,19 @@ static void enc_value(Enc *e, int idx) {
     if (!enc_next(e)) conc__deep_close(&e->deep, 0);
     else if (enc_scalar(e, -1, 0) || !enc_open(e)) lua_pop(L, 1);
   }
+  conc__deep_finish(&e->deep);
 }
 
 /* Everything that can raise runs here, under lua_pcall, so conc__encode can
-** free its buffers before passing the error on. Two slots are kept below
-** the frames: the named-value index's, and deep.h's table of chunks. */
+** free its buffers before passing the error on. A slot is kept below the
+** frames for the named-value index. */
 static int encode_p(lua_State *L) {
   Enc *e = lua_touserdata(L, 1);
   const char *const *names = lua_touserdata(L, 2);
   int n = lua_gettop(L) - 2;
-  luaL_checkstack(L, 2, "too many values");
+  luaL_checkstack(L, 1, "too many values");
   lua_pushnil(L);
   e->names_at = lua_gettop(L);
-  lua_pushnil(L);
-  conc__deep_init(&e->deep, L, e->win, sizeof(EFrame), lua_gettop(L));
   for (int i = 0; i < n; i++) {
     e->root = names ? names[i] : "value";
     enc_value(e, 3 + i);
