@@ -333,6 +333,7 @@ static int dec_pair(Dec *d, DFrame *f, int s) {
 static int dec_hash(Dec *d, DFrame *f, int s) {
   lua_State *L = d->L;
   for (;;) {
+    const unsigned char *q;
     int ktag;
     if (d->p >= d->end) corrupt(d, "truncated");
     ktag = *d->p;  /* the key's tag says whether it can be nil or NaN */
@@ -340,15 +341,31 @@ static int dec_hash(Dec *d, DFrame *f, int s) {
       d->p++;
       return 0;
     }
-    if (ktag == WIRE_NIL) corrupt(d, "nil table key");
-    if (dec_opens(d)) {
-      f->at = 'K';
-      return dec_open(d);
+    if (ktag == WIRE_REF && d->seen != 0) {  /* most keys: a name seen before */
+      uint64_t id;
+      d->p++;
+      id = get_varint(d);
+      if (id >= (uint64_t)d->nseen) corrupt(d, "bad reference");
+      lua_rawgeti(L, d->seen, (lua_Integer)id + 1);
+    } else {
+      if (ktag == WIRE_NIL) corrupt(d, "nil table key");
+      if (dec_opens(d)) {
+        f->at = 'K';
+        return dec_open(d);
+      }
+      dec_open(d);
+      if (ktag == WIRE_FLOAT && lua_tonumber(L, -1) != lua_tonumber(L, -1))
+        corrupt(d, "NaN table key");
     }
-    dec_open(d);
-    if (ktag == WIRE_FLOAT && lua_tonumber(L, -1) != lua_tonumber(L, -1))
-      corrupt(d, "NaN table key");
-    if (dec_pair(d, f, s)) return 1;
+    /* most values are scalars, read here at once (a KSTR gets an id: that
+    ** and the rest are dec_pair's) */
+    if (d->p < d->end && *d->p != WIRE_KSTR &&
+        (q = push_scalar(L, d->p, d->end)) != NULL) {
+      d->p = q;
+      lua_rawset(L, s);
+    } else if (dec_pair(d, f, s)) {
+      return 1;
+    }
   }
 }
 

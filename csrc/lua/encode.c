@@ -17,6 +17,7 @@
 #include "wire.h"
 
 #define MAP_INLINE 128  /* entries of the pointer map kept in the Enc itself */
+#define GROW_MIN 4096   /* the message's first buffer on the heap */
 
 static const char DUMPS_KEY = 'd';  /* registry, weak: function -> bytecode
                                        and its hash */
@@ -32,8 +33,8 @@ static const char DUMPS_KEY = 'd';  /* registry, weak: function -> bytecode
 ** table key (key), a short string is KSTR. Exact, so that a message that
 ** fits a buffer to the byte goes there.
 */
-static size_t put_scalar(lua_State *L, int idx, int key, unsigned char *p,
-                         size_t room) {
+static inline size_t put_scalar(lua_State *L, int idx, int key,
+                                unsigned char *p, size_t room) {
   size_t n, len;
   const char *s;
   switch (lua_type(L, idx)) {
@@ -113,9 +114,9 @@ typedef struct Enc {
   int names_at;  /* the slot kept for it below the frames */
   const char *root;
   /* What has an id, by address (see the map below): tables, functions,
-  ** userdata (lua_topointer), short string keys (their bytes), upvalue
-  ** cells (lua_upvalueid). These are distinct objects, so their addresses
-  ** never collide, and all stay alive while the value is encoded. */
+  ** userdata, short string keys (lua_topointer), upvalue cells
+  ** (lua_upvalueid). These are distinct objects, so their addresses never
+  ** collide, and all stay alive while the value is encoded. */
   size_t mapcap, mapn;     /* 0 until the first entry */
   const void **mapkeys;
   uint64_t *mapvals;
@@ -169,6 +170,7 @@ static void enc_grow(Enc *e, size_t n) {
   size_t cap;
   char *nb;
   cap = e->cap * 2;
+  if (cap < GROW_MIN) cap = GROW_MIN;  /* past the inline buffer, few steps */
   while (cap < e->len + n) cap *= 2;
   if (e->buf == e->inl) {
     nb = malloc(cap);
@@ -197,12 +199,16 @@ static void enc_bytes(Enc *e, const void *p, size_t n) {
   e->len += n;
 }
 
+/* A scalar of n bytes that did not fit: grows, then writes it. */
+static void enc_scalar_grow(Enc *e, int idx, int key, size_t n) {
+  put_scalar(e->L, idx, key, enc_room(e, n), n);
+}
+
 /* Writes the scalar at idx and returns 1, or returns 0 for any other value. */
-static int enc_scalar(Enc *e, int idx, int key) {
+static inline int enc_scalar(Enc *e, int idx, int key) {
   size_t room = e->cap - e->len;
   size_t n = put_scalar(e->L, idx, key, (unsigned char *)e->buf + e->len, room);
-  if (n > room)  /* a string longer than the room left: grow, then write */
-    put_scalar(e->L, idx, key, enc_room(e, n), n);
+  if (n > room) enc_scalar_grow(e, idx, key, n);
   e->len += n;
   return n > 0;
 }
@@ -332,7 +338,7 @@ static int enc_seen(Enc *e, int idx) {
   return -1;
 }
 
-static void enc_ref(Enc *e, uint64_t id) {
+static inline void enc_ref(Enc *e, uint64_t id) {
   e->backrefs = 1;
   enc_done(e, wire_put_ref(enc_room(e, WIRE_HEAD_MAX), id));
 }
@@ -365,24 +371,23 @@ static int enc_named(Enc *e, int idx, int rebuild, int meta) {
 
 /*
 ** Writes a table key: a short string as KSTR the first time, as a REF to
-** it after that. The sender finds a key it has written by its address: a
-** short Lua string is interned, so equal contents are one object, alive as
-** long as the table holding it (on the stack throughout). Returns 0,
-** having written nothing, for a key that is no scalar.
+** it after that. The sender finds a key it has written by its string
+** object (lua_topointer): a short Lua string is interned, so equal contents
+** are one object, alive as long as the table holding it (on the stack
+** throughout). Returns 0, having written nothing, for a key that is no
+** scalar.
 */
 static int enc_key(Enc *e, int idx) {
   lua_State *L = e->L;
   if (lua_type(L, idx) == LUA_TSTRING) {
-    size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
+    const void *p = lua_topointer(L, idx);
     uint64_t id;
-    if (n <= WIRE_KEY_MAXLEN) {
-      if (map_get(e, s, &id)) {
-        enc_ref(e, id);
-        return 1;
-      }
-      map_put(e, s, (uint64_t)e->nseen++);  /* an id like a table's */
+    if (map_get(e, p, &id)) {
+      enc_ref(e, id);
+      return 1;
     }
+    if (lua_rawlen(L, idx) <= WIRE_KEY_MAXLEN)
+      map_put(e, p, (uint64_t)e->nseen++);  /* an id like a table's */
   }
   return enc_scalar(e, idx, 1);
 }
@@ -433,7 +438,8 @@ static int enc_function(Enc *e, int idx, uint64_t id) {
   lua_Debug ar;
   EFrame *f;
   if (lua_iscfunction(L, idx)) {
-    if (enc_named(e, idx, 1, 0)) return 0;  /* rebuilt: a module may have grown */
+    /* the index rebuilt: a module may have grown */
+    if (enc_named(e, idx, 1, 0)) return 0;
     enc_error(e, "C function (only those in a loaded module can cross)");
   }
   e->backrefs = 1;  /* its upvalues may be UPVALs */
@@ -474,7 +480,7 @@ static void enc_object(Enc *e, conc_Obj *o) {
 */
 static int enc_open(Enc *e) {
   lua_State *L = e->L;
-  int idx = lua_gettop(L), t = lua_type(L, idx), meta = 0, id;
+  int idx = lua_gettop(L), t = lua_type(L, idx), meta = 0, plain = 0, id;
   conc_Obj *o = NULL;
   lua_Integer narr;
   EFrame *f;
@@ -487,14 +493,20 @@ static int enc_open(Enc *e) {
     lua_pop(L, 1);
     meta = 1;
     o = conc__toobj(L, idx);  /* a table proxy (a Lock's), or NULL */
+  } else if (t == LUA_TTABLE) {
+    /* most tables: surely neither _G nor a module value (the record path's
+    ** test, a C set), so neither is looked for below */
+    plain = conc__names_unnamed(L, idx);
   }
-  lua_pushglobaltable(L);
-  if (lua_rawequal(L, idx, -1)) {
+  if (!plain) {
+    lua_pushglobaltable(L);
+    if (lua_rawequal(L, idx, -1)) {
+      lua_pop(L, 1);
+      enc_done(e, wire_put_globals(enc_room(e, 1)));
+      return 0;
+    }
     lua_pop(L, 1);
-    enc_done(e, wire_put_globals(enc_room(e, 1)));
-    return 0;
   }
-  lua_pop(L, 1);
   id = enc_seen(e, idx);
   if (id >= 0) {
     enc_ref(e, (uint64_t)id);
@@ -504,7 +516,7 @@ static int enc_open(Enc *e) {
     enc_object(e, o);
     return 0;
   }
-  if (enc_named(e, idx, 0, meta)) return 0;
+  if (!plain && enc_named(e, idx, 0, meta)) return 0;
   if (t != LUA_TTABLE) return enc_function(e, idx, (uint64_t)e->nseen - 1);
   narr = (lua_Integer)lua_rawlen(L, idx);
   enc_done(e, wire_put_table(enc_room(e, WIRE_HEAD_MAX), (uint64_t)narr));
@@ -542,7 +554,11 @@ static int enc_next(Enc *e) {
           continue;
         }
         f->nhash++;
-        if (enc_key(e, s + 1)) return 1;  /* its value is next */
+        if (enc_key(e, s + 1)) {  /* its value is next: most are scalars */
+          if (!enc_scalar(e, s + 2, 0)) return 1;
+          lua_pop(L, 1);
+          continue;
+        }
         /* a table or function as a key: it first, then its value */
         lua_pop(L, 1);
         lua_pushvalue(L, s + 1);
