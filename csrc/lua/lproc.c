@@ -74,11 +74,14 @@ static const char *export_why(int rc) {
 
 /* Writes the start file: its descriptor, or a negative code. */
 static int write_payload(conc_Msg *m, conc_SpawnObjs *objs) {
-  Payload h = {(uint32_t)conc__proc_main_thread(), objs->len};
+  Payload h;
   size_t len = sizeof h + objs->len + m->len;
   char *buf = malloc(len);
   int fd;
   if (buf == NULL) return CONC_ENOMEM;
+  memset(&h, 0, sizeof h);  /* no stray bytes in the padding */
+  h.from_main = (uint32_t)conc__proc_main_thread();
+  h.nobjs = objs->len;
   memcpy(buf, &h, sizeof h);
   if (objs->len) memcpy(buf + sizeof h, objs->data, objs->len);
   memcpy(buf + sizeof h + objs->len, m->data, m->len);
@@ -377,6 +380,17 @@ static int l_getppid(lua_State *L) {
   return 1;
 }
 
+/* core.executable() -> the path of this process's program, the default
+** for what spawn starts */
+static int l_executable(lua_State *L) {
+  char buf[4096];
+  int n = conc__proc_executable(buf, sizeof buf);
+  if (n < 0)
+    return conc__raise(L, n, "cannot find this program: %s", strerror(-n));
+  lua_pushlstring(L, buf, (size_t)n);
+  return 1;
+}
+
 static int l_cpu_count(lua_State *L) {
   lua_pushinteger(L, conc__cpu_count());
   return 1;
@@ -438,7 +452,8 @@ void conc__open_proc(lua_State *L) {
     {"process_new", l_process_new}, {"process_exit", l_process_exit},
     {"active_children", l_active_children}, {"getpid", l_getpid},
     {"getppid", l_getppid}, {"cpu_count", l_cpu_count},
-    {"spawn_receive", l_spawn_receive}, {"process_adopt", l_process_adopt},
+    {"executable", l_executable}, {"spawn_receive", l_spawn_receive},
+    {"process_adopt", l_process_adopt},
     {NULL, NULL}};
   conc__bind(&process_binding);
   luaL_setfuncs(L, fns, 0);

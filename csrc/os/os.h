@@ -200,6 +200,9 @@ int conc__proc_main_thread(void);
 ** that process dies (at once, if it already has). */
 void conc__proc_orphan_rule(int parent);
 int conc__proc_parent(void);  /* getppid() */
+/* This process's executable (the link /proc/self/exe names) into buf:
+** its length, or -errno (-ENAMETOOLONG when size is too small). */
+int conc__proc_executable(char *buf, size_t size);
 void conc__proc_close_fd(int fd);
 void conc__proc_cloexec(int fd);  /* sets close-on-exec */
 

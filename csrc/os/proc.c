@@ -134,6 +134,14 @@ int conc__proc_parent(void) {
   return (int)getppid();
 }
 
+int conc__proc_executable(char *buf, size_t size) {
+  ssize_t n = readlink("/proc/self/exe", buf, size);
+  if (n < 0) return -errno;
+  if ((size_t)n >= size) return -ENAMETOOLONG;
+  buf[n] = '\0';
+  return (int)n;
+}
+
 void conc__proc_close_fd(int fd) {
   if (fd >= 0) close(fd);
 }
