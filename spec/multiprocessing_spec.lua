@@ -110,21 +110,7 @@ local function wait_for(pred)
   return true
 end
 
--- A string through an mp.Array('c', n): written by a child, read here.
-local function put_str(a, s)
-  assert(#s < #a, "string too long for the array")
-  for i = 1, #s do a[i] = s:sub(i, i) end
-  a[#s + 1] = "\0"
-end
-
-local function get_str(a)
-  local parts = {}
-  for _, c in ipairs(a) do
-    if c == "\0" then break end
-    parts[#parts + 1] = c
-  end
-  return table.concat(parts)
-end
+local put_str, get_str = support.put_str, support.get_str
 
 local function contains(list, x)
   for _, v in ipairs(list) do
@@ -1088,6 +1074,186 @@ describe("multiprocessing.Array", function()
     end))
     assert.are.equal(77, v.value)
     assert.are.equal("raw", get_str(a))
+  end)
+end)
+
+---------------------------------------------------------------------------
+-- The spawn start method: a fresh host runs the target. The targets are in
+-- spec/fixtures/spawn_targets.lua (it says why). Nothing here forks, so
+-- these cases run under TSan too.
+---------------------------------------------------------------------------
+
+describe("multiprocessing with the spawn start method", function()
+  local T = require "fixtures.spawn_targets"
+  local ctx = mp.get_context("spawn")
+
+  local function spawned(fn, ...)
+    return finish(start(ctx.Process{target = fn, args = table.pack(...)}))
+  end
+
+  it("is one of the start methods, and its context's Process is SpawnProcess", function()
+    assert.are.same({"fork", "spawn"}, mp.get_all_start_methods())
+    assert.are.equal("spawn", ctx.get_start_method())
+    assert.are.equal("fork", mp.get_context("fork").get_start_method())
+    assert.are.equal(mp.SpawnProcess, ctx.Process)
+    assert.are.equal(mp.ForkProcess, mp.get_context("fork").Process)
+    assert.truthy(ctx.Process{}.name:match("^SpawnProcess%-%d+$"))
+    assert.truthy(mp.get_context("fork").Process{}.name:match("^ForkProcess%-%d+$"))
+    assert.are.equal(mp.Queue, ctx.Queue)
+  end)
+
+  it("runs target with args in a new program, which names itself and its parent", function()
+    local out, names = mp.Array("q", 3), mp.Array("c", 64)
+    local p = start(ctx.Process{name = "spawned-one", target = T.report,
+      args = {out, names, 2, 3}})
+    assert.are.equal(0, finish(p))
+    assert.are.equal(5, out[1])
+    assert.are.equal(p.pid, out[2])
+    assert.are.equal(core.getpid(), out[3])
+    assert.are.equal("spawned-one|MainProcess|" .. core.getpid(), get_str(names))
+  end)
+
+  it("carries a closure's upvalues, modules, kwargs and holes in args", function()
+    local out = mp.Array("q", 6)
+    assert.are.equal(0, finish(start(ctx.Process{target = T.adder({10, 20}),
+      args = table.pack(out, 1, nil, 3), kwargs = {x = 4}})))
+    assert.are.same({31, 1, 3, 4, 1, 1},
+      {out[1], out[2], out[3], out[4], out[5], out[6]})
+  end)
+
+  it("has exit code 1 and prints the traceback when the target raises, n after os.exit(n)", function()
+    local log = tmpname()
+    local p = start(ctx.Process{name = "bad-spawn", target = T.explode, args = {log}})
+    assert.are.equal(1, finish(p))
+    local err = assert(slurp(log))
+    assert.are.equal(1, err:find("Process bad-spawn:\n", 1, true), err)
+    assert.truthy(err:find("boom in spawned child", 1, true), err)
+    assert.truthy(err:find("stack traceback:", 1, true), err)
+    assert.are.equal(7, spawned(T.exit_with, 7))
+    assert.are.equal(3, spawned(T.system_exit, 3))
+  end)
+
+  it("is joined with a timeout, terminated (-15) and killed (-9)", function()
+    local ready = mp.Event()
+    local p = start(ctx.Process{target = T.set_then_sleep, args = {ready}})
+    assert.is_true(ready:wait(WAIT))
+    p:join(0.01)
+    assert.is_nil(p.exitcode)
+    assert.is_true(p:is_alive())
+    p:terminate()
+    assert.are.equal(-15, finish(p))
+    local k = start(ctx.Process{target = T.sleeper})
+    k:kill()
+    assert.are.equal(-9, finish(k))
+    assert.is_false(k:is_alive())
+  end)
+
+  it("runs the class form: an extended SpawnProcess with its own fields and run", function()
+    local out = mp.Array("i", 2)
+    local w = T.Worker(out, 21)
+    assert.truthy(w.name:match("^Worker%-%d+$"), w.name)
+    start(w)
+    assert.are.equal(0, finish(w))
+    assert.are.same({42, 1}, {out[1], out[2]})
+  end)
+
+  it("passes every shared object by reference", function()
+    local o = {lock = mp.Lock(), rlock = mp.RLock(), sem = mp.Semaphore(0),
+      bsem = mp.BoundedSemaphore(1), ev = mp.Event(), cond = mp.Condition(),
+      bar = mp.Barrier(2), v = mp.Value("d", 1.5), a = mp.Array("i", {1, 2, 0}),
+      ra = mp.RawArray("b", 2), mq = mp.Queue(), jq = mp.JoinableQueue(),
+      sq = mp.SimpleQueue()}
+    local here
+    here, o.there = mp.Pipe()
+    o.lock:acquire()
+    local p = start(ctx.Process{target = T.use_all, args = {o}})
+    assert.is_true(o.sem:acquire(true, WAIT))
+    o.lock:release()
+    assert.are.same({from = "child", n = 1}, o.mq:get(true, WAIT))
+    assert.are.equal("job", o.jq:get(true, WAIT))
+    o.jq:task_done()
+    assert.are.equal("simple", o.sq:get())
+    assert.is_true(here:poll(WAIT))
+    assert.are.same({"over", "the", "pipe"}, here:recv())
+    here:send("reply")
+    assert.is_true(o.ev:wait(WAIT))
+    o.cond:acquire()  -- the child waits on cond once it has set ev
+    o.cond:notify()
+    o.cond:release()
+    assert.is_true(o.bar:wait(WAIT) ~= nil)
+    assert.are.equal(0, finish(p))
+    assert.are.equal(3.0, o.v.value)
+    assert.are.same({1, 2, 3}, {o.a[1], o.a[2], o.a[3]})
+    assert.are.equal(-1, o.ra[1])
+    assert.is_false(o.bsem:acquire(false))  -- the child took it and ended
+  end)
+
+  it("refuses what cannot cross, naming it, and starts nothing", function()
+    local before = #mp.active_children()
+    local e = raises(errors.TypeError, function()
+      ctx.Process{target = T.noop, args = {threading.Lock()}}:start()
+    end)
+    assert.truthy(errors.tostring(e):find("Lock", 1, true), errors.tostring(e))
+    e = raises(errors.TypeError, function()
+      ctx.Process{target = T.noop, args = {mp.Barrier(2, T.noop)}}:start()
+    end)
+    assert.truthy(errors.tostring(e):find("action", 1, true), errors.tostring(e))
+    local ok, err = pcall(function()
+      ctx.Process{target = T.noop, args = {coroutine.create(T.noop)}}:start()
+    end)
+    assert.is_false(ok)
+    assert.truthy(errors.tostring(err):find("args[1]: cannot transfer coroutine", 1, true),
+      errors.tostring(err))
+    assert.are.equal(before, #mp.active_children())
+    local p = ctx.Process{target = T.noop}  -- a later one starts
+    assert.are.equal(0, finish(start(p)))
+  end)
+
+  it("raises FileNotFoundError for a missing executable; get_executable is this program", function()
+    local exe = mp.get_executable()
+    assert.are.equal("string", type(exe))
+    assert.truthy(io.open(exe, "rb")):close()
+    local p = ctx.Process{target = T.noop}
+    mp.set_executable("/nonexistent/conc-host")
+    local ok, err = pcall(p.start, p)
+    mp.set_executable(exe)
+    assert.is_false(ok)
+    assert.is_true(isinstance(err, errors.FileNotFoundError), errors.tostring(err))
+    assert.truthy(errors.tostring(err):find("/nonexistent/conc-host", 1, true))
+    assert.is_false(p:is_alive())
+    raises(errors.TypeError, mp.set_executable, 42)
+  end)
+
+  it("set_start_method('spawn') makes mp.Process spawn", function()
+    local old = mp.get_start_method(true)
+    mp.set_start_method("spawn", true)
+    local out = mp.Array("q", 1)
+    local ok, err = pcall(function()
+      local p = mp.Process{target = T.global_into, args = {out, "describe"}}
+      assert.are.equal(0, finish(start(p)))
+    end)
+    mp.set_start_method(old, true)
+    assert(ok, err)
+    assert.are.equal(0, out[1])  -- a fresh program: busted's globals are not there
+    raises(errors.ValueError, mp.set_start_method, "forkserver", true)
+  end)
+
+  it("a spawned child starts its own children, named under its own", function()
+    local names = mp.Array("c", 128)
+    assert.are.equal(0, spawned(T.grandchildren, names))
+    local me, a, b = get_str(names):match("^(%S+) (%S+) (%S+)$")
+    assert.truthy(me, get_str(names))
+    local n = me:match("^SpawnProcess%-(%d+)$")
+    assert.truthy(n, me)
+    assert.truthy(a:match("^SpawnProcess%-" .. n .. ":1$"), a)
+    assert.truthy(b:match("^ForkProcess%-" .. n .. ":2$"), b)
+  end)
+
+  it("a daemon crosses as one, and may have no children", function()
+    local out = mp.Array("i", 2)
+    local p = ctx.Process{daemon = true, target = T.daemon_check, args = {out}}
+    assert.are.equal(0, finish(start(p)))
+    assert.are.same({1, 1}, {out[1], out[2]})
   end)
 end)
 

@@ -24,6 +24,23 @@ function M.forks(it, pending)
   end
 end
 
+-- A string through an mp.Array('c', n): put_str writes it, NUL-ended;
+-- get_str reads it back.
+function M.put_str(a, s)
+  assert(#s < #a, "string too long for the array")
+  for i = 1, #s do a[i] = s:sub(i, i) end
+  a[#s + 1] = "\0"
+end
+
+function M.get_str(a)
+  local parts = {}
+  for _, c in ipairs(a) do
+    if c == "\0" then break end
+    parts[#parts + 1] = c
+  end
+  return table.concat(parts)
+end
+
 -- A string quoted for sh.
 function M.q(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"

@@ -1,9 +1,13 @@
--- conc.multiprocessing: Python's multiprocessing module. A Process is a
--- forked child that runs its target in its copy of the parent's Lua state
--- (globals and upvalues as the parent had them at start(); the script is
--- never run again, so no `if __name__ == "__main__"` is needed). Lock,
--- RLock, Value and Array live in shared memory that the children forked
--- after they are made share.
+-- conc.multiprocessing: Python's multiprocessing module. A Process runs its
+-- target in a child process, started one of two ways (docs/multiprocessing.md):
+--   fork  (the default) the child runs in its copy of the parent's Lua state:
+--         globals and upvalues as the parent had them at start();
+--   spawn a fresh conc host receives the target, its arguments and the
+--         Process object through the wire format (docs/transfer.md): upvalues
+--         and modules cross, the script's globals do not.
+-- Either way the script is never run again, so no `if __name__ ==
+-- "__main__"` is needed. Locks, queues, Value and Array live in shared
+-- memory that every process given them shares.
 local core = require "conc.core"
 local class = require "conc.class"
 local threading = require "conc.threading"
@@ -66,9 +70,9 @@ end
 
 -- In the child: becomes the current process, runs run(), and ends the
 -- process with Python's exit code (0, or 1 after printing the error).
-local function bootstrap(self)
-  parent = setmetatable({_parent = true, _name = current and current.name or
-    "MainProcess", _pid = core.getppid()}, Process)
+local function bootstrap(self, parent_name)
+  parent = setmetatable({_parent = true, _name = parent_name,
+    _pid = core.getppid()}, Process)
   current = self
   for h in pairs(instances) do instances[h] = nil end
   instances[handle(self)] = self
@@ -97,6 +101,16 @@ local function bootstrap(self)
   core.process_exit(code)
 end
 
+-- What a spawned child gets of its Process: the raw fields but the handle
+-- (the child makes its own), under the same class.
+local function spawned_self(self)
+  local t = {}
+  for k, v in next, self do
+    if k ~= "_handle" then t[k] = v end
+  end
+  return setmetatable(t, getmetatable(self))
+end
+
 function Process:start()
   local h = handle(self)
   if h:closed() then error(closed_error(), 2) end
@@ -107,7 +121,27 @@ function Process:start()
     error(errors.AssertionError(
       "daemonic processes are not allowed to have children"), 2)
   end
-  if h:start() == 0 then bootstrap(self) end
+  local method = self._start_method or M.get_start_method()
+  if method == "spawn" then
+    h:spawn(M.get_executable(), package.path, package.cpath,
+      rawget(self, "_target"), rawget(self, "_args"), rawget(self, "_kwargs"),
+      spawned_self(self), {ident = h:ident(), name = h:name(),
+        daemon = h:daemon(), ppid = core.getpid(),
+        parent_name = M.current_process().name, arg = arg})
+  elseif h:start() == 0 then
+    bootstrap(self, M.current_process().name)
+  end
+end
+
+-- The spawned child's entry point: its host runs `_spawn_main(fd)` with
+-- the descriptor of the start its parent wrote.
+function M._spawn_main(fd)
+  local _, _, _, self, info, from_main = core.spawn_receive(fd)
+  local h = core.process_adopt(info.ident, info.ppid, info.daemon, from_main)
+  h:set_name(info.name)
+  rawset(self, "_handle", h)
+  arg = info.arg
+  bootstrap(self, info.parent_name)
 end
 
 local function started_handle(self, what)
@@ -306,13 +340,18 @@ end
 
 M.TimeoutError = errors.TimeoutError
 
--- Start methods: "fork" is the one built so far (docs/multiprocessing.md).
--- A context holds the module's constructors, as Python's does.
-local methods = {fork = true}
+-- Start methods: fork and spawn (docs/multiprocessing.md; no
+-- forkserver). A context holds the module's constructors, its Process being
+-- ForkProcess or SpawnProcess, as in Python.
+M.ForkProcess = Process:extend("ForkProcess")
+M.ForkProcess._start_method = "fork"
+M.SpawnProcess = Process:extend("SpawnProcess")
+M.SpawnProcess._start_method = "spawn"
+local methods = {fork = M.ForkProcess, spawn = M.SpawnProcess}
 local start_method
 
 function M.get_all_start_methods()
-  return {"fork"}
+  return {"fork", "spawn"}
 end
 
 function M.get_start_method(allow_none)
@@ -330,6 +369,23 @@ function M.set_start_method(method, force)
   start_method = method
 end
 
+-- The program spawn starts: this one unless set_executable said otherwise
+-- (an embedding host whose program is not a Lua interpreter names conc's
+-- host, or lua5.4).
+local executable
+
+function M.set_executable(path)
+  if type(path) ~= "string" then
+    error(errors.TypeError("set_executable: path must be a string"), 2)
+  end
+  executable = path
+end
+
+function M.get_executable()
+  if executable == nil then executable = core.executable() end
+  return executable
+end
+
 local contexts = {}
 
 function M.get_context(method)
@@ -339,9 +395,12 @@ function M.get_context(method)
   end
   local ctx = contexts[method]
   if ctx == nil then
+    local own = {Process = methods[method],
+      get_start_method = function() return method end}
     ctx = setmetatable({}, {__index = function(_, k)
-      if k == "get_start_method" then return function() return method end end
-      return M[k]
+      local v = own[k]
+      if v == nil then v = M[k] end
+      return v
     end})
     contexts[method] = ctx
   end
