@@ -1249,6 +1249,56 @@ describe("multiprocessing with the spawn start method", function()
     assert.truthy(b:match("^ForkProcess%-" .. n .. ":2$"), b)
   end)
 
+  it("has a sentinel, a pidfd that stays the same once it ended", function()
+    local p = start(ctx.Process{target = T.noop})
+    local s = p.sentinel
+    assert.are.equal("integer", math.type(s))
+    assert.is_true(s >= 0)
+    assert.are.equal(0, finish(p))
+    assert.are.equal(s, p.sentinel)
+  end)
+
+  it("10 processes x 1000 increments of one Value under get_lock() make 10 000", function()
+    local v = mp.Value("i", 0)
+    local ps = {}
+    for i = 1, 10 do ps[i] = start(ctx.Process{target = T.increment, args = {v, 1000}}) end
+    for i = 1, 10 do assert.are.equal(0, finish(ps[i])) end
+    assert.are.equal(10000, v.value)
+  end)
+
+  it("a child SIGKILLed holding an mp.Lock: the parent acquires it within 5 s", function()
+    local lock, ev = mp.Lock(), mp.Event()
+    local p = start(ctx.Process{target = T.hold, args = {lock, ev}})
+    assert.is_true(ev:wait(WAIT))
+    assert.is_false(lock:acquire(false))
+    p:kill()
+    assert.are.equal(-9, finish(p))
+    assert.is_true(lock:acquire(true, 5))
+    lock:release()
+  end)
+
+  it("8 producers and 8 consumers move 200 000 items through one Queue(100), none lost or twice", function()
+    local N, q, done = 200000, mp.Queue(100), mp.SimpleQueue()
+    local seen = mp.RawArray("B", N)
+    local ps = {}
+    for i = 1, 8 do
+      ps[#ps + 1] = start(ctx.Process{target = T.consume, args = {q, seen, done}})
+    end
+    for i = 1, 8 do
+      ps[#ps + 1] = start(ctx.Process{target = T.produce,
+        args = {q, (i - 1) * N // 8 + 1, i * N // 8}})
+    end
+    for i = 9, 16 do assert.are.equal(0, finish(ps[i])) end
+    for _ = 1, 8 do q:put(nil) end
+    for i = 1, 8 do assert.are.equal(0, finish(ps[i])) end
+    local total = 0
+    for _ = 1, 8 do total = total + done:get() end
+    assert.are.equal(N, total)
+    local ones = 0
+    for i = 1, N do if seen[i] == 1 then ones = ones + 1 end end
+    assert.are.equal(N, ones)  -- with total == N: each exactly once
+  end)
+
   it("a daemon crosses as one, and may have no children", function()
     local out = mp.Array("i", 2)
     local p = ctx.Process{daemon = true, target = T.daemon_check, args = {out}}
@@ -1318,6 +1368,24 @@ print("main done")
       assert.truthy(out:find("stack traceback:", 1, true), out)
       assert.truthy(out:find("explode", 1, true), out)
       assert.truthy(out:find("exitcode\t1\nexitcode\t5\nmain done\n", 1, true), out)
+    end)
+
+    script_it("spawn: the script's globals do not reach the child; upvalues and arg do ("
+       .. label .. ")", function()
+      local code, out = run_script(exe, [[
+local mp = require "conc.multiprocessing"
+X = 1
+local y = 2
+local function f(q) q:put({x = X, y = y, arg0 = arg and arg[0]}) end
+local q = mp.Queue()
+local p = mp.get_context("spawn").Process{target = f, args = {q}}
+p:start()
+local r = q:get(true, 20)
+p:join(20)
+print("got", tostring(r.x), r.y, r.arg0 == arg[0], p.exitcode)
+]])
+      assert.are.equal(0, code, out)
+      assert.truthy(out:find("got\tnil\t2\ttrue\t0\n", 1, true), out)
     end)
 
     script_it("joins a non-daemon child still running when the script ends ("
