@@ -1,10 +1,12 @@
 -- W5: four runs of naive fib(27), serially vs split over 2 threads (2 runs
--- each); speedup = serial time / threaded time. Twin of bench/w5.py; the C
+-- each), and over 2 processes (W5p, mp.Process with fork); speedup =
+-- serial time / split time. Twin of bench/w5.py; the C
 -- baseline of the same shape is bench/fib_pthread.c.
 -- Run: build/conc bench/w5.lua [repeats] [n]
 -- Each time is the median over `repeats` rounds (serial and threaded
 -- alternate in each round), after one warm-up round. The threaded time
--- includes starting and joining the two threads.
+-- includes starting and joining the two threads (processes).
+local mp = require "conc.multiprocessing"
 local threading = require "conc.threading"
 local time = require "conc.time"
 
@@ -35,16 +37,29 @@ local function threaded()
   return time.perf_counter() - t0
 end
 
+local function processes()
+  local t0 = time.perf_counter()
+  local a = mp.Process{target = worker, args = {N}}
+  local b = mp.Process{target = worker, args = {N}}
+  a:start(); b:start()
+  a:join(); b:join()
+  assert(a.exitcode == 0 and b.exitcode == 0)
+  return time.perf_counter() - t0
+end
+
 local median = dofile((arg[0]:match("^(.*)/") or ".") .. "/common.lua").median
 
-serial(); threaded() -- warm-up
-local s, t = {}, {}
+serial(); threaded(); processes() -- warm-up
+local s, t, pr = {}, {}, {}
 for r = 1, REPEATS do
   s[r] = serial()
   t[r] = threaded()
+  pr[r] = processes()
 end
-local ms, mt = median(s), median(t)
+local ms, mt, mp_ = median(s), median(t), median(pr)
 print(string.format("W5 conc n %d", N))
 print(string.format("W5 conc serial %.6f s", ms))
 print(string.format("W5 conc threaded %.6f s", mt))
 print(string.format("W5 conc speedup %.4f x", ms / mt))
+print(string.format("W5 conc processes %.6f s", mp_))
+print(string.format("W5 conc pspeedup %.4f x", ms / mp_))
