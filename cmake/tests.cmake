@@ -30,14 +30,6 @@ endif()
 # one named in ctest's output.
 set(SPEC_OUTPUT ${CMAKE_SOURCE_DIR}/spec/case_output.lua)
 
-# A spec that hangs fails at its timeout. TSan runs the transfer specs'
-# deep values (tens of thousands of frames) about 10x slower than the plain
-# build, near 300 s on a busy 2-vCPU machine, so its bound is longer.
-set(SPEC_TIMEOUT 300)
-if(CONC_SANITIZE STREQUAL "thread")
-  set(SPEC_TIMEOUT 900)
-endif()
-
 file(GLOB SPEC_FILES CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/spec/*_spec.lua)
 foreach(spec ${SPEC_FILES})
   get_filename_component(name ${spec} NAME_WE)
@@ -52,7 +44,7 @@ foreach(spec ${SPEC_FILES})
   add_test(NAME spec.${name}.conc
     COMMAND $<TARGET_FILE:conc> ${BUSTED_EXE} -o ${SPEC_OUTPUT} ${spec}
     WORKING_DIRECTORY ${CMAKE_SOURCE_DIR})
-  set_tests_properties(spec.${name}.conc PROPERTIES TIMEOUT ${SPEC_TIMEOUT}
+  set_tests_properties(spec.${name}.conc PROPERTIES TIMEOUT 300
     ENVIRONMENT "LUA_PATH=${CMAKE_SOURCE_DIR}/spec/?.lua\;${BUSTED_PATH}\;\;;${common_env}")
   # The host spec drives the host binary from outside: once is enough, and
   # under the host no sanitizer runtime is preloaded into its children.
@@ -66,7 +58,7 @@ foreach(spec ${SPEC_FILES})
   if(CONC_SANITIZE STREQUAL "address")
     list(TRANSFORM lua_env REPLACE "detect_leaks=1" "detect_leaks=0")
   endif()
-  set_tests_properties(spec.${name}.lua5.4 PROPERTIES TIMEOUT ${SPEC_TIMEOUT}
+  set_tests_properties(spec.${name}.lua5.4 PROPERTIES TIMEOUT 300
     ENVIRONMENT "LUA_PATH=${CMAKE_SOURCE_DIR}/lua/?.lua\;${CMAKE_SOURCE_DIR}/lua/?/init.lua\;${CMAKE_SOURCE_DIR}/spec/?.lua\;${BUSTED_PATH}\;\;;LUA_CPATH=${CMAKE_BINARY_DIR}/lib/?.so\;\;;${PRELOAD_ENV};${lua_env}")
 endforeach()
 
