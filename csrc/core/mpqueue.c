@@ -161,6 +161,8 @@ int conc__mpq_put(conc_MPQueue *q, const conc_RingPart *parts, size_t n,
       return CONC_EFULL;
     }
     rc = sleep_on(q, &sh->not_full, deadline);
+    /* a last look, as queue.Queue takes: a get may have come as time ran out */
+    if (rc == CONC_ETIMEDOUT && !full(q)) break;
     if (rc != CONC_OK) {
       conc__mutex_unlock(&sh->mu);
       return rc == CONC_ETIMEDOUT ? CONC_EFULL : rc;
@@ -209,7 +211,7 @@ int conc__mpq_get(conc_MPQueue *q, char *buf, size_t bufcap, char **out,
     if (!block) break;
     rc = sleep_on(q, &sh->not_empty, deadline);
     if (rc != CONC_OK) {
-      if (rc == CONC_ETIMEDOUT) rc = CONC_EEMPTY;
+      if (rc == CONC_ETIMEDOUT) rc = conc__ring_peek(q->ring, &need);  /* last look */
       break;
     }
   }
