@@ -24,6 +24,7 @@ struct conc_Process {
   conc_Mutex mu;        /* state and exitcode, and the reap */
   int state;
   int pid, pidfd;       /* pidfd -1: none (a kernel before 5.3) */
+  int joiners;          /* threads waiting on pidfd: close() leaves it open */
   int creator;          /* the pid that forked it: only it may wait */
   int daemon;
   int exitcode;
@@ -230,14 +231,35 @@ int conc__process_poll(conc_Process *p, int *exitcode) {
   return poll_locked(p, exitcode);
 }
 
+/* Under p->mu: the pidfd goes once the process is closed and no join is
+** waiting on it (another thread's close must not hand its number to a new
+** file while a join sleeps on it). */
+static void drop_pidfd(conc_Process *p) {
+  if (p->state == P_CLOSED && p->joiners == 0 && p->pidfd >= 0) {
+    conc__proc_close_fd(p->pidfd);
+    p->pidfd = -1;
+  }
+}
+
 int conc__process_join(conc_Process *p, double deadline) {
   for (;;) {
-    int rc = poll_locked(p, NULL), fd;
-    if (rc == 1) return CONC_OK;
+    int rc, fd;
+    conc__mutex_lock(&p->mu);
+    rc = reap(p);
+    fd = p->pidfd;
+    if (rc == 0 && fd >= 0) p->joiners++;
+    conc__mutex_unlock(&p->mu);
+    if (rc == 1) {
+      unlist(p);
+      return CONC_OK;
+    }
     if (rc < 0) return rc;
-    fd = p->pidfd;  /* fixed while running: close refuses a running one */
     if (fd >= 0) {
       rc = conc__fd_wait(fd, CONC_FD_READ, deadline, 0);
+      conc__mutex_lock(&p->mu);
+      p->joiners--;
+      drop_pidfd(p);
+      conc__mutex_unlock(&p->mu);
     } else {
       /* no pidfd: look every millisecond */
       double next = conc__monotonic() + 0.001;
@@ -275,9 +297,8 @@ int conc__process_close(conc_Process *p) {
   if (p->state == P_RUNNING && p->creator == conc__proc_self()) {
     rc = CONC_EVALUE;
   } else if (p->state != P_CLOSED) {
-    conc__proc_close_fd(p->pidfd);
-    p->pidfd = -1;
     p->state = P_CLOSED;
+    drop_pidfd(p);
   }
   conc__mutex_unlock(&p->mu);
   if (rc == CONC_OK) unlist(p);
