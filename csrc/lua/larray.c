@@ -117,15 +117,21 @@ static void set_elem(lua_State *L, conc_Array *a, size_t i, int idx) {
   store_elem(a, i, &e);
 }
 
-static void push_elem(lua_State *L, conc_Array *a, size_t i) {
-  int tc = conc__array_typecode(a);
-  if (tc == 'c') {
-    char c = (char)conc__array_get_int(a, i);
+/* Element i, read under the lock into e; pushed after it is let go, since
+** pushing a 'c' element makes a string, which may raise a memory error. */
+static void load_elem(conc_Array *a, size_t i, Elem *e) {
+  if (conc__array_is_float(a)) e->f = conc__array_get_float(a, i);
+  else e->i = conc__array_get_int(a, i);
+}
+
+static void push_elem(lua_State *L, conc_Array *a, const Elem *e) {
+  if (conc__array_typecode(a) == 'c') {
+    char c = (char)e->i;
     lua_pushlstring(L, &c, 1);
   } else if (conc__array_is_float(a)) {
-    lua_pushnumber(L, (lua_Number)conc__array_get_float(a, i));
+    lua_pushnumber(L, (lua_Number)e->f);
   } else {
-    lua_pushinteger(L, (lua_Integer)conc__array_get_int(a, i));
+    lua_pushinteger(L, (lua_Integer)e->i);
   }
 }
 
@@ -204,6 +210,7 @@ static int is_value_key(const char *k, size_t len) {
 static int array_index(lua_State *L) {
   conc_Array *a = check_array(L);
   size_t i;
+  Elem e;
   if (lua_type(L, 2) == LUA_TSTRING) {
     size_t len;
     const char *k = lua_tolstring(L, 2, &len);
@@ -222,8 +229,9 @@ static int array_index(lua_State *L) {
     return 1;
   }
   lock(L, a);
-  push_elem(L, a, i);
+  load_elem(a, i, &e);
   conc__array_release(a);
+  push_elem(L, a, &e);
   return 1;
 }
 
@@ -278,9 +286,11 @@ static int array_tostring(lua_State *L) {
   const char *ct = ctype_name(conc__array_typecode(a));
   const char *wrap = conc__array_lock(a) ? "Synchronized" : NULL;
   if (conc__array_is_value(a)) {
+    Elem e;
     lock(L, a);
-    push_elem(L, a, 0);
+    load_elem(a, 0, &e);
     conc__array_release(a);
+    push_elem(L, a, &e);
     luaL_tolstring(L, -1, NULL);
     if (wrap) lua_pushfstring(L, "<%s wrapper for %s(%s)>", wrap, ct,
                               lua_tostring(L, -2));
