@@ -609,6 +609,31 @@ describe("multiprocessing.Pipe", function()
     b:close()
   end)
 
+  forks("a child forked while a thread waits in recv on an end can recv on that end", function()
+    local queue = require "conc.queue"
+    local a, b = mp.Pipe()
+    local ready, got, go = threading.Event(), queue.Queue(), mp.Event()
+    local t = threading.Thread{target = function(conn, ev, out)
+      ev:set()
+      out:put(conn:recv())  -- holds the end's read mutex while it waits
+    end, args = {a, ready, got}}
+    t:start()
+    assert.is_true(ready:wait(WAIT))
+    -- time for the thread to block in recv: without it the case could pass
+    -- with the mutex not yet taken, never fail
+    require("conc.time").sleep(0.05)
+    local p = spawn(function()
+      assert(go:wait(WAIT))
+      assert(a:recv() == "for the child")  -- the parent's thread is not here
+    end)
+    b:send("for the thread")
+    assert.are.equal("for the thread", got:get(true, WAIT))
+    t:join(WAIT)
+    go:set()
+    b:send("for the child")
+    assert.are.equal(0, finish(p))
+  end)
+
   forks("send_bytes(buf, offset, size) sends a slice; recv_bytes returns the raw string", function()
     local a, b = mp.Pipe()
     local p = spawn(function()

@@ -10,6 +10,11 @@
 ** step. Reads take exactly a frame's bytes, never more, so an end that a
 ** forked child inherited holds nothing the parent's copy will also read.
 **
+** A thread blocked in recv holds its end's read mutex for as long as it
+** waits. A process forked meanwhile would inherit it held by a thread it
+** does not have, so every end is in a table whose fork hook gives the
+** child both mutexes free again.
+**
 ** The bytes go through the socket, so fileno() works with any poll loop.
 ** But the other side often answers within microseconds, and waking from
 ** ppoll takes tens of them on a VM; and a read retried in a loop makes
@@ -32,6 +37,7 @@ typedef struct Page {
 struct conc_Conn {
   conc_Obj hdr;
   conc_Mutex rmu, wmu;
+  conc_Conn *next, *prev;  /* the table of ends, under table_mu */
   atomic_int fd;        /* -1 once closed */
   atomic_int readable;  /* cleared after a bad message length */
   int writable;
@@ -41,6 +47,39 @@ struct conc_Conn {
 
 #define READ_SPINS 50   /* yields */
 
+static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
+static conc_Conn *ends;
+
+/* In the child, only the forking thread is left: no reader or writer
+** holds an end, whatever the parent's threads were doing. */
+static void fork_child(void) {
+  for (conc_Conn *c = ends; c != NULL; c = c->next) {
+    conc__mutex_init(&c->rmu, CONC_PRIVATE);
+    conc__mutex_init(&c->wmu, CONC_PRIVATE);
+  }
+}
+
+static conc_ForkHook fork_hook = {.rank = CONC_FORK_CONNS,
+                                  .mutex = &table_mu, .child = fork_child};
+
+static void table_add(conc_Conn *c) {
+  conc__fork_register(&fork_hook);
+  pthread_mutex_lock(&table_mu);
+  c->prev = NULL;
+  c->next = ends;
+  if (ends != NULL) ends->prev = c;
+  ends = c;
+  pthread_mutex_unlock(&table_mu);
+}
+
+static void table_remove(conc_Conn *c) {
+  pthread_mutex_lock(&table_mu);
+  if (c->prev != NULL) c->prev->next = c->next;
+  else ends = c->next;
+  if (c->next != NULL) c->next->prev = c->prev;
+  pthread_mutex_unlock(&table_mu);
+}
+
 static void page_drop(Page *pg) {
   if (atomic_fetch_sub(&pg->refs, 1) != 1) return;
   conc__shm_unmap(pg->sent, 2 * sizeof *pg->sent);
@@ -49,6 +88,7 @@ static void page_drop(Page *pg) {
 
 static void conn_destroy(conc_Obj *o) {
   conc_Conn *c = (conc_Conn *)o;
+  table_remove(c);
   conc__proc_close_fd(atomic_load(&c->fd));
   page_drop(c->page);
   free(c);
@@ -101,6 +141,7 @@ static conc_Conn *conn_new(int fd, int readable, int writable, Page *pg,
   atomic_init(&c->fd, fd);
   atomic_init(&c->readable, readable);
   c->writable = writable;
+  table_add(c);
   return c;
 }
 
@@ -232,6 +273,14 @@ int conc__conn_send(conc_Conn *c, const void *data, size_t len) {
   return rc;
 }
 
+/* A frame's body is left in the stream: as Python does after a frame too
+** long, this end reads no more (a duplex end still writes; a read-only one
+** is closed), or the next recv would read from the middle of it. */
+static void stop_reading(conc_Conn *c) {
+  atomic_store(&c->readable, 0);
+  if (!c->writable) conc__conn_close(c);
+}
+
 int conc__conn_recv(conc_Conn *c, char *buf, size_t cap, char **out,
                     size_t *len, size_t maxlen) {
   unsigned char hdr[8];
@@ -256,14 +305,13 @@ int conc__conn_recv(conc_Conn *c, char *buf, size_t cap, char **out,
     }
   }
   if (rc == CONC_OK && (n > maxlen || n > SIZE_MAX / 2)) {
-    /* the body is still in the stream: as Python does, this end reads no
-    ** more (a duplex end still writes; a read-only one is closed) */
     rc = CONC_EMSGSIZE;
-    atomic_store(&c->readable, 0);
-    if (!c->writable) conc__conn_close(c);
+    stop_reading(c);
   }
-  if (rc == CONC_OK && n > cap && (dst = malloc((size_t)n)) == NULL)
+  if (rc == CONC_OK && n > cap && (dst = malloc((size_t)n)) == NULL) {
     rc = CONC_ENOMEM;
+    stop_reading(c);
+  }
   if (rc == CONC_OK) rc = read_all(c, fd, dst, (size_t)n, &started, CONC_FOREVER);
   conc__mutex_unlock(&c->rmu);
   if (rc != CONC_OK) {

@@ -113,6 +113,7 @@ enum {
   CONC_FORK_STATE = 10,   /* lua/state.c: the state-init hook */
   CONC_FORK_THREADS = 20, /* core/thread.c: the table of live threads */
   CONC_FORK_PROCS = 25,   /* core/process.c: the table of children */
+  CONC_FORK_CONNS = 27,   /* core/conn.c: the table of Connection ends */
   CONC_FORK_WORKERS = 30, /* core/worker.c: the pool of parked workers */
   CONC_FORK_REGIONS = 40, /* lua/alloc.c: cached startup regions */
   CONC_FORK_SHM = 50,     /* os/shm.c: the registry of shared mappings */
