@@ -130,6 +130,9 @@ static void recover(conc_MPQueue *q) {
   if (atomic_load_explicit(&q->sh->mu.recovered, memory_order_relaxed)) {
     atomic_store_explicit(&q->sh->mu.recovered, 0, memory_order_relaxed);
     conc__ring_repair(q->ring);
+    /* a ring made again starts at 0: trimming starts over with it */
+    if (q->sh->trimmed > q->ring->head)
+      q->sh->trimmed = q->ring->head & ~(uint64_t)(q->page - 1);
   }
 }
 
