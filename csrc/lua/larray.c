@@ -120,8 +120,9 @@ static void set_elem(lua_State *L, conc_Array *a, size_t i, int idx) {
 /* Element i, read under the lock into e; pushed after it is let go, since
 ** pushing a 'c' element makes a string, which may raise a memory error. */
 static void load_elem(conc_Array *a, size_t i, Elem *e) {
-  if (conc__array_is_float(a)) e->f = conc__array_get_float(a, i);
-  else e->i = conc__array_get_int(a, i);
+  int is_float = conc__array_is_float(a);
+  e->f = is_float ? conc__array_get_float(a, i) : 0;
+  e->i = is_float ? 0 : conc__array_get_int(a, i);
 }
 
 static void push_elem(lua_State *L, conc_Array *a, const Elem *e) {
