@@ -763,19 +763,85 @@ int conc__queue_is_simple(conc_Queue *q);
 int conc__queue_is_shutdown(conc_Queue *q);
 
 /* ======================================================================
-** Shared containers (shared.c): conc.shared.list and conc.shared.dict.
-** Each holds its items as values (conc_Val), each call atomic under the
-** container's mutex. A call that takes values takes them all on success
-** and none on failure; what a call replaces or removes is freed after the
-** lock is released (the last reference to another conc object may go with
-** it).
+** Heaps (heap.c): where the shared containers keep their state. The
+** private heap is malloc's, for the containers threads share; a shared
+** heap (a Manager's) is an arena in one MAP_SHARED reservation as large as
+** the machine's memory, backed only where written, that the processes
+** forked after it share.
+**
+** Inside a heap, places are offsets (conc_Off), never pointers: the
+** shared one's state holds nothing but offsets, so a process that maps
+** the arena at another address needs only that address (`base`). The
+** private heap's base is 0, so its offsets are plain addresses and one
+** piece of code serves both. An offset of 0 is no block.
+** ====================================================================== */
+
+typedef uint64_t conc_Off;
+typedef struct conc_HeapHead conc_HeapHead;
+
+typedef struct conc_Heap {
+  conc_Obj hdr;            /* a shared heap is an object: a Manager's */
+  uintptr_t base;          /* where the arena is mapped; 0: private */
+  conc_HeapHead *head;     /* the arena's header, at base; NULL: private */
+  const atomic_uint *down; /* nonzero once the Manager is shut down */
+  size_t size;             /* the reservation's bytes */
+  int pid;                 /* the process that made it */
+} conc_Heap;
+
+extern conc_Heap conc__heap_private;
+extern conc_ObjType conc__heap_type;
+/* A new shared heap (one reference, the caller's); NULL when the
+** reservation cannot be made. */
+conc_Heap *conc__heap_new(void);
+
+static inline void *conc__heap_at(const conc_Heap *h, conc_Off off) {
+  return (void *)(h->base + (uintptr_t)off);
+}
+static inline conc_Off conc__heap_off(const conc_Heap *h, const void *p) {
+  return (conc_Off)((uintptr_t)p - h->base);
+}
+/* Can a process die holding the locks of what lives here (a shared heap)? */
+static inline int conc__heap_shared(const conc_Heap *h) {
+  return h->head != NULL;
+}
+static inline int conc__heap_down(const conc_Heap *h) {
+  return atomic_load_explicit(h->down, memory_order_relaxed) != 0;
+}
+/* A block of at least size bytes (its contents undefined), or 0. */
+conc_Off conc__heap_alloc(conc_Heap *h, size_t size);
+void conc__heap_free(conc_Heap *h, conc_Off off);  /* 0 is fine */
+/* Is off a block of at least size bytes that is handed out? A check on
+** what a dead process left (the private heap trusts every offset). */
+int conc__heap_valid(const conc_Heap *h, conc_Off off, size_t size);
+/* References for a container living in h (none for the private heap). */
+void conc__heap_hold(conc_Heap *h);
+void conc__heap_drop(conc_Heap *h);
+/* Python's Manager.shutdown(): from the process that made the heap, marks
+** it down for every process (1); elsewhere does nothing (0), as Python's
+** finalizer ignores a call from a child. */
+int conc__heap_shutdown(conc_Heap *h);
+
+/* ======================================================================
+** Shared containers (shared.c): conc.shared.list and conc.shared.dict on
+** the private heap, a Manager's list, dict and Namespace on its shared one.
+** Each holds its items as one-value messages, each call atomic under the
+** container's mutex. A call that takes values may leave what it did not
+** keep in them: the caller frees them afterwards (conc__val_free), success
+** or not. What a call replaces or removes is freed after the lock is
+** released (the last reference to another conc object may go with it).
+** On a shared heap a value naming a conc object is refused (CONC_EVALUE),
+** and the mutex is robust: the next holder after a dead one repairs the
+** container (docs/multiprocessing.md).
 ** ====================================================================== */
 
 /* Lists: indices are 1-based, a negative one counts from the end (-1 is
 ** the last item), as conc.shared.list's are. */
 typedef struct conc_ShList conc_ShList;
 extern conc_ObjType conc__shlist_type;
-conc_ShList *conc__shlist_new(void);
+/* A new list in heap h (of which it holds a reference); NULL when out of
+** memory. */
+conc_ShList *conc__shlist_new(conc_Heap *h);
+conc_Heap *conc__shlist_heap(conc_ShList *l);
 size_t conc__shlist_len(conc_ShList *l);
 /* A copy of item i into out, which the caller frees: 0, ERANGE, ENOMEM. */
 int conc__shlist_get(conc_ShList *l, int64_t i, conc_Val *out);
@@ -803,20 +869,24 @@ int conc__shlist_snapshot(conc_ShList *l, conc_Val **out, size_t *n);
 ** bytes are; insertion order is kept, as Python's dict keeps it. */
 typedef struct conc_ShDict conc_ShDict;
 extern conc_ObjType conc__shdict_type;
-conc_ShDict *conc__shdict_new(void);
+/* A Manager's Namespace: a dict whose keys are its attributes. */
+extern conc_ObjType conc__namespace_type;
+/* A new dict of the given kind (one of the two) in heap h. */
+conc_ShDict *conc__shdict_new(conc_Heap *h, conc_ObjType *type);
+conc_Heap *conc__shdict_heap(conc_ShDict *d);
 size_t conc__shdict_len(conc_ShDict *d);
 /* A copy of the value under key into out: 0, EKEY, ENOMEM. */
 int conc__shdict_get(conc_ShDict *d, const conc_Val *key, conc_Val *out);
-/* Sets key to v, taking both: 0 or ENOMEM. */
+/* Sets key to v: 0, ENOMEM or EVALUE. */
 int conc__shdict_set(conc_ShDict *d, conc_Val *key, conc_Val *v);
 /* Removes key, its value into out: 0 or EKEY. */
 int conc__shdict_pop(conc_ShDict *d, const conc_Val *key, conc_Val *out);
-/* A copy of the value under key into out, after setting it to v (taken)
-** when absent: 0 or ENOMEM. */
+/* A copy of the value under key into out, after setting it to v when
+** absent: 0, ENOMEM or EVALUE. */
 int conc__shdict_setdefault(conc_ShDict *d, conc_Val *key, conc_Val *v,
                             conc_Val *out);
-/* Sets n keys from kv (key, value, key, value, ...), taking them all:
-** 0 or ENOMEM. */
+/* Sets n keys from kv (key, value, key, value, ...): 0, ENOMEM or
+** EVALUE. */
 int conc__shdict_update(conc_ShDict *d, conc_Val *kv, size_t n);
 void conc__shdict_clear(conc_ShDict *d);
 /* Copies of the keys (CONC_SH_KEYS), values (CONC_SH_VALUES) or both,

@@ -1,8 +1,11 @@
 /*
-** lshared.c -- conc.shared.list and conc.shared.dict seen from Lua
-** (docs/shared.md is the user's reference).
+** lshared.c -- conc.shared.list and conc.shared.dict seen from Lua, and
+** multiprocessing's Manager, whose list, dict and Namespace are the same
+** containers in a shared heap (docs/shared.md, docs/multiprocessing.md).
 **
-** Values go in as one-value messages and come out decoded afresh. A value
+** Values go in as one-value messages and come out decoded afresh (for a
+** Manager's container, messages naming no conc object: conc__encode_plain
+** refuses the others, as an mp.Queue's put does). A value
 ** that fits inline is encoded into a conc_Val on the C stack and decoded
 ** from one: a read or write of a small scalar allocates nothing. Anything
 ** that owns memory while Lua code might raise (a message being decoded, a
@@ -14,24 +17,61 @@
 
 #include "lconc.h"
 
-/* The kinds, for proxy.c: their proxies are userdata. */
+/* The kinds, for proxy.c: the containers' proxies are userdata, the
+** Manager's a table of bound methods. */
 static int meta_list(lua_State *L);
 static int meta_dict(lua_State *L);
+static int meta_namespace(lua_State *L);
+static int meta_manager(lua_State *L);
 
 static conc_Binding list_binding = {.type = &conc__shlist_type, .open = meta_list};
 static conc_Binding dict_binding = {.type = &conc__shdict_type, .open = meta_dict};
+static conc_Binding ns_binding = {.type = &conc__namespace_type,
+                                  .open = meta_namespace};
+static conc_Binding manager_binding = {.type = &conc__heap_type,
+                                       .open = meta_manager, .bound = 1};
+
+/* Python's proxies fail once their manager is gone: so do these, in every
+** process, once it is shut down. */
+static conc_Heap *check_up(lua_State *L, conc_Heap *h) {
+  if (conc__heap_down(h))
+    conc__raise(L, CONC_ECONNREFUSED, NULL);
+  return h;
+}
 
 static conc_ShList *check_list(lua_State *L) {
-  return (conc_ShList *)conc__checkobj(L, 1, &conc__shlist_type);
+  conc_ShList *l = (conc_ShList *)conc__checkobj(L, 1, &conc__shlist_type);
+  check_up(L, conc__shlist_heap(l));
+  return l;
+}
+
+static conc_ShDict *check_dict_of(lua_State *L, conc_ObjType *type) {
+  conc_ShDict *d = (conc_ShDict *)conc__checkobj(L, 1, type);
+  check_up(L, conc__shdict_heap(d));
+  return d;
 }
 
 static conc_ShDict *check_dict(lua_State *L) {
-  return (conc_ShDict *)conc__checkobj(L, 1, &conc__shdict_type);
+  return check_dict_of(L, &conc__shdict_type);
 }
 
-/* The core's result codes that every call may give. */
+/* Values for another process: what a shared heap's container holds. */
+static int list_plain(conc_ShList *l) {
+  return conc__heap_shared(conc__shlist_heap(l));
+}
+
+static int dict_plain(conc_ShDict *d) {
+  return conc__heap_shared(conc__shdict_heap(d));
+}
+
+/* The core's result codes that every call may give. EVALUE: a value naming
+** a conc object reached a shared heap by a way the encoder did not check
+** (it refuses them first everywhere else). */
 static int check_rc(lua_State *L, int rc) {
   if (rc == CONC_ENOMEM) return conc__raise(L, CONC_ENOMEM, NULL);
+  if (rc == CONC_EVALUE)
+    return conc__raise(L, CONC_EVALUE, "a Manager's containers cannot hold "
+                       "conc objects");
   return rc;
 }
 
@@ -39,32 +79,47 @@ static int check_rc(lua_State *L, int rc) {
 ** Values in and out
 ** ====================================================================== */
 
+/* The general path: a message, or for plain (another process's) values
+** the bytes inline when they fit, and a conc object refused. */
+static void encode_any(lua_State *L, int idx, conc_Val *v, int plain) {
+  size_t len = sizeof v->inl;
+  if (!plain) {
+    v->msg = conc__encode(L, idx, 1, NULL);
+    return;
+  }
+  v->msg = conc__encode_plain(L, idx, NULL, v->inl, &len);
+  if (v->msg == NULL) v->len = (uint32_t)len;
+}
+
 static int encode_p(lua_State *L) {
   conc_Val *v = lua_touserdata(L, 1);
-  v->msg = conc__encode(L, 2, 1, NULL);
+  encode_any(L, 2, v, lua_toboolean(L, 3));
   return 0;
 }
 
-/* Encodes the value at idx into v: inline when small, else as a message.
-** held, a value made before (or NULL), is freed if this raises. */
-static void encode(lua_State *L, int idx, conc_Val *v, conc_Val *held) {
+/* Encodes the value at idx into v: inline when small, else as a message
+** (plain: one for another process). held, a value made before (or NULL),
+** is freed if this raises. */
+static void encode(lua_State *L, int idx, conc_Val *v, conc_Val *held,
+                   int plain) {
   size_t n = conc__encode_small(L, idx, v->inl, sizeof v->inl);
   v->msg = NULL;
   v->len = (uint32_t)n;
   if (n > 0) return;
   if (held == NULL) {
-    v->msg = conc__encode(L, idx, 1, NULL);
+    encode_any(L, idx, v, plain);
     return;
   }
   idx = lua_absindex(L, idx);
-  if (!lua_checkstack(L, 3)) {
+  if (!lua_checkstack(L, 4)) {
     conc__val_free(held);
     luaL_error(L, "stack overflow");
   }
   lua_pushcfunction(L, encode_p);
   lua_pushlightuserdata(L, v);
   lua_pushvalue(L, idx);
-  if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+  lua_pushboolean(L, plain);
+  if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
     conc__val_free(held);
     lua_error(L);
   }
@@ -99,6 +154,7 @@ typedef struct Batch {
   conc_Val *v;
   size_t n;
   int shape;
+  int plain;    /* gather: values for a shared heap */
 } Batch;
 
 static int snapshot_p(lua_State *L) {
@@ -129,7 +185,7 @@ static int snapshot_p(lua_State *L) {
 /* Pushes a snapshot (n values from the core, freed here) as a table. */
 static int push_snapshot(lua_State *L, int rc, conc_Val *v, size_t n,
                          int shape) {
-  Batch b = {v, n, shape};
+  Batch b = {v, n, shape, 0};
   check_rc(L, rc);
   lua_pushcfunction(L, snapshot_p);
   lua_pushlightuserdata(L, &b);
@@ -180,7 +236,7 @@ static int seq_p(lua_State *L) {
   for (lua_Integer i = 1; i <= n; i++) {
     lua_geti(L, 2, i);
     no_nil(L, -1);
-    encode(L, -1, &b->v[b->n], NULL);
+    encode(L, -1, &b->v[b->n], NULL, b->plain);
     b->n++;
     lua_pop(L, 1);
   }
@@ -205,32 +261,52 @@ static int map_p(lua_State *L) {
   top = lua_gettop(L);
   while (lua_next(L, 2)) {
     int k = check_key(L, top, lua_type(L, top));
-    encode(L, k, &b->v[b->n], NULL);
+    encode(L, k, &b->v[b->n], NULL, 0);  /* a key: plain */
     b->n++;
-    encode(L, top + 1, &b->v[b->n], NULL);
+    encode(L, top + 1, &b->v[b->n], NULL, b->plain);
     b->n++;
     lua_settop(L, top);
   }
   return 0;
 }
 
+static int list_snapshot(lua_State *L, conc_ShList *l);
+static int dict_snapshot(lua_State *L, conc_ShDict *d, int which, int shape);
+
 /* Encodes the values a list or dict is made from (the table or shared
-** container at idx) into b. Returns 0 when idx holds none (nil), 1 when b
-** holds the values; raises for anything else. */
-static int gather(lua_State *L, int idx, Batch *b, int dict) {
+** container at idx) into b; plain: for a shared heap. Returns 0 when idx
+** holds none (nil), 1 when b holds the values; raises for anything else.
+** A thread container's values may name conc objects: for a shared heap
+** they are read as a table and encoded again, which refuses those. */
+static int gather(lua_State *L, int idx, Batch *b, int dict, int plain) {
   conc_Obj *o = conc__toobj(L, idx);
   int rc;
   b->v = NULL;
   b->n = 0;
+  b->plain = plain;
   if (lua_isnoneornil(L, idx)) return 0;
   if (o && !dict && o->type == &conc__shlist_type) {
-    check_rc(L, conc__shlist_snapshot((conc_ShList *)o, &b->v, &b->n));
+    conc_ShList *from = (conc_ShList *)o;
+    check_up(L, conc__shlist_heap(from));
+    if (plain && !list_plain(from)) {
+      list_snapshot(L, from);
+      lua_replace(L, idx);
+      return gather(L, idx, b, dict, plain);
+    }
+    check_rc(L, conc__shlist_snapshot(from, &b->v, &b->n));
     return 1;
   }
-  if (o && dict && o->type == &conc__shdict_type) {
-    check_rc(L, conc__shdict_snapshot((conc_ShDict *)o,
-                                      CONC_SH_KEYS | CONC_SH_VALUES, &b->v,
-                                      &b->n));
+  if (o && dict && (o->type == &conc__shdict_type ||
+                    o->type == &conc__namespace_type)) {
+    conc_ShDict *from = (conc_ShDict *)o;
+    check_up(L, conc__shdict_heap(from));
+    if (plain && !dict_plain(from)) {
+      dict_snapshot(L, from, CONC_SH_KEYS | CONC_SH_VALUES, AS_MAP);
+      lua_replace(L, idx);
+      return gather(L, idx, b, dict, plain);
+    }
+    check_rc(L, conc__shdict_snapshot(from, CONC_SH_KEYS | CONC_SH_VALUES,
+                                      &b->v, &b->n));
     return 1;
   }
   if (!lua_istable(L, idx))
@@ -258,16 +334,21 @@ static void batch_done(lua_State *L, Batch *b, int rc) {
 ** list
 ** ====================================================================== */
 
-static int l_list_new(lua_State *L) {
+/* A new list in heap h, from the sequence or list at 1 (or none). */
+static int list_new(lua_State *L, conc_Heap *h) {
   Batch b;
   conc_ShList *l;
   int rc;
-  gather(L, 1, &b, 0);
-  l = conc__shlist_new();
+  gather(L, 1, &b, 0, conc__heap_shared(h));
+  l = conc__shlist_new(h);
   rc = l ? conc__shlist_insert(l, INT64_MAX, b.v, b.n) : CONC_ENOMEM;
   if (rc != 0 && l) conc__obj_decref((conc_Obj *)l);
   batch_done(L, &b, rc);
   return conc__pushnew(L, (conc_Obj *)l);
+}
+
+static int l_list_new(lua_State *L) {
+  return list_new(L, &conc__heap_private);
 }
 
 /* The index at idx: an integer, or a float with an integral value. */
@@ -307,7 +388,7 @@ static int list_newindex(lua_State *L) {
   conc_Val v;
   int rc;
   no_nil(L, 3);
-  encode(L, 3, &v, NULL);
+  encode(L, 3, &v, NULL, list_plain(l));
   rc = conc__shlist_set(l, i, &v);
   conc__val_free(&v);
   if (check_rc(L, rc) == CONC_ERANGE)
@@ -325,7 +406,7 @@ static int insert_value(lua_State *L, conc_ShList *l, lua_Integer i, int idx) {
   conc_Val v;
   int rc;
   no_nil(L, idx);
-  encode(L, idx, &v, NULL);
+  encode(L, idx, &v, NULL, list_plain(l));
   rc = conc__shlist_insert(l, i, &v, 1);
   conc__val_free(&v);
   check_rc(L, rc);
@@ -344,7 +425,7 @@ static int list_insert(lua_State *L) {
 static int list_extend(lua_State *L) {
   conc_ShList *l = check_list(L);
   Batch b;
-  if (!gather(L, 2, &b, 0))
+  if (!gather(L, 2, &b, 0, list_plain(l)))
     return conc__raise(L, CONC_ETYPE, "expected a table or a shared.list, "
                        "got %s", luaL_typename(L, 2));
   batch_done(L, &b, conc__shlist_insert(l, INT64_MAX, b.v, b.n));
@@ -369,7 +450,7 @@ static int list_pop(lua_State *L) {
 static int needles(lua_State *L, conc_Val *needle) {
   int isnum = 0, n = 1;
   luaL_checkany(L, 2);
-  encode(L, 2, &needle[0], NULL);
+  encode(L, 2, &needle[0], NULL, 0);
   if (lua_type(L, 2) != LUA_TNUMBER) return 1;
   if (lua_isinteger(L, 2)) {
     lua_Integer i = lua_tointeger(L, 2);
@@ -381,7 +462,7 @@ static int needles(lua_State *L, conc_Val *needle) {
     if (!isnum) return 1;
     lua_pushinteger(L, i);
   }
-  encode(L, -1, &needle[n++], NULL);  /* a number: small, cannot raise */
+  encode(L, -1, &needle[n++], NULL, 0);  /* a number: small, cannot raise */
   lua_pop(L, 1);
   return n;
 }
@@ -485,7 +566,7 @@ static void encode_key_t(lua_State *L, int idx, int t, conc_Val *key) {
                                             sizeof key->inl);
     if (key->len > 0) return;
   }
-  encode(L, check_key(L, idx, t), key, NULL);
+  encode(L, check_key(L, idx, t), key, NULL, 0);
 }
 
 static void encode_key(lua_State *L, int idx, conc_Val *key) {
@@ -498,16 +579,21 @@ static int key_error(lua_State *L, int idx) {
   return conc__raise(L, CONC_EKEY, "%s", luaL_tolstring(L, idx, NULL));
 }
 
-static int l_dict_new(lua_State *L) {
+/* A new dict of the kind type in heap h, from the table or dict at 1. */
+static int dict_new(lua_State *L, conc_Heap *h, conc_ObjType *type) {
   Batch b;
   conc_ShDict *d;
   int rc;
-  gather(L, 1, &b, 1);
-  d = conc__shdict_new();
+  gather(L, 1, &b, 1, conc__heap_shared(h));
+  d = conc__shdict_new(h, type);
   rc = d ? conc__shdict_update(d, b.v, b.n / 2) : CONC_ENOMEM;
   if (rc != 0 && d) conc__obj_decref((conc_Obj *)d);
   batch_done(L, &b, rc);
   return conc__pushnew(L, (conc_Obj *)d);
+}
+
+static int l_dict_new(lua_State *L) {
+  return dict_new(L, &conc__heap_private, &conc__shdict_type);
 }
 
 /* Pushes d[key at 2] (of type t), or the value at dflt (0: nil) when
@@ -536,9 +622,8 @@ static int dict_index_mm(lua_State *L) {
   return get_or(L, d, t, 0);
 }
 
-/* d[k] = v; nil removes k */
-static int dict_newindex(lua_State *L) {
-  conc_ShDict *d = check_dict(L);
+/* d[k] = v (the key at 2, the value at 3); nil removes k */
+static int dict_store(lua_State *L, conc_ShDict *d) {
   conc_Val key, v;
   int rc;
   encode_key(L, 2, &key);
@@ -548,12 +633,16 @@ static int dict_newindex(lua_State *L) {
     if (rc == 0) conc__val_free(&v);
     return 0;
   }
-  encode(L, 3, &v, &key);
+  encode(L, 3, &v, &key, dict_plain(d));
   rc = conc__shdict_set(d, &key, &v);
-  conc__val_free(&key);  /* empty unless the call failed */
+  conc__val_free(&key);  /* what the call did not keep */
   conc__val_free(&v);
   check_rc(L, rc);
   return 0;
+}
+
+static int dict_newindex(lua_State *L) {
+  return dict_store(L, check_dict(L));
 }
 
 static int dict_len(lua_State *L) {
@@ -576,7 +665,7 @@ static int dict_setdefault(lua_State *L) {
   luaL_checkany(L, 2);
   if (lua_isnoneornil(L, 3)) return get_or(L, d, lua_type(L, 2), 0);
   encode_key(L, 2, &key);
-  encode(L, 3, &v, &key);
+  encode(L, 3, &v, &key, dict_plain(d));
   rc = conc__shdict_setdefault(d, &key, &v, &out);
   if (rc != 0) {
     conc__val_free(&key);
@@ -589,7 +678,7 @@ static int dict_setdefault(lua_State *L) {
 static int dict_update(lua_State *L) {
   conc_ShDict *d = check_dict(L);
   Batch b;
-  if (gather(L, 2, &b, 1))
+  if (gather(L, 2, &b, 1, dict_plain(d)))
     batch_done(L, &b, conc__shdict_update(d, b.v, b.n / 2));
   return 0;
 }
@@ -644,13 +733,153 @@ static int flat_next(lua_State *L) {
   return 2;
 }
 
-static int dict_pairs(lua_State *L) {
-  conc_ShDict *d = check_dict(L);
+static int pairs_of(lua_State *L, conc_ShDict *d) {
   dict_snapshot(L, d, CONC_SH_KEYS | CONC_SH_VALUES, AS_SEQ);
   lua_pushinteger(L, 0);
   lua_pushcclosure(L, flat_next, 2);
   return 1;
 }
+
+static int dict_pairs(lua_State *L) {
+  return pairs_of(L, check_dict(L));
+}
+
+/* ======================================================================
+** Namespace: a Manager's dict whose keys are attributes (ns.x = 1)
+** ====================================================================== */
+
+static conc_ShDict *check_ns(lua_State *L) {
+  return check_dict_of(L, &conc__namespace_type);
+}
+
+/* ns.x: the value, nil when absent (no method hides a key) */
+static int ns_index(lua_State *L) {
+  conc_ShDict *d = check_ns(L);
+  return get_or(L, d, lua_type(L, 2), 0);
+}
+
+static int ns_newindex(lua_State *L) {
+  return dict_store(L, check_ns(L));
+}
+
+static int ns_pairs(lua_State *L) {
+  return pairs_of(L, check_ns(L));
+}
+
+/* Python's repr: Namespace(a=1, b='x'), the fields sorted. */
+static int ns_tostring(lua_State *L) {
+  conc_ShDict *d = check_ns(L);
+  luaL_Buffer buf;
+  lua_Integer n;
+  lua_settop(L, 1);
+  dict_snapshot(L, d, CONC_SH_KEYS | CONC_SH_VALUES, AS_ITEMS);
+  n = luaL_len(L, -1);
+  lua_createtable(L, (int)n, 0);
+  for (lua_Integer i = 1; i <= n; i++) {  /* 2: the items, 3: the fields */
+    const char *k, *v;
+    lua_geti(L, 2, i);
+    lua_geti(L, 4, 1);
+    k = luaL_tolstring(L, 5, NULL);
+    lua_geti(L, 4, 2);
+    if (lua_type(L, 7) == LUA_TSTRING) {
+      lua_pushfstring(L, "%s='%s'", k, lua_tostring(L, 7));
+    } else {
+      v = luaL_tolstring(L, 7, NULL);
+      lua_pushfstring(L, "%s=%s", k, v);
+    }
+    lua_seti(L, 3, i);
+    lua_settop(L, 3);
+  }
+  conc__require(L, "table");
+  lua_getfield(L, -1, "sort");
+  lua_pushvalue(L, 3);
+  lua_call(L, 1, 0);
+  luaL_buffinit(L, &buf);
+  luaL_addstring(&buf, "Namespace(");
+  for (lua_Integer i = 1; i <= n; i++) {
+    if (i > 1) luaL_addstring(&buf, ", ");
+    lua_geti(L, 3, i);
+    luaL_addvalue(&buf);
+  }
+  luaL_addchar(&buf, ')');
+  luaL_pushresult(&buf);
+  return 1;
+}
+
+/* ======================================================================
+** Manager: a shared heap, and the containers in it
+** ====================================================================== */
+
+static conc_Heap *check_manager(lua_State *L) {
+  return check_up(L, (conc_Heap *)conc__checkbound(L, 1, &conc__heap_type));
+}
+
+static int l_manager_new(lua_State *L) {
+  return conc__pushnew(L, (conc_Obj *)conc__heap_new());
+}
+
+static int manager_dict(lua_State *L) {
+  conc_Heap *h = check_manager(L);
+  lua_remove(L, 1);
+  return dict_new(L, h, &conc__shdict_type);
+}
+
+static int manager_list(lua_State *L) {
+  conc_Heap *h = check_manager(L);
+  lua_remove(L, 1);
+  return list_new(L, h);
+}
+
+static int manager_namespace(lua_State *L) {
+  conc_Heap *h = check_manager(L);
+  lua_settop(L, 0);
+  return dict_new(L, h, &conc__namespace_type);
+}
+
+/* start(): a Manager is running from the start (Python's Manager() is
+** started too); returns it, for `m = Manager(); m.start()` habits */
+static int manager_start(lua_State *L) {
+  check_manager(L);
+  lua_settop(L, 1);
+  return 1;
+}
+
+/* shutdown(), and __close: every process's containers of this Manager fail
+** from now on; called from another process than the one that made it
+** (a child), nothing happens, as in Python */
+static int manager_shutdown(lua_State *L) {
+  conc__heap_shutdown((conc_Heap *)conc__checkbound(L, 1, &conc__heap_type));
+  return 0;
+}
+
+/* The synchronization objects and queues a Manager makes are
+** multiprocessing's own, which live in shared memory already: each method
+** calls the module's function of the same name with its arguments. */
+static int forward(lua_State *L, const char *name) {
+  int nargs;
+  check_manager(L);
+  nargs = lua_gettop(L) - 1;
+  conc__require(L, "conc.multiprocessing");
+  lua_getfield(L, -1, name);
+  lua_replace(L, 1);
+  lua_pop(L, 1);
+  lua_call(L, nargs, LUA_MULTRET);
+  return lua_gettop(L);
+}
+
+#define FORWARD(fn, name) \
+  static int fn(lua_State *L) { return forward(L, name); }
+FORWARD(manager_queue, "Queue")
+FORWARD(manager_joinable, "JoinableQueue")
+FORWARD(manager_lock, "Lock")
+FORWARD(manager_rlock, "RLock")
+FORWARD(manager_semaphore, "Semaphore")
+FORWARD(manager_bounded, "BoundedSemaphore")
+FORWARD(manager_condition, "Condition")
+FORWARD(manager_event, "Event")
+FORWARD(manager_barrier, "Barrier")
+FORWARD(manager_value, "Value")
+FORWARD(manager_array, "Array")
 
 /* ======================================================================
 ** Registration
@@ -680,10 +909,36 @@ static int meta_dict(lua_State *L) {
   return 0;
 }
 
+static int meta_namespace(lua_State *L) {
+  static const luaL_Reg meta[] = {
+    {"__index", ns_index}, {"__newindex", ns_newindex},
+    {"__pairs", ns_pairs}, {"__tostring", ns_tostring}, {NULL, NULL}};
+  conc__newmeta(L, &ns_binding, meta);
+  return 0;
+}
+
+static int meta_manager(lua_State *L) {
+  static const luaL_Reg meta[] = {
+    {"dict", manager_dict}, {"list", manager_list},
+    {"Namespace", manager_namespace}, {"start", manager_start},
+    {"shutdown", manager_shutdown}, {"__close", manager_shutdown},
+    {"Queue", manager_queue}, {"JoinableQueue", manager_joinable},
+    {"Lock", manager_lock}, {"RLock", manager_rlock},
+    {"Semaphore", manager_semaphore}, {"BoundedSemaphore", manager_bounded},
+    {"Condition", manager_condition}, {"Event", manager_event},
+    {"Barrier", manager_barrier}, {"Value", manager_value},
+    {"Array", manager_array}, {NULL, NULL}};
+  conc__newmeta(L, &manager_binding, meta);
+  return 0;
+}
+
 void conc__open_shared(lua_State *L) {
   static const luaL_Reg fns[] = {
-    {"shared_list", l_list_new}, {"shared_dict", l_dict_new}, {NULL, NULL}};
+    {"shared_list", l_list_new}, {"shared_dict", l_dict_new},
+    {"Manager", l_manager_new}, {NULL, NULL}};
   conc__bind(&list_binding);
   conc__bind(&dict_binding);
+  conc__bind(&ns_binding);
+  conc__bind(&manager_binding);
   luaL_setfuncs(L, fns, 0);
 }

@@ -33,6 +33,8 @@
   X(ECONNRESET,      -104,  "ConnectionResetError",                          \
     "connection reset by peer")                                              \
   X(ETIMEDOUT,       -110,  "TimeoutError",       "timed out")               \
+  X(ECONNREFUSED,    -111,  "ConnectionRefusedError",                        \
+    "the Manager has been shut down")                                        \
   X(EVALUE,          -1000, "ValueError",         NULL)                      \
   X(ETYPE,           -1001, "TypeError",          NULL)                      \
   X(EATTRIBUTE,      -1002, "AttributeError",     NULL)                      \

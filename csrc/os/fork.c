@@ -17,6 +17,7 @@ extern conc_ForkHook conc__intr_fork;
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t installed = PTHREAD_ONCE_INIT;
 static conc_ForkHook *hooks;     /* in rising rank */
+static atomic_ulong generation;  /* conc__fork_generation */
 
 /* Under reg_mu. */
 static void add(conc_ForkHook *h) {
@@ -43,6 +44,7 @@ static void relist(void) {
 }
 
 static void prepare(void) {
+  atomic_fetch_add(&generation, 1);
   pthread_mutex_lock(&reg_mu);
   for (conc_ForkHook *h = hooks; h; h = h->next) {
     if (h->mutex) pthread_mutex_lock(h->mutex);
@@ -64,6 +66,7 @@ static void after(int in_child) {
 
 static void parent(void) {
   after(0);
+  atomic_fetch_add(&generation, 1);
 }
 
 static void child(void) {
@@ -84,4 +87,9 @@ void conc__fork_register(conc_ForkHook *h) {
   add(h);
   relist();
   pthread_mutex_unlock(&reg_mu);
+}
+
+unsigned long conc__fork_generation(void) {
+  pthread_once(&installed, install);  /* or no fork would be counted */
+  return atomic_load(&generation);
 }

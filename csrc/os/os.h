@@ -136,6 +136,11 @@ typedef struct conc_ForkHook {
 /* Adds a hook, once (again is a no-op); from then on every fork of the
 ** process runs it. The hook must live for good (a static). */
 void conc__fork_register(conc_ForkHook *h);
+/* Counts up once as a fork begins and once as it ends in the parent: an
+** object made at one count and freed at the same count was never
+** inherited by a child (a count read while a fork is under way differs
+** from the one after it). */
+unsigned long conc__fork_generation(void);
 
 /* ======================================================================
 ** Shared memory and processes (shm.c, proc.c)

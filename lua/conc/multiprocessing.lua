@@ -338,6 +338,12 @@ function M.RawArray(typecode, size_or_initializer)
   return core.Array(typecode, size_or_initializer, false)
 end
 
+-- Manager(): dict, list and Namespace in shared memory that every process
+-- forked after it sees (no server process: docs/multiprocessing.md), and
+-- the queues and synchronization objects of this module. Closable:
+-- `local m <close> = mp.Manager()` shuts it down at the end of the block.
+M.Manager = core.Manager
+
 M.TimeoutError = errors.TimeoutError
 
 -- Start methods: fork and spawn (docs/multiprocessing.md; no
