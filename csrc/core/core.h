@@ -834,6 +834,22 @@ int conc__heap_shutdown(conc_Heap *h);
 ** container (docs/multiprocessing.md).
 ** ====================================================================== */
 
+/* What a list and a dict start with, which the Lua layer reads inline. */
+typedef struct conc_ShHead {
+  conc_Obj hdr;
+  conc_Heap *heap;
+  const atomic_uint *down;  /* the heap's: set once its Manager shut down */
+  int shared;               /* the heap is shared: values name no object */
+} conc_ShHead;
+
+static inline int conc__sh_shared(const void *c) {
+  return ((const conc_ShHead *)c)->shared;
+}
+static inline int conc__sh_down(const void *c) {
+  return atomic_load_explicit(((const conc_ShHead *)c)->down,
+                              memory_order_relaxed) != 0;
+}
+
 /* Lists: indices are 1-based, a negative one counts from the end (-1 is
 ** the last item), as conc.shared.list's are. */
 typedef struct conc_ShList conc_ShList;
@@ -841,7 +857,6 @@ extern conc_ObjType conc__shlist_type;
 /* A new list in heap h (of which it holds a reference); NULL when out of
 ** memory. */
 conc_ShList *conc__shlist_new(conc_Heap *h);
-conc_Heap *conc__shlist_heap(conc_ShList *l);
 size_t conc__shlist_len(conc_ShList *l);
 /* A copy of item i into out, which the caller frees: 0, ERANGE, ENOMEM. */
 int conc__shlist_get(conc_ShList *l, int64_t i, conc_Val *out);
@@ -873,7 +888,6 @@ extern conc_ObjType conc__shdict_type;
 extern conc_ObjType conc__namespace_type;
 /* A new dict of the given kind (one of the two) in heap h. */
 conc_ShDict *conc__shdict_new(conc_Heap *h, conc_ObjType *type);
-conc_Heap *conc__shdict_heap(conc_ShDict *d);
 size_t conc__shdict_len(conc_ShDict *d);
 /* A copy of the value under key into out: 0, EKEY, ENOMEM. */
 int conc__shdict_get(conc_ShDict *d, const conc_Val *key, conc_Val *out);

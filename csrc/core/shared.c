@@ -75,7 +75,7 @@ typedef struct Bytes {
 
 static const Cell cell_empty = {0, 0, {0}};
 
-static int live(const Cell *c) {
+static inline int live(const Cell *c) {
   return c->big != 0 || c->len != 0;
 }
 
@@ -83,18 +83,10 @@ static conc_Msg *msg_of(const Cell *c) {
   return (conc_Msg *)(uintptr_t)c->big;
 }
 
-/* Makes c hold v, before the lock is taken, and leaves v empty: the
-** private heap takes v's message, a shared heap copies its bytes into a
-** block of its own (a value naming a conc object cannot be there:
-** CONC_EVALUE). 0, EVALUE or ENOMEM (then v is the caller's still). */
-static int cell_make(conc_Heap *h, conc_Val *v, Cell *c) {
+/* A shared heap's copy of a large value, for cell_make. */
+static int cell_copy_in(conc_Heap *h, conc_Val *v, Cell *c) {
   conc_Off off;
   Bytes *b;
-  if (v->msg == NULL || !conc__heap_shared(h)) {
-    memcpy(c, v, sizeof *c);
-    *v = conc__val_empty;
-    return 0;
-  }
   if (v->msg->nobjs > 0) return CONC_EVALUE;
   off = conc__heap_alloc(h, sizeof *b + v->msg->len);
   if (off == 0) return CONC_ENOMEM;
@@ -105,6 +97,20 @@ static int cell_make(conc_Heap *h, conc_Val *v, Cell *c) {
   c->len = 0;
   conc__val_free(v);
   return 0;
+}
+
+/* Makes c hold v, before the lock is taken, and leaves v empty: the
+** private heap takes v's message, a shared heap copies its bytes into a
+** block of its own (a value naming a conc object cannot be there:
+** CONC_EVALUE). 0, EVALUE or ENOMEM (then v is the caller's still). */
+static inline int cell_make(conc_Heap *h, conc_Val *v, Cell *c) {
+  if (v->msg == NULL || !conc__heap_shared(h)) {
+    memcpy(c, v, sizeof *c);
+    v->msg = NULL;
+    v->len = 0;
+    return 0;
+  }
+  return cell_copy_in(h, v, c);
 }
 
 /* Makes n cells from the values v[0], v[stride], ..., all or none: 0, or
@@ -124,13 +130,16 @@ static int cells_make(conc_Heap *h, conc_Val *v, size_t stride, Cell *c,
   return 0;
 }
 
+static void cell_free(conc_Heap *h, Cell *c) {
+  if (conc__heap_shared(h)) conc__heap_free(h, c->big);
+  else conc__msg_free(msg_of(c));
+}
+
 /* Frees what c holds and leaves it empty; after the lock is released. */
-static void cell_drop(conc_Heap *h, Cell *c) {
-  if (c->big != 0) {
-    if (conc__heap_shared(h)) conc__heap_free(h, c->big);
-    else conc__msg_free(msg_of(c));
-  }
-  *c = cell_empty;
+static inline void cell_drop(conc_Heap *h, Cell *c) {
+  if (c->big != 0) cell_free(h, c);
+  c->big = 0;
+  c->len = 0;
 }
 
 static void cells_drop(conc_Heap *h, Cell *c, size_t n) {
@@ -153,12 +162,10 @@ static const char *cell_data(const conc_Heap *h, const Cell *c, size_t *len) {
   return b->data;
 }
 
-/* A copy of what c holds, for the caller to free: 0 or ENOMEM. Under the
-** lock (a shared block may be freed by another process once it is let go). */
-static int cell_copy(const conc_Heap *h, const Cell *c, conc_Val *out) {
+static int cell_copy_big(const conc_Heap *h, const Cell *c, conc_Val *out) {
   const char *data;
   size_t len;
-  if (c->big == 0 || !conc__heap_shared(h)) {
+  if (!conc__heap_shared(h)) {
     conc_Val v;
     memcpy(&v, c, sizeof v);
     return conc__val_copy(out, &v);
@@ -169,15 +176,26 @@ static int cell_copy(const conc_Heap *h, const Cell *c, conc_Val *out) {
   return out->msg ? CONC_OK : CONC_ENOMEM;
 }
 
+/* A copy of what c holds, for the caller to free: 0 or ENOMEM. Under the
+** lock (a shared block may be freed by another process once it is let go). */
+static inline int cell_copy(const conc_Heap *h, const Cell *c, conc_Val *out) {
+  if (c->big == 0) {
+    memcpy(out, c, sizeof *out);
+    return 0;
+  }
+  return cell_copy_big(h, c, out);
+}
+
 /* What a cell taken out of the container holds, as a value the caller
 ** owns; after the lock (the cell is this caller's alone by then). The
 ** private heap's is moved; a shared one is copied, then freed: 0 or
 ** ENOMEM (the value is lost then). */
-static int cell_take(conc_Heap *h, Cell *c, conc_Val *out) {
+static inline int cell_take(conc_Heap *h, Cell *c, conc_Val *out) {
   int rc = 0;
   if (c->big == 0 || !conc__heap_shared(h)) {
     memcpy(out, c, sizeof *out);
-    *c = cell_empty;
+    c->big = 0;
+    c->len = 0;
     return 0;
   }
   rc = cell_copy(h, c, out);
@@ -185,12 +203,10 @@ static int cell_take(conc_Heap *h, Cell *c, conc_Val *out) {
   return rc;
 }
 
-/* The same bytes as v, naming the same objects. */
-static int cell_equal(const conc_Heap *h, const Cell *c, const conc_Val *v) {
+static int cell_equal_big(const conc_Heap *h, const Cell *c,
+                          const conc_Val *v) {
   const char *a, *b;
   size_t alen, blen;
-  if (c->big == 0 && v->msg == NULL)  /* both inline: a dict's keys */
-    return c->len == v->len && memcmp(c->inl, v->inl, v->len) == 0;
   if (!conc__heap_shared(h)) {
     conc_Val cv;
     memcpy(&cv, c, sizeof cv);
@@ -200,6 +216,14 @@ static int cell_equal(const conc_Heap *h, const Cell *c, const conc_Val *v) {
   a = cell_data(h, c, &alen);
   b = conc__val_data(v, &blen);
   return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/* The same bytes as v, naming the same objects. */
+static inline int cell_equal(const conc_Heap *h, const Cell *c,
+                             const conc_Val *v) {
+  if (c->big == 0 && v->msg == NULL)  /* both inline: a dict's keys */
+    return c->len == v->len && memcmp(c->inl, v->inl, v->len) == 0;
+  return cell_equal_big(h, c, v);
 }
 
 static int matches(const conc_Heap *h, const Cell *c, const conc_Val *needle,
@@ -266,7 +290,7 @@ typedef struct Journal {
 
 /* Saves the size bytes at p, inside the heap's block `block`, before a
 ** change in place (a shared heap's containers only: `on`). */
-static void journal_save(Journal *j, int on, const conc_Heap *h,
+static inline void journal_save(Journal *j, int on, const conc_Heap *h,
                          conc_Off block, const void *p, size_t size) {
   if (!on) return;
   memcpy(j->bytes, p, size);
@@ -278,7 +302,7 @@ static void journal_save(Journal *j, int on, const conc_Heap *h,
   STEP();
 }
 
-static void journal_done(Journal *j, int on) {
+static inline void journal_done(Journal *j, int on) {
   if (!on) return;
   STEP();
   j->what = J_NONE;
@@ -303,23 +327,21 @@ typedef struct ListState {
 } ListState;
 
 struct conc_ShList {
-  conc_Obj hdr;
-  conc_Heap *heap;
+  conc_ShHead h;        /* h.shared: in a shared heap, keeps the journal */
   ListState *st;        /* &own, or in the shared heap */
   unsigned long born;   /* conc__fork_generation() when made */
-  int robust;           /* in a shared heap: keeps the journal */
   ListState own;
 };
 
-static Cell *items_of(conc_ShList *l) {
-  return conc__heap_at(l->heap, l->st->items);
+static inline Cell *items_of(conc_ShList *l) {
+  return conc__heap_at(l->h.heap, l->st->items);
 }
 
 /* Frees the items and, for a shared heap, the state. */
 static void list_free_all(conc_ShList *l) {
-  cells_drop(l->heap, items_of(l), l->st->n);
-  conc__heap_free(l->heap, l->st->items);
-  if (l->st != &l->own) conc__heap_free(l->heap, conc__heap_off(l->heap, l->st));
+  cells_drop(l->h.heap, items_of(l), l->st->n);
+  conc__heap_free(l->h.heap, l->st->items);
+  if (l->st != &l->own) conc__heap_free(l->h.heap, conc__heap_off(l->h.heap, l->st));
 }
 
 /* A shared heap's container lives as long as the heap, unless no process
@@ -331,8 +353,8 @@ static int owned_alone(conc_Heap *h, unsigned long born) {
 
 static void shlist_destroy(conc_Obj *o) {
   conc_ShList *l = (conc_ShList *)o;
-  if (owned_alone(l->heap, l->born)) list_free_all(l);
-  conc__heap_drop(l->heap);
+  if (owned_alone(l->h.heap, l->born)) list_free_all(l);
+  conc__heap_drop(l->h.heap);
   free(l);
 }
 
@@ -355,18 +377,15 @@ conc_ShList *conc__shlist_new(conc_Heap *h) {
     free(l);
     return NULL;
   }
-  l->heap = h;
-  l->robust = conc__heap_shared(h);
+  l->h.heap = h;
+  l->h.down = h->down;
+  l->h.shared = conc__heap_shared(h);
   l->born = conc__fork_generation();
   conc__heap_hold(h);
-  conc__obj_init(&l->hdr, &conc__shlist_type);
+  conc__obj_init(&l->h.hdr, &conc__shlist_type);
   memset(l->st, 0, sizeof *l->st);
-  conc__mutex_init(&l->st->mu, l->robust ? CONC_SHARED : CONC_PRIVATE);
+  conc__mutex_init(&l->st->mu, l->h.shared ? CONC_SHARED : CONC_PRIVATE);
   return l;
-}
-
-conc_Heap *conc__shlist_heap(conc_ShList *l) {
-  return l->heap;
 }
 
 /* Moves items [at, n) k places to the right (an insertion), a dead
@@ -375,7 +394,7 @@ static void shift_right(conc_ShList *l, size_t at, size_t k) {
   ListState *st = l->st;
   Cell *it = items_of(l);
   size_t n = (size_t)st->n;
-  if (!l->robust) {
+  if (!l->h.shared) {
     memmove(&it[at + k], &it[at], (n - at) * sizeof *it);
     return;
   }
@@ -401,7 +420,7 @@ static void shift_left(conc_ShList *l, size_t at) {
   ListState *st = l->st;
   Cell *it = items_of(l);
   size_t n = (size_t)st->n;
-  if (!l->robust) {
+  if (!l->h.shared) {
     memmove(&it[at], &it[at + 1], (n - at - 1) * sizeof *it);
     return;
   }
@@ -441,36 +460,36 @@ static void shift_undo(conc_ShList *l) {
 
 /* After a takeover from a dead holder: undo its change, then keep only
 ** what is whole. */
-static void list_repair(conc_ShList *l) {
+__attribute__((noinline)) static void list_repair(conc_ShList *l) {
   ListState *st = l->st;
   Cell *it;
   uint64_t cap, keep = 0;
   atomic_store_explicit(&st->mu.recovered, 0, memory_order_relaxed);
-  if (st->items == 0 || st->cap > l->heap->size / sizeof(Cell) ||
-      !conc__heap_valid(l->heap, st->items, st->cap * sizeof(Cell))) {
+  if (st->items == 0 || st->cap > l->h.heap->size / sizeof(Cell) ||
+      !conc__heap_valid(l->h.heap, st->items, st->cap * sizeof(Cell))) {
     st->items = 0;
     st->n = st->cap = 0;
     st->j.what = J_NONE;
     return;
   }
   if (st->j.what == J_SHIFT) shift_undo(l);
-  else journal_undo_bytes(l->heap, &st->j);
+  else journal_undo_bytes(l->h.heap, &st->j);
   st->j.what = J_NONE;
   cap = st->cap;
   if (st->n > cap) st->n = cap;
   it = items_of(l);
   for (uint64_t i = 0; i < st->n; i++)
-    if (cell_valid(l->heap, &it[i])) it[keep++] = it[i];
+    if (cell_valid(l->h.heap, &it[i])) it[keep++] = it[i];
   st->n = keep;
 }
 
-static void list_lock(conc_ShList *l) {
+static inline void list_lock(conc_ShList *l) {
   conc__mutex_lock(&l->st->mu);
   if (atomic_load_explicit(&l->st->mu.recovered, memory_order_relaxed))
     list_repair(l);
 }
 
-static void list_unlock(conc_ShList *l) {
+static inline void list_unlock(conc_ShList *l) {
   conc__mutex_unlock(&l->st->mu);
 }
 
@@ -493,15 +512,15 @@ static int list_reserve(conc_ShList *l, size_t extra) {
   if (extra > SIZE_MAX / sizeof(Cell) / 2 - n) return CONC_ENOMEM;
   cap = st->cap * 2 > n + extra ? (size_t)st->cap * 2 : n + extra;
   if (cap < 4) cap = 4;
-  items = conc__heap_alloc(l->heap, cap * sizeof(Cell));
+  items = conc__heap_alloc(l->h.heap, cap * sizeof(Cell));
   if (items == 0) return CONC_ENOMEM;
   if (n > 0)
-    memcpy(conc__heap_at(l->heap, items), items_of(l), n * sizeof(Cell));
+    memcpy(conc__heap_at(l->h.heap, items), items_of(l), n * sizeof(Cell));
   STEP();
   st->items = items;
   STEP();
   st->cap = cap;
-  conc__heap_free(l->heap, old);
+  conc__heap_free(l->h.heap, old);
   return 0;
 }
 
@@ -509,7 +528,7 @@ static int list_reserve(conc_ShList *l, size_t extra) {
 static int64_t list_find(conc_ShList *l, const conc_Val *needle, int nn) {
   Cell *it = items_of(l);
   for (size_t i = 0; i < l->st->n; i++)
-    if (matches(l->heap, &it[i], needle, nn)) return (int64_t)i;
+    if (matches(l->h.heap, &it[i], needle, nn)) return (int64_t)i;
   return -1;
 }
 
@@ -518,7 +537,7 @@ static void list_take(conc_ShList *l, size_t at, Cell *out) {
   *out = items_of(l)[at];
   shift_left(l, at);
   l->st->n--;
-  journal_done(&l->st->j, l->robust);
+  journal_done(&l->st->j, l->h.shared);
 }
 
 size_t conc__shlist_len(conc_ShList *l) {
@@ -534,7 +553,7 @@ int conc__shlist_get(conc_ShList *l, int64_t i, conc_Val *out) {
   int rc = CONC_ERANGE;
   list_lock(l);
   if (position(i, (size_t)l->st->n, &at))
-    rc = cell_copy(l->heap, &items_of(l)[at], out);
+    rc = cell_copy(l->h.heap, &items_of(l)[at], out);
   list_unlock(l);
   return rc;
 }
@@ -543,15 +562,15 @@ int conc__shlist_set(conc_ShList *l, int64_t i, conc_Val *v) {
   ListState *st = l->st;
   Cell c, old = cell_empty;
   size_t at;
-  int rc = cell_make(l->heap, v, &c);
+  int rc = cell_make(l->h.heap, v, &c);
   if (rc != 0) return rc;
   list_lock(l);
   if (position(i, (size_t)st->n, &at)) {
     Cell *slot = &items_of(l)[at];
     old = *slot;
-    journal_save(&st->j, l->robust, l->heap, st->items, slot, sizeof *slot);
+    journal_save(&st->j, l->h.shared, l->h.heap, st->items, slot, sizeof *slot);
     *slot = c;
-    journal_done(&st->j, l->robust);
+    journal_done(&st->j, l->h.shared);
   } else if (i > 0 && (uint64_t)i == st->n + 1) {
     rc = list_reserve(l, 1);
     if (rc == 0) {
@@ -563,7 +582,7 @@ int conc__shlist_set(conc_ShList *l, int64_t i, conc_Val *v) {
     rc = CONC_ERANGE;
   }
   list_unlock(l);
-  cell_drop(l->heap, rc == 0 ? &old : &c);
+  cell_drop(l->h.heap, rc == 0 ? &old : &c);
   return rc;
 }
 
@@ -573,7 +592,7 @@ int conc__shlist_insert(conc_ShList *l, int64_t i, conc_Val *v, size_t n) {
   size_t at;
   int rc;
   if (c == NULL) return CONC_ENOMEM;
-  rc = cells_make(l->heap, v, 1, c, n);
+  rc = cells_make(l->h.heap, v, 1, c, n);
   if (rc == 0) {
     list_lock(l);
     rc = list_reserve(l, n);
@@ -587,10 +606,10 @@ int conc__shlist_insert(conc_ShList *l, int64_t i, conc_Val *v, size_t n) {
       memcpy(&it[at], c, n * sizeof *c);
       STEP();
       st->n += n;
-      journal_done(&st->j, l->robust);
+      journal_done(&st->j, l->h.shared);
     }
     list_unlock(l);
-    if (rc != 0) cells_drop(l->heap, c, n);
+    if (rc != 0) cells_drop(l->h.heap, c, n);
   }
   if (c != &one) free(c);
   return rc;
@@ -605,7 +624,7 @@ int conc__shlist_pop(conc_ShList *l, int64_t i, conc_Val *out) {
   else if (!position(i, (size_t)l->st->n, &at)) rc = CONC_ERANGE;
   else list_take(l, at, &c);
   list_unlock(l);
-  return rc == 0 ? cell_take(l->heap, &c, out) : rc;
+  return rc == 0 ? cell_take(l->h.heap, &c, out) : rc;
 }
 
 int64_t conc__shlist_index(conc_ShList *l, const conc_Val *needle, int nn) {
@@ -622,7 +641,7 @@ size_t conc__shlist_count(conc_ShList *l, const conc_Val *needle, int nn) {
   list_lock(l);
   it = items_of(l);
   for (size_t i = 0; i < l->st->n; i++)
-    count += matches(l->heap, &it[i], needle, nn);
+    count += matches(l->h.heap, &it[i], needle, nn);
   list_unlock(l);
   return count;
 }
@@ -634,7 +653,7 @@ int conc__shlist_remove(conc_ShList *l, const conc_Val *needle, int nn) {
   at = list_find(l, needle, nn);
   if (at >= 0) list_take(l, (size_t)at, &old);
   list_unlock(l);
-  cell_drop(l->heap, &old);
+  cell_drop(l->h.heap, &old);
   return at >= 0 ? 0 : CONC_ENOTFOUND;
 }
 
@@ -650,15 +669,15 @@ void conc__shlist_clear(conc_ShList *l) {
   st->items = 0;
   st->cap = 0;
   list_unlock(l);
-  cells_drop(l->heap, conc__heap_at(l->heap, items), n);
-  conc__heap_free(l->heap, items);
+  cells_drop(l->h.heap, conc__heap_at(l->h.heap, items), n);
+  conc__heap_free(l->h.heap, items);
 }
 
 int conc__shlist_snapshot(conc_ShList *l, conc_Val **out, size_t *n) {
   int rc;
   list_lock(l);
   *n = (size_t)l->st->n;
-  rc = copy_all(l->heap, items_of(l), *n, out);
+  rc = copy_all(l->h.heap, items_of(l), *n, out);
   list_unlock(l);
   return rc;
 }
@@ -685,11 +704,9 @@ typedef struct DictState {
 } DictState;
 
 struct conc_ShDict {
-  conc_Obj hdr;
-  conc_Heap *heap;
+  conc_ShHead h;
   DictState *st;        /* &own, or in the shared heap */
   unsigned long born;
-  int robust;
   DictState own;
 };
 
@@ -701,8 +718,8 @@ static int32_t *index_of(Table *t) {
   return (int32_t *)(entries_of(t) + t->capentries);
 }
 
-static Table *table_of(conc_ShDict *d) {
-  return d->st->table ? conc__heap_at(d->heap, d->st->table) : NULL;
+static inline Table *table_of(conc_ShDict *d) {
+  return d->st->table ? conc__heap_at(d->h.heap, d->st->table) : NULL;
 }
 
 static size_t table_size(size_t cap, size_t nindex) {
@@ -725,14 +742,14 @@ static void free_table(conc_Heap *h, conc_Off off) {
 }
 
 static void dict_free_all(conc_ShDict *d) {
-  free_table(d->heap, d->st->table);
-  if (d->st != &d->own) conc__heap_free(d->heap, conc__heap_off(d->heap, d->st));
+  free_table(d->h.heap, d->st->table);
+  if (d->st != &d->own) conc__heap_free(d->h.heap, conc__heap_off(d->h.heap, d->st));
 }
 
 static void shdict_destroy(conc_Obj *o) {
   conc_ShDict *d = (conc_ShDict *)o;
-  if (owned_alone(d->heap, d->born)) dict_free_all(d);
-  conc__heap_drop(d->heap);
+  if (owned_alone(d->h.heap, d->born)) dict_free_all(d);
+  conc__heap_drop(d->h.heap);
   free(d);
 }
 
@@ -749,18 +766,15 @@ conc_ShDict *conc__shdict_new(conc_Heap *h, conc_ObjType *type) {
     free(d);
     return NULL;
   }
-  d->heap = h;
-  d->robust = conc__heap_shared(h);
+  d->h.heap = h;
+  d->h.down = h->down;
+  d->h.shared = conc__heap_shared(h);
   d->born = conc__fork_generation();
   conc__heap_hold(h);
-  conc__obj_init(&d->hdr, type);
+  conc__obj_init(&d->h.hdr, type);
   memset(d->st, 0, sizeof *d->st);
-  conc__mutex_init(&d->st->mu, d->robust ? CONC_SHARED : CONC_PRIVATE);
+  conc__mutex_init(&d->st->mu, d->h.shared ? CONC_SHARED : CONC_PRIVATE);
   return d;
-}
-
-conc_Heap *conc__shdict_heap(conc_ShDict *d) {
-  return d->heap;
 }
 
 static uint64_t load32(const char *p) {
@@ -820,7 +834,7 @@ static int64_t dict_find(conc_ShDict *d, Table *t, const conc_Val *key,
     }
     if (ix == SLOT_DUMMY) {
       if (insert_at == SIZE_MAX) insert_at = i;
-    } else if (e[ix].hash == h && cell_equal(d->heap, &e[ix].key, key)) {
+    } else if (e[ix].hash == h && cell_equal(d->h.heap, &e[ix].key, key)) {
       *slot = i;
       return ix;
     }
@@ -860,9 +874,9 @@ static int dict_resize(conc_ShDict *d, size_t need) {
     nindex *= 2;
   }
   cap = nindex / 3 * 2;
-  off = conc__heap_alloc(d->heap, table_size(cap, nindex));
+  off = conc__heap_alloc(d->h.heap, table_size(cap, nindex));
   if (off == 0) return CONC_ENOMEM;
-  t = conc__heap_at(d->heap, off);
+  t = conc__heap_at(d->h.heap, off);
   t->capentries = cap;
   t->nindex = nindex;
   t->nentries = old ? old->nentries : 0;
@@ -871,7 +885,7 @@ static int dict_resize(conc_ShDict *d, size_t need) {
   reindex(t);
   STEP();
   st->table = off;
-  conc__heap_free(d->heap, oldoff);  /* its cells moved to the new one */
+  conc__heap_free(d->h.heap, oldoff);  /* its cells moved to the new one */
   return 0;
 }
 
@@ -905,31 +919,31 @@ static int dict_add(conc_ShDict *d, Table *t, Cell *key, Cell *v, uint64_t h,
 }
 
 /* Sets the entry at ix to hold v (taken), its old value into *old. */
-static void dict_replace(conc_ShDict *d, Table *t, int64_t ix, Cell *v,
+static inline void dict_replace(conc_ShDict *d, Table *t, int64_t ix, Cell *v,
                          Cell *old) {
   Cell *slot = &entries_of(t)[ix].val;
   *old = *slot;
-  journal_save(&d->st->j, d->robust, d->heap, d->st->table, slot,
+  journal_save(&d->st->j, d->h.shared, d->h.heap, d->st->table, slot,
                sizeof *slot);
   *slot = *v;
   *v = cell_empty;
-  journal_done(&d->st->j, d->robust);
+  journal_done(&d->st->j, d->h.shared);
 }
 
 /* After a takeover from a dead holder: undo its change in place, drop what
 ** is not whole, and rebuild the index and the count (a half-made add is
 ** then either there, whole, or not). */
-static void dict_repair(conc_ShDict *d) {
+__attribute__((noinline)) static void dict_repair(conc_ShDict *d) {
   DictState *st = d->st;
   Table *t;
   atomic_store_explicit(&st->mu.recovered, 0, memory_order_relaxed);
-  journal_undo_bytes(d->heap, &st->j);
+  journal_undo_bytes(d->h.heap, &st->j);
   st->j.what = J_NONE;
   t = table_of(d);
-  if (t == NULL || !conc__heap_valid(d->heap, st->table, sizeof *t) ||
+  if (t == NULL || !conc__heap_valid(d->h.heap, st->table, sizeof *t) ||
       t->nindex == 0 || (t->nindex & (t->nindex - 1)) != 0 ||
       t->capentries >= t->nindex ||
-      !conc__heap_valid(d->heap, st->table,
+      !conc__heap_valid(d->h.heap, st->table,
                         table_size((size_t)t->capentries, (size_t)t->nindex))) {
     st->table = 0;
     st->used = 0;
@@ -938,20 +952,20 @@ static void dict_repair(conc_ShDict *d) {
   if (t->nentries > t->capentries) t->nentries = t->capentries;
   for (size_t k = 0; k < t->nentries; k++) {
     Entry *e = &entries_of(t)[k];
-    if (!cell_valid(d->heap, &e->key) || !cell_valid(d->heap, &e->val) ||
+    if (!cell_valid(d->h.heap, &e->key) || !cell_valid(d->h.heap, &e->val) ||
         !live(&e->val))
       e->key = e->val = cell_empty;
   }
   st->used = reindex(t);
 }
 
-static void dict_lock(conc_ShDict *d) {
+static inline void dict_lock(conc_ShDict *d) {
   conc__mutex_lock(&d->st->mu);
   if (atomic_load_explicit(&d->st->mu.recovered, memory_order_relaxed))
     dict_repair(d);
 }
 
-static void dict_unlock(conc_ShDict *d) {
+static inline void dict_unlock(conc_ShDict *d) {
   conc__mutex_unlock(&d->st->mu);
 }
 
@@ -972,7 +986,7 @@ int conc__shdict_get(conc_ShDict *d, const conc_Val *key, conc_Val *out) {
   dict_lock(d);
   t = table_of(d);
   ix = dict_find(d, t, key, h, &slot);
-  if (ix >= 0) rc = cell_copy(d->heap, &entries_of(t)[ix].val, out);
+  if (ix >= 0) rc = cell_copy(d->h.heap, &entries_of(t)[ix].val, out);
   dict_unlock(d);
   return rc;
 }
@@ -983,7 +997,7 @@ int conc__shdict_set(conc_ShDict *d, conc_Val *key, conc_Val *v) {
   Table *t;
   size_t slot;
   int64_t ix;
-  int rc = cell_make(d->heap, v, &vc);
+  int rc = cell_make(d->h.heap, v, &vc);
   if (rc != 0) return rc;
   dict_lock(d);
   t = table_of(d);
@@ -993,13 +1007,13 @@ int conc__shdict_set(conc_ShDict *d, conc_Val *key, conc_Val *v) {
   } else {
     /* the key's cell is made under the lock, only when it is new: a
     ** key is small, and inline (no allocation) but for long strings */
-    rc = cell_make(d->heap, key, &kc);
+    rc = cell_make(d->h.heap, key, &kc);
     if (rc == 0) rc = dict_add(d, t, &kc, &vc, h, slot);
   }
   dict_unlock(d);
-  cell_drop(d->heap, &kc);  /* each empty unless the call failed */
-  cell_drop(d->heap, &vc);
-  cell_drop(d->heap, &old);
+  cell_drop(d->h.heap, &kc);  /* each empty unless the call failed */
+  cell_drop(d->h.heap, &vc);
+  cell_drop(d->h.heap, &old);
   return rc;
 }
 
@@ -1011,14 +1025,14 @@ static void dict_remove(conc_ShDict *d, Table *t, int64_t ix, size_t slot,
   Entry *e = &entries_of(t)[ix];
   *key = e->key;
   *v = e->val;
-  journal_save(&st->j, d->robust, d->heap, st->table, e, sizeof *e);
+  journal_save(&st->j, d->h.shared, d->h.heap, st->table, e, sizeof *e);
   e->key = e->val = cell_empty;
   index_of(t)[slot] = SLOT_DUMMY;
   if (--st->used == 0) {  /* start over: no dummies to probe past */
     t->nentries = 0;
     memset(index_of(t), 0xff, (size_t)t->nindex * sizeof(int32_t));
   }
-  journal_done(&st->j, d->robust);
+  journal_done(&st->j, d->h.shared);
 }
 
 int conc__shdict_pop(conc_ShDict *d, const conc_Val *key, conc_Val *out) {
@@ -1032,8 +1046,8 @@ int conc__shdict_pop(conc_ShDict *d, const conc_Val *key, conc_Val *out) {
   ix = dict_find(d, t, key, h, &slot);
   if (ix >= 0) dict_remove(d, t, ix, slot, &oldkey, &v);
   dict_unlock(d);
-  cell_drop(d->heap, &oldkey);
-  return ix >= 0 ? cell_take(d->heap, &v, out) : CONC_EKEY;
+  cell_drop(d->h.heap, &oldkey);
+  return ix >= 0 ? cell_take(d->h.heap, &v, out) : CONC_EKEY;
 }
 
 int conc__shdict_setdefault(conc_ShDict *d, conc_Val *key, conc_Val *v,
@@ -1048,17 +1062,17 @@ int conc__shdict_setdefault(conc_ShDict *d, conc_Val *key, conc_Val *v,
   t = table_of(d);
   ix = dict_find(d, t, key, h, &slot);
   if (ix >= 0) {
-    rc = cell_copy(d->heap, &entries_of(t)[ix].val, out);
+    rc = cell_copy(d->h.heap, &entries_of(t)[ix].val, out);
   } else {
     rc = conc__val_copy(out, v);
-    if (rc == 0) rc = cell_make(d->heap, key, &kc);
-    if (rc == 0) rc = cell_make(d->heap, v, &vc);
+    if (rc == 0) rc = cell_make(d->h.heap, key, &kc);
+    if (rc == 0) rc = cell_make(d->h.heap, v, &vc);
     if (rc == 0) rc = dict_add(d, t, &kc, &vc, h, slot);
     if (rc != 0) conc__val_free(out);
   }
   dict_unlock(d);
-  cell_drop(d->heap, &kc);
-  cell_drop(d->heap, &vc);
+  cell_drop(d->h.heap, &kc);
+  cell_drop(d->h.heap, &vc);
   conc__val_free(key);  /* what is left of them: taken either way */
   conc__val_free(v);
   return rc;
@@ -1071,7 +1085,7 @@ int conc__shdict_update(conc_ShDict *d, conc_Val *kv, size_t n) {
   Cell *c = malloc((n ? n : 1) * sizeof *c);
   int rc;
   if (c == NULL) return CONC_ENOMEM;
-  rc = cells_make(d->heap, kv + 1, 2, c, n);
+  rc = cells_make(d->h.heap, kv + 1, 2, c, n);
   if (rc == 0) {
     Table *t;
     dict_lock(d);
@@ -1090,12 +1104,12 @@ int conc__shdict_update(conc_ShDict *d, conc_Val *kv, size_t n) {
         c[i] = old;  /* dropped below, unlocked */
       } else {
         Cell kc;
-        rc = cell_make(d->heap, key, &kc);
+        rc = cell_make(d->h.heap, key, &kc);
         if (rc == 0) dict_add(d, t, &kc, &c[i], h, slot);  /* room was made */
       }
     }
     dict_unlock(d);
-    cells_drop(d->heap, c, n);
+    cells_drop(d->h.heap, c, n);
   }
   free(c);
   return rc;
@@ -1108,7 +1122,7 @@ void conc__shdict_clear(conc_ShDict *d) {
   d->st->table = 0;
   d->st->used = 0;
   dict_unlock(d);
-  free_table(d->heap, table);
+  free_table(d->h.heap, table);
 }
 
 int conc__shdict_snapshot(conc_ShDict *d, int which, conc_Val **out,
@@ -1124,9 +1138,9 @@ int conc__shdict_snapshot(conc_ShDict *d, int which, conc_Val **out,
     const Entry *e = &entries_of(t)[i];
     int failed = 0;
     if (!live_entry(e)) continue;
-    if (which & CONC_SH_KEYS) failed = cell_copy(d->heap, &e->key, &v[j++]) != 0;
+    if (which & CONC_SH_KEYS) failed = cell_copy(d->h.heap, &e->key, &v[j++]) != 0;
     if (!failed && (which & CONC_SH_VALUES))
-      failed = cell_copy(d->heap, &e->val, &v[j++]) != 0;
+      failed = cell_copy(d->h.heap, &e->val, &v[j++]) != 0;
     if (failed) {
       conc__vals_free(v, j - 1);
       v = NULL;

@@ -33,35 +33,34 @@ static conc_Binding manager_binding = {.type = &conc__heap_type,
 
 /* Python's proxies fail once their manager is gone: so do these, in every
 ** process, once it is shut down. */
-static conc_Heap *check_up(lua_State *L, conc_Heap *h) {
-  if (conc__heap_down(h))
-    conc__raise(L, CONC_ECONNREFUSED, NULL);
-  return h;
+static int down_error(lua_State *L) {
+  return conc__raise(L, CONC_ECONNREFUSED, NULL);
 }
 
-static conc_ShList *check_list(lua_State *L) {
-  conc_ShList *l = (conc_ShList *)conc__checkobj(L, 1, &conc__shlist_type);
-  check_up(L, conc__shlist_heap(l));
-  return l;
+static inline void *check_up(lua_State *L, void *container) {
+  if (conc__sh_down(container)) down_error(L);
+  return container;
 }
 
-static conc_ShDict *check_dict_of(lua_State *L, conc_ObjType *type) {
-  conc_ShDict *d = (conc_ShDict *)conc__checkobj(L, 1, type);
-  check_up(L, conc__shdict_heap(d));
-  return d;
+static inline conc_ShList *check_list(lua_State *L) {
+  return check_up(L, conc__checkobj(L, 1, &conc__shlist_type));
 }
 
-static conc_ShDict *check_dict(lua_State *L) {
+static inline conc_ShDict *check_dict_of(lua_State *L, conc_ObjType *type) {
+  return check_up(L, conc__checkobj(L, 1, type));
+}
+
+static inline conc_ShDict *check_dict(lua_State *L) {
   return check_dict_of(L, &conc__shdict_type);
 }
 
 /* Values for another process: what a shared heap's container holds. */
 static int list_plain(conc_ShList *l) {
-  return conc__heap_shared(conc__shlist_heap(l));
+  return conc__sh_shared(l);
 }
 
 static int dict_plain(conc_ShDict *d) {
-  return conc__heap_shared(conc__shdict_heap(d));
+  return conc__sh_shared(d);
 }
 
 /* The core's result codes that every call may give. EVALUE: a value naming
@@ -287,7 +286,7 @@ static int gather(lua_State *L, int idx, Batch *b, int dict, int plain) {
   if (lua_isnoneornil(L, idx)) return 0;
   if (o && !dict && o->type == &conc__shlist_type) {
     conc_ShList *from = (conc_ShList *)o;
-    check_up(L, conc__shlist_heap(from));
+    check_up(L, from);
     if (plain && !list_plain(from)) {
       list_snapshot(L, from);
       lua_replace(L, idx);
@@ -299,7 +298,7 @@ static int gather(lua_State *L, int idx, Batch *b, int dict, int plain) {
   if (o && dict && (o->type == &conc__shdict_type ||
                     o->type == &conc__namespace_type)) {
     conc_ShDict *from = (conc_ShDict *)o;
-    check_up(L, conc__shdict_heap(from));
+    check_up(L, from);
     if (plain && !dict_plain(from)) {
       dict_snapshot(L, from, CONC_SH_KEYS | CONC_SH_VALUES, AS_MAP);
       lua_replace(L, idx);
@@ -811,7 +810,9 @@ static int ns_tostring(lua_State *L) {
 ** ====================================================================== */
 
 static conc_Heap *check_manager(lua_State *L) {
-  return check_up(L, (conc_Heap *)conc__checkbound(L, 1, &conc__heap_type));
+  conc_Heap *h = (conc_Heap *)conc__checkbound(L, 1, &conc__heap_type);
+  if (conc__heap_down(h)) down_error(L);
+  return h;
 }
 
 static int l_manager_new(lua_State *L) {
