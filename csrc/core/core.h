@@ -118,17 +118,21 @@ conc_Obj *conc__local_new(void);
 ** ====================================================================== */
 
 /*
-** state is 0 (free), 1 (held) or 2 (held, and someone may wait), as in
-** Drepper's "Futexes Are Tricky" (mutex 2); the waiters sleep on seq, a
+** state is 0 (free), or held: bit CONC_MUTEX_HELD, and CONC_MUTEX_WAITERS
+** too when someone may wait, as in Drepper's "Futexes Are Tricky" (mutex
+** 2, whose 1 and 2 are 1 and 3 here); the waiters sleep on seq, a
 ** sequence word a contended release bumps, so that a KeyboardInterrupt can
 ** wake them (os.h). Taking a free one and giving back one nobody waits for
 ** are inline: an uncontended pair is two atomic instructions and no call.
 **
-** A CONC_SHARED one is robust: its holder writes its thread id in owner,
-** and a waiter that has slept a while looks whether that thread still
-** lives. If it died holding the mutex (a process killed in a critical
-** section), the waiter takes the mutex over, and `recovered` says so to
-** whoever wants to put the guarded state right (a queue's ring).
+** A CONC_SHARED one is robust: its holder's thread id is in the state word
+** above those two bits, taken and let go in the same atomic instruction,
+** so a process killed at any moment leaves the mutex free or naming it;
+** and the holder then writes its thread and process ids in owner and
+** owner_pid. A waiter that has slept a while looks whether the holder
+** still lives. If its process died holding the mutex (killed in a
+** critical section), the waiter takes the mutex over, and `recovered` says
+** so to whoever wants to put the guarded state right (a queue's ring).
 */
 typedef struct conc_Mutex {
   atomic_uint state;
@@ -139,14 +143,25 @@ typedef struct conc_Mutex {
   atomic_uint recovered;  /* set by a takeover from a dead holder */
 } conc_Mutex;
 
+#define CONC_MUTEX_HELD 1u
+#define CONC_MUTEX_WAITERS 2u
+
 void conc__mutex_init(conc_Mutex *m, int shared);
 /* A shared mutex was just taken: records the holder. */
 void conc__mutex_owned(conc_Mutex *m);
+uint32_t conc__thread_self_tid(void);  /* thread.c */
+
+/* The state word of a mutex this thread holds (waiters aside). */
+static inline unsigned conc__mutex_mine(const conc_Mutex *m) {
+  return m->shared ? conc__thread_self_tid() << 2 | CONC_MUTEX_HELD
+                   : CONC_MUTEX_HELD;
+}
 
 static inline int conc__mutex_try(conc_Mutex *m) {
   unsigned c = 0;
   if (!atomic_compare_exchange_strong_explicit(
-          &m->state, &c, 1, memory_order_acquire, memory_order_relaxed))
+          &m->state, &c, conc__mutex_mine(m), memory_order_acquire,
+          memory_order_relaxed))
     return 0;
   if (m->shared) conc__mutex_owned(m);
   return 1;
@@ -160,7 +175,7 @@ int conc__mutex_acquire(conc_Mutex *m, double deadline);
 /* The contended halves, out of line. */
 void conc__mutex_lock_slow(conc_Mutex *m);
 void conc__mutex_wake(conc_Mutex *m);
-/* Sleeps until it is taken (state left 2), or deadline or an interrupt
+/* Sleeps until it is taken (marked contended), or deadline or an interrupt
 ** (unless CONC_WAIT_NOINTR in flags): CONC_OK, ETIMEDOUT, EINTR. */
 int conc__mutex_sleep(conc_Mutex *m, double deadline, int flags);
 /* Takes it for good, with no KeyboardInterrupt: the internal locks'
@@ -175,7 +190,7 @@ static inline int conc__mutex_release(conc_Mutex *m) {
   conc__mutex_disown(m);
   c = atomic_exchange_explicit(&m->state, 0, memory_order_release);
   if (c == 0) return CONC_EUNLOCKED;
-  if (c == 2) conc__mutex_wake(m);
+  if (c & CONC_MUTEX_WAITERS) conc__mutex_wake(m);
   return CONC_OK;
 }
 static inline void conc__mutex_unlock(conc_Mutex *m) {
@@ -376,7 +391,7 @@ static inline int conc__lock_release(conc_Lock *l) {
   conc__mutex_disown(l->mu);
   c = atomic_exchange_explicit(&l->mu->state, 0, memory_order_release);
   if (c == 0) return CONC_EUNLOCKED;
-  if (c == 2) conc__lock_contended(l);
+  if (c & CONC_MUTEX_WAITERS) conc__lock_contended(l);
   return CONC_OK;
 }
 int conc__lock_locked(conc_Lock *l);

@@ -4,7 +4,7 @@
 ** loop) hears when it is let go.
 **
 ** A link on the list hears of a release only if the release is
-** contended: the lock's `ready` hook marks a held lock contended (state 2)
+** contended: the lock's `ready` hook marks a held lock contended (waiters)
 ** when it finds it held, so an uncontended pair stays two atomic
 ** instructions whether or not anybody could be watching.
 */
@@ -17,9 +17,10 @@ static unsigned lock_ready(conc_Obj *o, unsigned events) {
   unsigned s = atomic_load_explicit(&l->mu->state, memory_order_seq_cst);
   if (!(events & CONC_WRITABLE)) return 0;
   /* held: make its release the contended kind, which notifies */
-  while (s == 1 && !atomic_compare_exchange_weak_explicit(
-                       &l->mu->state, &s, 2, memory_order_seq_cst,
-                       memory_order_seq_cst)) {
+  while (s != 0 && !(s & CONC_MUTEX_WAITERS) &&
+         !atomic_compare_exchange_weak_explicit(
+             &l->mu->state, &s, s | CONC_MUTEX_WAITERS, memory_order_seq_cst,
+             memory_order_seq_cst)) {
   }
   return s == 0 ? CONC_WRITABLE : 0;
 }

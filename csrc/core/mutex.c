@@ -3,7 +3,8 @@
 ** threading.Lock and RLock (core.h has its inline halves).
 **
 ** Waiters sleep on `seq`, not on the state word, and a contended release
-** bumps seq before waking one: the state keeps Drepper's 0/1/2 meaning,
+** bumps seq before waking one: the state keeps Drepper's free/held/
+** contended meaning (0, HELD, HELD | WAITERS, and a shared one's holder),
 ** and a sleep can be cut short by a KeyboardInterrupt, which may bump any
 ** sequence word but never a state (os/intr.c). A sleeper reads seq before
 ** marking the state contended; a release that comes after the mark bumps
@@ -49,25 +50,49 @@ void conc__mutex_owned(conc_Mutex *m) {
 ** holder still lives: the bound on how long a dead holder blocks others. */
 #define ROBUST_SLICE 0.1
 
-/* After a slice: if the holder's process died, take the mutex over (1). The owner
-** word names a thread that held the state nonzero when it was written,
-** and release clears it before freeing the state: a dead one there died
-** holding it. Of several waiters, the one whose exchange wins takes it. */
+/* After a slice: if the holder's process died, take the mutex over (1).
+** The state names the holding thread. Once that thread has recorded
+** itself (owner is its id), owner_pid is its process: the process, not the
+** thread, decides, since a thread that ended holding a Lock leaves it
+** held, as in Python. A holder that has not recorded itself, or has
+** unrecorded itself to let go, is within a few instructions of the state's
+** change: if its thread is gone, its process was killed there. Of several
+** waiters, the one whose exchange of the state wins takes it. */
 static int take_over(conc_Mutex *m) {
+  unsigned s = atomic_load_explicit(&m->state, memory_order_acquire);
+  unsigned tid = s >> 2;
   unsigned owner = atomic_load_explicit(&m->owner, memory_order_acquire);
   unsigned pid = atomic_load_explicit(&m->owner_pid, memory_order_relaxed);
-  /* the holder's process, not its thread: a thread that ended holding a
-  ** Lock leaves it held, as in Python; only a dead process lets go */
-  if (owner == 0 || pid == 0 || (int)pid == self_pid() ||
-      conc__proc_tid_alive((int)pid))
+  if (s == 0 || tid == 0) return 0;
+  if (owner == tid) {
+    if ((int)pid == self_pid() || conc__proc_tid_alive((int)pid)) return 0;
+  } else if (conc__proc_tid_alive((int)tid)) {
     return 0;
+  }
   if (!atomic_compare_exchange_strong_explicit(
-          &m->owner, &owner, conc__thread_self_tid(), memory_order_acq_rel,
-          memory_order_relaxed))
+          &m->state, &s, conc__mutex_mine(m) | CONC_MUTEX_WAITERS,
+          memory_order_acq_rel, memory_order_relaxed))
     return 0;
-  atomic_store_explicit(&m->state, 2, memory_order_relaxed);
+  conc__mutex_owned(m);
   atomic_store_explicit(&m->recovered, 1, memory_order_relaxed);
   return 1;
+}
+
+/* Marks it contended, taking it if it is free (1). A private one keeps
+** Drepper's exchange; a shared one keeps its holder in the word. */
+static int mark_contended(conc_Mutex *m) {
+  unsigned s, mine = conc__mutex_mine(m) | CONC_MUTEX_WAITERS;
+  if (!m->shared)
+    return atomic_exchange_explicit(&m->state, mine, memory_order_acquire) == 0;
+  s = atomic_load_explicit(&m->state, memory_order_relaxed);
+  for (;;) {
+    unsigned want = s == 0 ? mine : s | CONC_MUTEX_WAITERS;
+    if (s != 0 && (s & CONC_MUTEX_WAITERS)) return 0;
+    if (atomic_compare_exchange_weak_explicit(&m->state, &s, want,
+                                              memory_order_acquire,
+                                              memory_order_relaxed))
+      return s == 0;
+  }
 }
 
 static void pauses(int n) {
@@ -102,7 +127,7 @@ int conc__mutex_sleep(conc_Mutex *m, double deadline, int flags) {
     unsigned seen = atomic_load_explicit(&m->seq, memory_order_seq_cst);
     double until = deadline;
     int rc;
-    if (atomic_exchange_explicit(&m->state, 2, memory_order_acquire) == 0) {
+    if (mark_contended(m)) {
       if (m->shared) conc__mutex_owned(m);
       return CONC_OK;
     }

@@ -206,6 +206,7 @@ static const Test tests[] = {
   {"mutex_shared", test_mutex_shared},
   {"mutex_robust", test_mutex_robust},
   {"mutex_robust_thread", test_mutex_robust_thread},
+  {"mutex_robust_window", test_mutex_robust_window},
   {"flag_count", test_flag_count},
   {"wait_writable", test_wait_writable},
   {"wait_coalesce", test_wait_coalesce},

@@ -60,6 +60,7 @@ void test_mutex_contended(void);
 void test_mutex_shared(void);
 void test_mutex_robust(void);
 void test_mutex_robust_thread(void);
+void test_mutex_robust_window(void);
 void test_flag_count(void);
 void test_wait_writable(void);
 void test_wait_coalesce(void);

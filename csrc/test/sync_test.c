@@ -618,6 +618,43 @@ void test_mutex_robust(void) {
   conc__shm_unmap(m, sizeof *m);
 }
 
+/* A process killed in the few instructions between taking a shared
+** mutex's state and recording itself in owner (or between unrecording
+** itself and letting go): the state names its thread, which is gone, so
+** the mutex is taken over all the same. */
+void test_mutex_robust_window(void) {
+  conc_Mutex *m = conc__shm_map(sizeof *m);
+  check(m != NULL, "conc__shm_map failed");
+  conc__thread_main();  /* its fork hook gives a child its own thread id */
+  for (int when = 0; when < 2; when++) {
+    int status = -100;
+    double t0;
+    conc__mutex_init(m, CONC_SHARED);
+    child_pid = conc__proc_fork();
+    check(child_pid >= 0, "fork failed");
+    if (child_pid == 0) {
+      in_child = 1;
+      if (when == 0) {  /* the state taken, owner not written yet */
+        atomic_store(&m->state, conc__mutex_mine(m));
+      } else {          /* owner cleared, the state not yet let go */
+        conc__mutex_lock(m);
+        conc__mutex_disown(m);
+      }
+      conc__proc_exit(0);
+    }
+    check_rc(conc__proc_wait(child_pid, conc__monotonic() + WAIT, &status),
+             CONC_OK);
+    child_pid = 0;
+    check(atomic_load(&m->owner) == 0, "owner set (%d)", when);
+    t0 = conc__monotonic();
+    check_rc(conc__mutex_acquire(m, t0 + WAIT), CONC_OK);
+    check(conc__monotonic() - t0 < 2.0, "took %.2f s", conc__monotonic() - t0);
+    check(atomic_load(&m->recovered) == 1, "not marked recovered (%d)", when);
+    check_rc(conc__mutex_release(m), CONC_OK);
+  }
+  conc__shm_unmap(m, sizeof *m);
+}
+
 static void *hold_and_end(void *arg) {
   conc__mutex_lock(arg);  /* and ends holding it */
   return NULL;
