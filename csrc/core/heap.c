@@ -11,11 +11,14 @@
 ** next), so no block wastes more than a third; a freed block goes on its
 ** class's free list, and an allocation takes from that list or, when it
 ** is empty, from the top of the arena. Blocks of LARGE bytes and more
-** start on a page, and their pages past the first go back to the kernel
-** when they are freed (conc__shm_discard): a dict that once held 100 MB
-** does not keep it. Nothing is coalesced: a program that frees many small
-** blocks and then wants large ones grows the arena (virtual space is not
-** short; the pages of freed small blocks stay backed).
+** start on a page. Freed, they keep their pages while the free ones kept
+** so come to at most RETAIN bytes (a dict rebuilt again and again reuses
+** them with no page fault); past that their pages after the first go back
+** to the kernel (conc__shm_discard): a dict that once held 100 MB does not
+** keep it. A large block handed out without its pages gets them all in one
+** call (conc__shm_populate), not a fault a page. Nothing is coalesced: a
+** program that frees many small blocks and then wants large ones grows the
+** arena (virtual space is not short; freed small blocks stay backed).
 **
 ** One robust shared mutex guards the header. A process killed holding it
 ** leaves at most a block lost: every change is ordered so that any prefix
@@ -30,9 +33,11 @@
 
 #define HEAP_MAGIC 0x636f6e63486561ull  /* "concHea" */
 #define LIVE 0x4c495645u
-#define FREE 0x46524545u
+#define FREE 0x46524545u   /* free, its pages backed */
+#define BARE 0x42415245u   /* free, a large one whose pages went back */
 #define NCLASS 80
 #define LARGE ((size_t)64 << 10)
+#define RETAIN ((uint64_t)16 << 20)
 
 typedef struct Block {
   uint32_t magic;      /* LIVE or FREE */
@@ -46,6 +51,7 @@ struct conc_HeapHead {
   atomic_uint down;
   uint64_t size;       /* the reservation */
   uint64_t top;        /* the first byte never handed out */
+  uint64_t retained;   /* bytes of the large FREE blocks */
   conc_Off free[NCLASS];
 };
 
@@ -103,6 +109,7 @@ conc_Heap *conc__heap_new(void) {
   atomic_init(&head->down, 0);
   head->size = size;
   head->top = page;
+  head->retained = 0;
   memset(head->free, 0, sizeof head->free);
   conc__obj_init(&h->hdr, &conc__heap_type);
   h->base = (uintptr_t)head;
@@ -147,6 +154,7 @@ conc_Off conc__heap_alloc(conc_Heap *h, size_t size) {
   conc_HeapHead *head = h->head;
   uint64_t need, at;
   unsigned c;
+  int bare = 1;
   Block *b;
   if (head == NULL) return (conc_Off)(uintptr_t)malloc(size ? size : 1);
   if (size > head->size) return 0;
@@ -156,7 +164,10 @@ conc_Off conc__heap_alloc(conc_Heap *h, size_t size) {
   heap_lock(head);
   at = head->free[c];
   if (at != 0) {
-    head->free[c] = block_of(h, at)->next;
+    b = block_of(h, at);
+    head->free[c] = b->next;
+    bare = b->magic != FREE;
+    if (!bare && need >= LARGE) head->retained -= need;
   } else {
     uint64_t top = head->top, page = conc__shm_page();
     if (need >= LARGE) top = (top + page - 1) & ~(page - 1);
@@ -172,11 +183,14 @@ conc_Off conc__heap_alloc(conc_Heap *h, size_t size) {
   b->magic = LIVE;
   b->cls = c;
   conc__mutex_unlock(&head->mu);
+  if (bare && need >= LARGE) conc__shm_populate(b, (size_t)need);
   return at;
 }
 
 void conc__heap_free(conc_Heap *h, conc_Off off) {
   conc_HeapHead *head = h->head;
+  uint32_t magic = FREE;
+  uint64_t size;
   Block *b;
   if (head == NULL) {
     free((void *)(uintptr_t)off);
@@ -185,13 +199,21 @@ void conc__heap_free(conc_Heap *h, conc_Off off) {
   if (off == 0) return;
   b = block_of(h, off);
   if (b->magic != LIVE || b->cls >= NCLASS) return;  /* not a live block */
-  if (class_size(b->cls) >= LARGE) {  /* its pages past the first go back */
-    size_t page = conc__shm_page();
-    conc__shm_discard((char *)b + page, class_size(b->cls) - page);
-  }
+  size = class_size(b->cls);
   heap_lock(head);
+  if (size >= LARGE) {
+    if (head->retained + size <= RETAIN) {
+      head->retained += size;
+    } else {  /* its pages past the first go back, before it is free */
+      size_t page = conc__shm_page();
+      conc__mutex_unlock(&head->mu);
+      conc__shm_discard((char *)b + page, (size_t)size - page);
+      magic = BARE;
+      heap_lock(head);
+    }
+  }
   b->next = head->free[b->cls];
-  b->magic = FREE;
+  b->magic = magic;
   STEP();
   head->free[b->cls] = off;
   conc__mutex_unlock(&head->mu);

@@ -165,6 +165,9 @@ void *conc__shm_reserve(size_t size);
 /* Gives the pages of [p, p + len) back (both page-aligned): they read as
 ** zeros afterwards, in every process. */
 void conc__shm_discard(void *p, size_t len);
+/* Backs the pages of [p, p + len) (page-aligned) now, in one call, where
+** touching them would take a fault each: for a block about to be filled. */
+void conc__shm_populate(void *p, size_t len);
 size_t conc__shm_page(void);      /* the page size */
 size_t conc__shm_physical(void);  /* bytes of RAM */
 

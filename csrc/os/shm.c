@@ -199,6 +199,15 @@ void conc__shm_discard(void *p, size_t len) {
   (void)madvise(p, len, MADV_REMOVE);
 }
 
+/* Linux 5.14; before it the pages come one fault at a time, as they would */
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+void conc__shm_populate(void *p, size_t len) {
+  (void)madvise(p, len, MADV_POPULATE_WRITE);
+}
+
 size_t conc__shm_page(void) {
   long n = sysconf(_SC_PAGESIZE);
   return n > 0 ? (size_t)n : 4096;
