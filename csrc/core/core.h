@@ -918,6 +918,10 @@ int conc__shdict_setdefault(conc_ShDict *d, conc_Val *key, conc_Val *v,
 ** EVALUE. */
 int conc__shdict_update(conc_ShDict *d, conc_Val *kv, size_t n);
 void conc__shdict_clear(conc_ShDict *d);
+/* Takes a list's or dict's lock and keeps it: a test's stand-in for a
+** process killed inside a call (core._shared_hold). */
+void conc__sh_hold(void *container);
+
 /* Copies of the keys (CONC_SH_KEYS), values (CONC_SH_VALUES) or both,
 ** alternating, in insertion order: *n items in the new array *out. */
 #define CONC_SH_KEYS 1

@@ -1152,3 +1152,13 @@ int conc__shdict_snapshot(conc_ShDict *d, int which, conc_Val **out,
   *n = j;
   return 0;
 }
+
+/* ======================================================================
+** For tests
+** ====================================================================== */
+
+void conc__sh_hold(void *container) {
+  conc_ShHead *c = container;
+  if (c->hdr.type == &conc__shlist_type) list_lock((conc_ShList *)c);
+  else dict_lock((conc_ShDict *)c);
+}

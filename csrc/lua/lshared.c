@@ -815,6 +815,18 @@ static conc_Heap *check_manager(lua_State *L) {
   return h;
 }
 
+/* core._shared_hold(c): takes c's lock for good (tests only: a process
+** that dies holding it, deterministically) */
+static int l_hold(lua_State *L) {
+  conc_Obj *o = conc__toobj(L, 1);
+  luaL_argcheck(L, o && (o->type == &conc__shlist_type ||
+                         o->type == &conc__shdict_type ||
+                         o->type == &conc__namespace_type), 1,
+                "a shared list or dict expected");
+  conc__sh_hold(o);
+  return 0;
+}
+
 static int l_manager_new(lua_State *L) {
   return conc__pushnew(L, (conc_Obj *)conc__heap_new());
 }
@@ -936,7 +948,7 @@ static int meta_manager(lua_State *L) {
 void conc__open_shared(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"shared_list", l_list_new}, {"shared_dict", l_dict_new},
-    {"Manager", l_manager_new}, {NULL, NULL}};
+    {"Manager", l_manager_new}, {"_shared_hold", l_hold}, {NULL, NULL}};
   conc__bind(&list_binding);
   conc__bind(&dict_binding);
   conc__bind(&ns_binding);
