@@ -879,9 +879,10 @@ static int dict_resize(conc_ShDict *d, size_t need) {
   t = conc__heap_at(d->h.heap, off);
   t->capentries = cap;
   t->nindex = nindex;
-  t->nentries = old ? old->nentries : 0;
-  if (old)
-    memcpy(entries_of(t), entries_of(old), (size_t)old->nentries * sizeof(Entry));
+  t->nentries = 0;
+  for (size_t k = 0; old != NULL && k < old->nentries; k++)
+    if (live_entry(&entries_of(old)[k]))  /* fewer than cap: want >= used */
+      entries_of(t)[t->nentries++] = entries_of(old)[k];
   reindex(t);
   STEP();
   st->table = off;
