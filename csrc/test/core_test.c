@@ -213,6 +213,9 @@ static const Test tests[] = {
   {"wait_condition", test_wait_condition},
   {"interrupt_wakes", test_interrupt_wakes},
   {"fork_threads", test_fork_threads},
+  {"heap_blocks", test_heap_blocks},
+  {"shared_containers", test_shared_containers},
+  {"shared_killed", test_shared_killed},
 };
 
 #define NTESTS (sizeof tests / sizeof tests[0])

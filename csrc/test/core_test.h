@@ -68,4 +68,9 @@ void test_wait_condition(void);
 void test_interrupt_wakes(void);
 void test_fork_threads(void);
 
+/* shared_test.c */
+void test_heap_blocks(void);
+void test_shared_containers(void);
+void test_shared_killed(void);
+
 #endif
