@@ -1,5 +1,5 @@
--- MM: 20 000 item assignments d[i] = i on a Manager().dict(), in the main
--- process, a child process reading them back; µs per assignment.
+-- MM: 20 000 item assignments d[i] = i on a Manager().dict() in the main
+-- process; µs per assignment.
 -- Twin of bench/mm.py. Run: build/conc bench/mm.lua [repeats] [n]
 --   MM   d[i] = i for i = 1..n (Python: d[i] = i on a DictProxy)
 --   MMg  x = d[i], the reads (info)

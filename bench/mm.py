@@ -1,5 +1,5 @@
-# MM: 20 000 item assignments d[i] = i on a Manager().dict(), in the main
-# process, a child process reading them back; us per assignment.
+# MM: 20 000 item assignments d[i] = i on a Manager().dict() in the main
+# process; us per assignment.
 # Twin of bench/mm.lua. Run: python3 bench/mm.py [repeats] [n]
 #   MM   d[i] = i for i = 1..n (a DictProxy: each one a round trip to the
 #        manager's server process)
