@@ -34,44 +34,13 @@ local forks = support.forks(it, function(why) pending(why) end)
 ---------------------------------------------------------------------------
 
 -- Calls fn(...), which must raise an instance of cls; returns the error.
-local function raises(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected " .. tostring(cls.__qualname) .. ", got no error")
-  assert.is_true(isinstance(err, cls), "expected " .. tostring(cls.__qualname)
-                 .. ", got " .. errors.tostring(err))
-  return err
-end
+local raises = support.raises
 
--- The processes a case started: any still running when it ends is killed.
-local started = {}
-
-local function start(p)
-  started[#started + 1] = p
-  p:start()
-  return p
-end
-
--- Starts fn(...) in a new process.
-local function spawn(fn, ...)
-  return start(mp.Process{target = fn, args = table.pack(...)})
-end
-
--- Joins p (bounded) and returns its exit code; a child that does not end
--- is killed and the case fails.
-local function finish(p)
-  p:join(WAIT)
-  if p:is_alive() then
-    p:kill()
-    p:join(WAIT)
-    error("child " .. tostring(p.name) .. " still running after " .. WAIT .. " s")
-  end
-  return p.exitcode
-end
-
--- Runs fn(...) in a new process and returns its exit code.
-local function in_child(fn, ...)
-  return finish(spawn(fn, ...))
-end
+-- The processes a case starts: any still running when it ends is killed
+-- (after_each).
+local kids = support.children(WAIT)
+local start, spawn, finish, in_child =
+  kids.start, kids.spawn, kids.finish, kids.in_child
 
 -- A child that never ends by itself (it is killed).
 local function sleeper()
@@ -87,17 +56,7 @@ local function class_of(e)
   return errors.tostring(e)
 end
 
-after_each(function()
-  for _, p in ipairs(started) do
-    pcall(function()
-      if p:is_alive() then
-        p:kill()
-        p:join(WAIT)
-      end
-    end)
-  end
-  started = {}
-end)
+after_each(kids.cleanup)
 
 ---------------------------------------------------------------------------
 -- Queue

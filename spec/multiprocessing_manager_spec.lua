@@ -22,56 +22,11 @@ local forks = support.forks(it, function(why) pending(why) end)
 
 local WAIT = 30  -- seconds: the bound on every wait (sanitizer builds are slow)
 
-local function raises(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(isinstance(err, cls), "expected " .. tostring(cls.__qualname)
-                 .. ", got " .. errors.tostring(err))
-  return err
-end
-
-local started = {}
-
-local function start(p)
-  started[#started + 1] = p
-  p:start()
-  return p
-end
-
-local function finish(p)
-  p:join(WAIT)
-  if p:is_alive() then
-    p:kill()
-    p:join(WAIT)
-    error("child " .. tostring(p.name) .. " still running after " .. WAIT .. " s")
-  end
-  return p.exitcode
-end
-
-local function in_child(fn, ...)
-  return finish(start(mp.Process{target = fn, args = table.pack(...)}))
-end
-
-local function wait_for(pred)
-  local deadline = time.monotonic() + WAIT
-  while not pred() do
-    if time.monotonic() > deadline then return false end
-    time.sleep(0.002)
-  end
-  return true
-end
-
-after_each(function()
-  for _, p in ipairs(started) do
-    pcall(function()
-      if p:is_alive() then
-        p:kill()
-        p:join(WAIT)
-      end
-    end)
-  end
-  started = {}
-end)
+local raises = support.raises
+local kids = support.children(WAIT)
+local start, finish, in_child, wait_for =
+  kids.start, kids.finish, kids.in_child, kids.wait_for
+after_each(kids.cleanup)
 
 local REFUSED = "conc objects (locks, queues, ...) should only be shared " ..
                 "between processes through inheritance"

@@ -65,50 +65,13 @@ local function tmpname()
   return p
 end
 
-local function raises(cls, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error")
-  assert.is_true(isinstance(err, cls), "expected " .. tostring(cls.__qualname)
-                 .. ", got " .. errors.tostring(err))
-  return err
-end
+local raises = support.raises
 
--- The processes a case started: any still running when it ends is killed.
-local started = {}
-
-local function start(p)
-  started[#started + 1] = p
-  p:start()
-  return p
-end
-
--- Joins p (bounded) and returns its exit code; a child that does not end
--- is killed and the case fails.
-local function finish(p)
-  p:join(WAIT)
-  if p:is_alive() then
-    p:kill()
-    p:join(WAIT)
-    error("child " .. tostring(p.name) .. " still running after " .. WAIT .. " s")
-  end
-  return p.exitcode
-end
-
--- Runs fn(...) in a new process and returns its exit code.
-local function in_child(fn, ...)
-  return finish(start(mp.Process{target = fn, args = table.pack(...)}))
-end
-
--- Waits until pred() holds, bounded; true when it did. Runs in children
--- too (they get it as an upvalue).
-local function wait_for(pred)
-  local deadline = time.monotonic() + WAIT
-  while not pred() do
-    if time.monotonic() > deadline then return false end
-    time.sleep(0.002)
-  end
-  return true
-end
+-- The processes a case starts: any still running when it ends is killed
+-- (after_each). wait_for runs in children too (they get it as an upvalue).
+local kids = support.children(WAIT)
+local start, finish, in_child, wait_for =
+  kids.start, kids.finish, kids.in_child, kids.wait_for
 
 local put_str, get_str = support.put_str, support.get_str
 
@@ -124,15 +87,7 @@ local function sleeper()
 end
 
 after_each(function()
-  for _, p in ipairs(started) do
-    pcall(function()
-      if p:is_alive() then
-        p:kill()
-        p:join(WAIT)
-      end
-    end)
-  end
-  started = {}
+  kids.cleanup()
   for _, path in ipairs(temps) do os.remove(path) end
   temps = {}
 end)

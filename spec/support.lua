@@ -41,6 +41,73 @@ function M.get_str(a)
   return table.concat(parts)
 end
 
+-- raises(cls, fn, ...): fn(...) must raise an error of class cls (a
+-- conc.errors class); returns the error.
+function M.raises(cls, fn, ...)
+  local errors = require "conc.errors"
+  local ok, err = pcall(fn, ...)
+  -- Lua's assert: busted's is the spec file's, not this module's
+  assert(not ok, "expected an error")
+  assert(errors.isinstance(err, cls), "expected " .. tostring(cls.__qualname)
+         .. ", got " .. errors.tostring(err))
+  return err
+end
+
+-- The processes a spec's cases start, every wait on them bounded by wait
+-- seconds:
+--   local kids = support.children(WAIT); after_each(kids.cleanup)
+-- kids.start(p) starts p and returns it; kids.spawn(fn, ...) starts fn(...)
+-- in a new process; kids.finish(p) joins p and returns its exit code (a
+-- child that does not end is killed and the case fails); kids.in_child(fn,
+-- ...) is finish(spawn(fn, ...)); kids.wait_for(pred) is true once pred()
+-- is (false after the bound: it runs in children too). cleanup kills the
+-- children still running when a case ends.
+function M.children(wait)
+  local mp = require "conc.multiprocessing"
+  local time = require "conc.time"
+  local kids, started = {}, {}
+  function kids.start(p)
+    started[#started + 1] = p
+    p:start()
+    return p
+  end
+  function kids.spawn(fn, ...)
+    return kids.start(mp.Process{target = fn, args = table.pack(...)})
+  end
+  function kids.finish(p)
+    p:join(wait)
+    if p:is_alive() then
+      p:kill()
+      p:join(wait)
+      error("child " .. tostring(p.name) .. " still running after " .. wait .. " s")
+    end
+    return p.exitcode
+  end
+  function kids.in_child(fn, ...)
+    return kids.finish(kids.spawn(fn, ...))
+  end
+  function kids.wait_for(pred)
+    local deadline = time.monotonic() + wait
+    while not pred() do
+      if time.monotonic() > deadline then return false end
+      time.sleep(0.002)
+    end
+    return true
+  end
+  function kids.cleanup()
+    for _, p in ipairs(started) do
+      pcall(function()
+        if p:is_alive() then
+          p:kill()
+          p:join(wait)
+        end
+      end)
+    end
+    started = {}
+  end
+  return kids
+end
+
 -- A string quoted for sh.
 function M.q(s)
   return "'" .. s:gsub("'", "'\\''") .. "'"

@@ -855,6 +855,7 @@ typedef struct conc_ShHead {
   conc_Heap *heap;
   const atomic_uint *down;  /* the heap's: set once its Manager shut down */
   int shared;               /* the heap is shared: values name no object */
+  unsigned long born;       /* conc__fork_generation() when made */
 } conc_ShHead;
 
 static inline int conc__sh_shared(const void *c) {

@@ -329,7 +329,6 @@ typedef struct ListState {
 struct conc_ShList {
   conc_ShHead h;        /* h.shared: in a shared heap, keeps the journal */
   ListState *st;        /* &own, or in the shared heap */
-  unsigned long born;   /* conc__fork_generation() when made */
   ListState own;
 };
 
@@ -353,7 +352,7 @@ static int owned_alone(conc_Heap *h, unsigned long born) {
 
 static void shlist_destroy(conc_Obj *o) {
   conc_ShList *l = (conc_ShList *)o;
-  if (owned_alone(l->h.heap, l->born)) list_free_all(l);
+  if (owned_alone(l->h.heap, l->h.born)) list_free_all(l);
   conc__heap_drop(l->h.heap);
   free(l);
 }
@@ -369,22 +368,36 @@ static void *state_new(conc_Heap *h, void *own, size_t size) {
   return off ? conc__heap_at(h, off) : NULL;
 }
 
-conc_ShList *conc__shlist_new(conc_Heap *h) {
-  conc_ShList *l = malloc(sizeof *l);
-  if (l == NULL) return NULL;
-  l->st = state_new(h, &l->own, sizeof l->own);
-  if (l->st == NULL) {
-    free(l);
+/* A new container of a kind: its object (size bytes, a conc_ShHead
+** first, its own state at offset `own`) and its state (stsize bytes, a
+** mutex first), inside the object for the private heap, else in h; *st
+** gets the state. NULL when out of memory. */
+static void *container_new(conc_Heap *h, conc_ObjType *type, size_t size,
+                           size_t own, size_t stsize, void **st) {
+  conc_ShHead *c = malloc(size);
+  if (c == NULL) return NULL;
+  *st = state_new(h, (char *)c + own, stsize);
+  if (*st == NULL) {
+    free(c);
     return NULL;
   }
-  l->h.heap = h;
-  l->h.down = h->down;
-  l->h.shared = conc__heap_shared(h);
-  l->born = conc__fork_generation();
+  c->heap = h;
+  c->down = h->down;
+  c->shared = conc__heap_shared(h);
+  c->born = conc__fork_generation();
   conc__heap_hold(h);
-  conc__obj_init(&l->h.hdr, &conc__shlist_type);
-  memset(l->st, 0, sizeof *l->st);
-  conc__mutex_init(&l->st->mu, l->h.shared ? CONC_SHARED : CONC_PRIVATE);
+  conc__obj_init(&c->hdr, type);
+  memset(*st, 0, stsize);
+  conc__mutex_init(*st, c->shared ? CONC_SHARED : CONC_PRIVATE);
+  return c;
+}
+
+conc_ShList *conc__shlist_new(conc_Heap *h) {
+  void *st;
+  conc_ShList *l = container_new(h, &conc__shlist_type, sizeof *l,
+                                 offsetof(conc_ShList, own), sizeof l->own,
+                                 &st);
+  if (l != NULL) l->st = st;
   return l;
 }
 
@@ -706,7 +719,6 @@ typedef struct DictState {
 struct conc_ShDict {
   conc_ShHead h;
   DictState *st;        /* &own, or in the shared heap */
-  unsigned long born;
   DictState own;
 };
 
@@ -748,7 +760,7 @@ static void dict_free_all(conc_ShDict *d) {
 
 static void shdict_destroy(conc_Obj *o) {
   conc_ShDict *d = (conc_ShDict *)o;
-  if (owned_alone(d->h.heap, d->born)) dict_free_all(d);
+  if (owned_alone(d->h.heap, d->h.born)) dict_free_all(d);
   conc__heap_drop(d->h.heap);
   free(d);
 }
@@ -759,21 +771,11 @@ conc_ObjType conc__namespace_type = {
   .name = "conc.Namespace", .destroy = shdict_destroy};
 
 conc_ShDict *conc__shdict_new(conc_Heap *h, conc_ObjType *type) {
-  conc_ShDict *d = malloc(sizeof *d);
-  if (d == NULL) return NULL;
-  d->st = state_new(h, &d->own, sizeof d->own);
-  if (d->st == NULL) {
-    free(d);
-    return NULL;
-  }
-  d->h.heap = h;
-  d->h.down = h->down;
-  d->h.shared = conc__heap_shared(h);
-  d->born = conc__fork_generation();
-  conc__heap_hold(h);
-  conc__obj_init(&d->h.hdr, type);
-  memset(d->st, 0, sizeof *d->st);
-  conc__mutex_init(&d->st->mu, d->h.shared ? CONC_SHARED : CONC_PRIVATE);
+  void *st;
+  conc_ShDict *d = container_new(h, type, sizeof *d,
+                                 offsetof(conc_ShDict, own), sizeof d->own,
+                                 &st);
+  if (d != NULL) d->st = st;
   return d;
 }
 
