@@ -782,7 +782,8 @@ int conc__queue_is_shutdown(conc_Queue *q);
 ** private heap is malloc's, for the containers threads share; a shared
 ** heap (a Manager's) is an arena in one MAP_SHARED reservation as large as
 ** the machine's memory, backed only where written, that the processes
-** forked after it share.
+** forked after it share and those spawned with it map (the heap and its
+** containers export and attach, spawn.c).
 **
 ** Inside a heap, places are offsets (conc_Off), never pointers: the
 ** shared one's state holds nothing but offsets, so a process that maps
@@ -855,7 +856,8 @@ typedef struct conc_ShHead {
   conc_Heap *heap;
   const atomic_uint *down;  /* the heap's: set once its Manager shut down */
   int shared;               /* the heap is shared: values name no object */
-  unsigned long born;       /* conc__fork_generation() when made */
+  atomic_ulong born;        /* conc__fork_generation() when made; changed
+                            ** once a spawned process is given it */
 } conc_ShHead;
 
 static inline int conc__sh_shared(const void *c) {

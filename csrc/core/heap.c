@@ -1,8 +1,10 @@
 /*
 ** heap.c -- the heaps the shared containers keep their state in (core.h):
 ** malloc's for threads, and for a Manager an arena in one MAP_SHARED
-** reservation as large as the machine's memory (MAP_NORESERVE: backed only
-** where written), which the processes forked after it share.
+** reservation as large as the machine's memory (conc__shm_reserve: backed
+** only where written), which the processes forked after it share, and
+** those spawned with it map from its descriptor (heap_export; the arena
+** holds offsets only, so another address is fine).
 **
 ** The arena: its header in the first page, blocks after it. A block is a
 ** 16-byte header (a magic word saying live or free, its size class, the
@@ -89,8 +91,45 @@ static void heap_destroy(conc_Obj *o) {
   free(h);
 }
 
+/* A spawned process is given the reservation's descriptor and the maker's
+** pid (only the maker shuts the Manager down, as in a forked child). */
+static int heap_export(conc_Obj *o, conc_Export *x) {
+  conc_Heap *h = (conc_Heap *)o;
+  x->map[0] = h->head;
+  x->num[0] = h->pid;
+  return CONC_OK;
+}
+
+static conc_Heap *heap_wrap(conc_Heap *h, conc_HeapHead *head, size_t size,
+                            int pid);
+
+/* This process's heap over its own mapping of the arena, which must be a
+** heap's header and as large as the header says. */
+static conc_Obj *heap_attach(const conc_Export *x) {
+  conc_HeapHead *head = x->map[0];
+  conc_Heap *h;
+  if (head == NULL || x->size[0] < conc__shm_page() ||
+      head->magic != HEAP_MAGIC || head->size != x->size[0] ||
+      (h = malloc(sizeof *h)) == NULL)
+    return NULL;
+  return &heap_wrap(h, head, x->size[0], (int)x->num[0])->hdr;
+}
+
 conc_ObjType conc__heap_type = {.name = "conc.Manager",
-                                .destroy = heap_destroy};
+                                .destroy = heap_destroy,
+                                .export = heap_export,
+                                .attach = heap_attach};
+
+static conc_Heap *heap_wrap(conc_Heap *h, conc_HeapHead *head, size_t size,
+                            int pid) {
+  conc__obj_init(&h->hdr, &conc__heap_type);
+  h->base = (uintptr_t)head;
+  h->head = head;
+  h->down = &head->down;
+  h->size = size;
+  h->pid = pid;
+  return h;
+}
 
 conc_Heap *conc__heap_new(void) {
   size_t page = conc__shm_page();
@@ -111,13 +150,7 @@ conc_Heap *conc__heap_new(void) {
   head->top = page;
   head->retained = 0;
   memset(head->free, 0, sizeof head->free);
-  conc__obj_init(&h->hdr, &conc__heap_type);
-  h->base = (uintptr_t)head;
-  h->head = head;
-  h->down = &head->down;
-  h->size = size;
-  h->pid = conc__proc_self();
-  return h;
+  return heap_wrap(h, head, size, conc__proc_self());
 }
 
 void conc__heap_hold(conc_Heap *h) {

@@ -39,6 +39,7 @@
 ** what is not whole), and rebuilds the dict's index and count. Only shared
 ** heaps keep the journal: in one process nobody dies holding the lock.
 */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -343,22 +344,25 @@ static void list_free_all(conc_ShList *l) {
   if (l->st != &l->own) conc__heap_free(l->h.heap, conc__heap_off(l->h.heap, l->st));
 }
 
+/* born once a spawned process may hold the container: no fork count is
+** ever this (container_export). */
+#define GIVEN ULONG_MAX
+
 /* A shared heap's container lives as long as the heap, unless no process
 ** but this one can have it: none forked since it was made (children
-** inherit it, and nothing tells when they let go). */
-static int owned_alone(conc_Heap *h, unsigned long born) {
-  return !conc__heap_shared(h) || born == conc__fork_generation();
+** inherit it, and nothing tells when they let go) and none spawned with
+** it (GIVEN). */
+static int owned_alone(const conc_ShHead *c) {
+  return !c->shared || atomic_load_explicit(&c->born, memory_order_relaxed) ==
+                           conc__fork_generation();
 }
 
 static void shlist_destroy(conc_Obj *o) {
   conc_ShList *l = (conc_ShList *)o;
-  if (owned_alone(l->h.heap, l->h.born)) list_free_all(l);
+  if (owned_alone(&l->h)) list_free_all(l);
   conc__heap_drop(l->h.heap);
   free(l);
 }
-
-conc_ObjType conc__shlist_type = {
-  .name = "conc.shared.list", .destroy = shlist_destroy};
 
 /* The state, inside the object for the private heap, else in h. */
 static void *state_new(conc_Heap *h, void *own, size_t size) {
@@ -366,6 +370,19 @@ static void *state_new(conc_Heap *h, void *own, size_t size) {
   if (!conc__heap_shared(h)) return own;
   off = conc__heap_alloc(h, size);
   return off ? conc__heap_at(h, off) : NULL;
+}
+
+/* Makes c an object of a kind in heap h (holding a reference of it),
+** born at the fork count `born` (or GIVEN). */
+static void *container_wrap(conc_ShHead *c, conc_Heap *h, conc_ObjType *type,
+                            unsigned long born) {
+  c->heap = h;
+  c->down = h->down;
+  c->shared = conc__heap_shared(h);
+  atomic_init(&c->born, born);
+  conc__heap_hold(h);
+  conc__obj_init(&c->hdr, type);
+  return c;
 }
 
 /* A new container of a kind: its object (size bytes, a conc_ShHead
@@ -381,16 +398,56 @@ static void *container_new(conc_Heap *h, conc_ObjType *type, size_t size,
     free(c);
     return NULL;
   }
-  c->heap = h;
-  c->down = h->down;
-  c->shared = conc__heap_shared(h);
-  c->born = conc__fork_generation();
-  conc__heap_hold(h);
-  conc__obj_init(&c->hdr, type);
+  container_wrap(c, h, type, conc__fork_generation());
   memset(*st, 0, stsize);
   conc__mutex_init(*st, c->shared ? CONC_SHARED : CONC_PRIVATE);
   return c;
 }
+
+/* What a spawned process is given of a Manager's container (spawn.c): its
+** heap, as the entry before it, and where its state is in the heap. From
+** then on no process frees the state before the heap goes: the other one
+** may hold it, and nothing tells when it lets go. A thread container is
+** this process's own, as threading's objects are. */
+static int container_export(conc_ShHead *c, const void *st, conc_Export *x) {
+  if (!c->shared) return CONC_EVALUE;
+  atomic_store_explicit(&c->born, GIVEN, memory_order_relaxed);
+  x->num[0] = (int64_t)conc__heap_off(c->heap, st);
+  x->ref = &c->heap->hdr;
+  return CONC_OK;
+}
+
+/* In the spawned process: its object of a kind (size bytes) over the
+** state (stsize bytes, into *st) that x names in the heap it holds; NULL
+** unless that is a live block of the heap, or when out of memory. */
+static void *container_attach(const conc_Export *x, conc_ObjType *type,
+                              size_t size, size_t stsize, void **st) {
+  conc_Heap *h = (conc_Heap *)x->ref;
+  conc_ShHead *c;
+  if (h == NULL || h->hdr.type != &conc__heap_type || x->num[0] <= 0 ||
+      !conc__heap_valid(h, (conc_Off)x->num[0], stsize) ||
+      (c = malloc(size)) == NULL)
+    return NULL;
+  *st = conc__heap_at(h, (conc_Off)x->num[0]);
+  return container_wrap(c, h, type, GIVEN);
+}
+
+static int shlist_export(conc_Obj *o, conc_Export *x) {
+  conc_ShList *l = (conc_ShList *)o;
+  return container_export(&l->h, l->st, x);
+}
+
+static conc_Obj *shlist_attach(const conc_Export *x) {
+  void *st;
+  conc_ShList *l = container_attach(x, &conc__shlist_type, sizeof *l,
+                                    sizeof l->own, &st);
+  if (l != NULL) l->st = st;
+  return (conc_Obj *)l;
+}
+
+conc_ObjType conc__shlist_type = {
+  .name = "conc.shared.list", .destroy = shlist_destroy,
+  .export = shlist_export, .attach = shlist_attach};
 
 conc_ShList *conc__shlist_new(conc_Heap *h) {
   void *st;
@@ -760,15 +817,37 @@ static void dict_free_all(conc_ShDict *d) {
 
 static void shdict_destroy(conc_Obj *o) {
   conc_ShDict *d = (conc_ShDict *)o;
-  if (owned_alone(d->h.heap, d->h.born)) dict_free_all(d);
+  if (owned_alone(&d->h)) dict_free_all(d);
   conc__heap_drop(d->h.heap);
   free(d);
 }
 
+static int shdict_export(conc_Obj *o, conc_Export *x) {
+  conc_ShDict *d = (conc_ShDict *)o;
+  return container_export(&d->h, d->st, x);
+}
+
+static conc_Obj *dict_attach(const conc_Export *x, conc_ObjType *type) {
+  void *st;
+  conc_ShDict *d = container_attach(x, type, sizeof *d, sizeof d->own, &st);
+  if (d != NULL) d->st = st;
+  return (conc_Obj *)d;
+}
+
+static conc_Obj *shdict_attach(const conc_Export *x) {
+  return dict_attach(x, &conc__shdict_type);
+}
+
+static conc_Obj *namespace_attach(const conc_Export *x) {
+  return dict_attach(x, &conc__namespace_type);
+}
+
 conc_ObjType conc__shdict_type = {
-  .name = "conc.shared.dict", .destroy = shdict_destroy};
+  .name = "conc.shared.dict", .destroy = shdict_destroy,
+  .export = shdict_export, .attach = shdict_attach};
 conc_ObjType conc__namespace_type = {
-  .name = "conc.Namespace", .destroy = shdict_destroy};
+  .name = "conc.Namespace", .destroy = shdict_destroy,
+  .export = shdict_export, .attach = namespace_attach};
 
 conc_ShDict *conc__shdict_new(conc_Heap *h, conc_ObjType *type) {
   void *st;
