@@ -216,6 +216,7 @@ static const Test tests[] = {
   {"heap_blocks", test_heap_blocks},
   {"shared_containers", test_shared_containers},
   {"shared_killed", test_shared_killed},
+  {"shared_spawn", test_shared_spawn},
 };
 
 #define NTESTS (sizeof tests / sizeof tests[0])

@@ -72,5 +72,6 @@ void test_fork_threads(void);
 void test_heap_blocks(void);
 void test_shared_containers(void);
 void test_shared_killed(void);
+void test_shared_spawn(void);
 
 #endif

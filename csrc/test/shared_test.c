@@ -343,3 +343,144 @@ void test_shared_killed(void) {
   conc__obj_decref((conc_Obj *)l);
   conc__obj_decref(&h->hdr);
 }
+
+/* ======================================================================
+** A Manager's containers given to another process (spawn.c)
+** ====================================================================== */
+
+static conc_ShHead *head_of(conc_Obj *o) {
+  return (conc_ShHead *)o;
+}
+
+static void dict_put(conc_ShDict *d, const char *key, const char *value) {
+  conc_Val k = str(key), v = str(value);
+  check_rc(conc__shdict_set(d, &k, &v), CONC_OK);
+  conc__val_free(&k);
+  conc__val_free(&v);
+}
+
+static void list_append(conc_ShList *l, conc_Val v) {
+  check_rc(conc__shlist_insert(l, INT64_MAX, &v, 1), CONC_OK);
+  conc__val_free(&v);
+}
+
+/* Is d[key] the string want? */
+static void dict_is(conc_ShDict *d, const char *key, const char *want) {
+  conc_Val k = str(key), out;
+  check_rc(conc__shdict_get(d, &k, &out), CONC_OK);
+  check(is(&out, want), "d[%s] is not %s", key, want);
+  conc__val_free(&out);
+  conc__val_free(&k);
+}
+
+/* What the child gets: the parent's values, read through objects of its
+** own over its own mapping of the arena; it answers in the same ones. */
+static void attach_child(const conc_SpawnObjs *r, const conc_Heap *h) {
+  conc_Obj **objs;
+  unsigned n;
+  conc_ShDict *d, *ns;
+  conc_ShList *l;
+  conc_Val out;
+  size_t len;
+  in_child = 1;
+  check_rc(conc__spawn_attach(r->data, r->len, &objs, &n), CONC_OK);
+  check(n == 3 && objs[0]->type == &conc__shdict_type &&
+        objs[1]->type == &conc__shlist_type &&
+        objs[2]->type == &conc__namespace_type, "the three kinds, in order");
+  d = (conc_ShDict *)objs[0];
+  l = (conc_ShList *)objs[1];
+  ns = (conc_ShDict *)objs[2];
+  check(head_of(objs[0])->heap == head_of(objs[2])->heap &&
+        head_of(objs[0])->heap->base != h->base &&
+        conc__heap_shared(head_of(objs[0])->heap),
+        "one heap of its own, mapped at another address");
+  dict_is(d, "greeting", "hello from the parent");
+  check_size(conc__shlist_len(l), 2);
+  check_rc(conc__shlist_get(l, 2, &out), CONC_OK);
+  check(conc__val_data(&out, &len) && len == 300, "the parent's large value");
+  conc__val_free(&out);
+  dict_is(ns, "x", "1");
+  dict_put(d, "answer", "from the child");
+  list_append(l, str("appended"));
+  for (unsigned i = 0; i < n; i++) conc__obj_decref(objs[i]);
+  free(objs);
+  _exit(0);
+}
+
+void test_shared_spawn(void) {
+  conc_Heap *h = conc__heap_new();
+  conc_ShDict *d, *ns, *mine = conc__shdict_new(&conc__heap_private,
+                                                &conc__shdict_type);
+  conc_ShList *l;
+  conc_Obj *objs[3];
+  conc_SpawnObjs r;
+  conc_Export x = {.fd = -1};
+  unsigned bad = 9;
+  char big[300];
+  int status;
+  check(h != NULL && mine != NULL, "setup");
+  conc__thread_main();  /* its fork hook gives a child its own thread id */
+  d = conc__shdict_new(h, &conc__shdict_type);
+  l = conc__shlist_new(h);
+  ns = conc__shdict_new(h, &conc__namespace_type);
+  check(d != NULL && l != NULL && ns != NULL, "containers");
+  dict_put(d, "greeting", "hello from the parent");
+  memset(big, 'b', sizeof big);
+  list_append(l, str("first"));
+  list_append(l, val(big, sizeof big));
+  dict_put(ns, "x", "1");
+
+  /* a thread container is this process's alone */
+  objs[0] = (conc_Obj *)mine;
+  check_rc(conc__spawn_export(objs, 1, &r, &bad), CONC_EVALUE);
+  check(bad == 0, "the refused object named");
+  check_rc(objs[0]->type->export(objs[0], &x), CONC_EVALUE);
+  /* once exported, a list outlives the object it was made as (another
+  ** process may hold it): an object attached here still has its items */
+  objs[0] = (conc_Obj *)conc__shlist_new(h);
+  check(objs[0] != NULL, "a list");
+  check_rc(conc__shlist_type.export(objs[0], &x), CONC_OK);
+  check(x.ref == &h->hdr && (objs[1] = conc__shlist_type.attach(&x)) != NULL,
+        "attach in this process");
+  conc__obj_decref(objs[0]);
+  list_append((conc_ShList *)objs[1], str("kept"));
+  check(conc__heap_valid(h, (conc_Off)x.num[0], 1), "its state freed");
+  conc__obj_decref(objs[1]);
+  /* a state that is no live block of a heap is not attached */
+  x.ref = (conc_Obj *)mine;
+  check(conc__shdict_type.attach(&x) == NULL, "attached to no heap");
+  x.ref = &h->hdr;
+  x.num[0] = (int64_t)(h->size / 2);
+  check(conc__shdict_type.attach(&x) == NULL, "attached past the top");
+  x.num[0] = 0;
+  check(conc__shlist_type.attach(&x) == NULL, "attached offset 0");
+
+  objs[0] = (conc_Obj *)d;
+  objs[1] = (conc_Obj *)l;
+  objs[2] = (conc_Obj *)ns;
+  check_rc(conc__spawn_export(objs, 3, &r, &bad), CONC_OK);
+  check(r.nfds == 1, "one descriptor, the arena's: %u", r.nfds);
+  fflush(stdout);
+  fflush(stderr);
+  child_pid = conc__proc_fork();
+  check(child_pid >= 0, "fork failed");
+  if (child_pid == 0) attach_child(&r, h);
+  check_rc(conc__proc_wait(child_pid, conc__monotonic() + WAIT, &status),
+           CONC_OK);
+  child_pid = 0;
+  check(status == 0, "the child failed: %d", status);
+  conc__spawn_objs_free(&r);
+
+  /* the child's answer, and its objects let go of nothing of ours */
+  dict_is(d, "answer", "from the child");
+  check_size(conc__shlist_len(l), 3);
+  for (int i = 0; i < 3; i++) {
+    x = (conc_Export){.fd = -1};
+    check_rc(objs[i]->type->export(objs[i], &x), CONC_OK);
+    check(x.ref == &h->hdr && conc__heap_valid(h, (conc_Off)x.num[0], 1),
+          "object %d's state is still a live block", i);
+  }
+  for (int i = 0; i < 3; i++) conc__obj_decref(objs[i]);
+  conc__obj_decref((conc_Obj *)mine);
+  conc__obj_decref(&h->hdr);
+}
