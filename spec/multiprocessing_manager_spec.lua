@@ -242,6 +242,20 @@ describe("multiprocessing.Manager", function()
     assert.matches("^conc.shared.dict: ", tostring(d))
   end)
 
+  it("passes its dict, list, Namespace and Lock to a spawned child", function()
+    local T = require "fixtures.spawn_targets"
+    local m <close> = mp.Manager()
+    local d, l, ns, lock = m:dict(), m:list(), m:Namespace(), m:Lock()
+    d.from_parent = "hello"
+    l:append(1)
+    local p = start(mp.get_context("spawn").Process{target = T.use_manager,
+      args = {d, l, ns, lock}})
+    assert.are.equal(0, finish(p))
+    assert.are.same({n = 42, s = string.rep("x", 1000)}, d.from_child)
+    assert.are.same({1, "from the child"}, l:copy())
+    assert.is_true(ns.flag)
+  end)
+
   forks("Namespace: attributes every process sees", function()
     local m <close> = mp.Manager()
     local ns = m:Namespace()
