@@ -63,6 +63,23 @@ after_each(kids.cleanup)
 ---------------------------------------------------------------------------
 
 describe("multiprocessing.Queue", function()
+  it("is made with a smaller ring when the address space is too small for its reservation", function()
+    -- a ulimit -v stands in for strict overcommit (vm.overcommit_memory=2),
+    -- where the RAM-sized reservation is charged in full; the sanitizers'
+    -- shadow memory needs more address space than any such limit leaves
+    if (os.getenv("CONC_SANITIZE") or "") ~= "" then
+      pending("no address-space limit under a sanitizer")
+      return
+    end
+    local host = os.getenv("CONC_HOST") or "build/conc"
+    local h = assert(io.popen("ulimit -v 3000000 && " .. support.q(host) ..
+      [[ -e 'local mp = require "conc.multiprocessing"
+local q = mp.Queue(); q:put(string.rep("x", 100000)); print(#q:get(), "ok")' 2>&1]]))
+    local out = h:read("a")
+    h:close()
+    assert.are.equal("100000\tok\n", out)
+  end)
+
   forks("carries items from a producer process to a consumer process", function()
     local q, results = mp.Queue(), mp.Queue()
     local producer = spawn(function()

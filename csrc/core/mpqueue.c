@@ -99,7 +99,10 @@ conc_MPQueue *conc__mpq_new(uint64_t maxsize, int kind) {
   size_t page = conc__shm_page(), cap = ring_capacity();
   char *map;
   if (q == NULL) return NULL;
-  map = conc__shm_reserve(page + cap);
+  /* under strict overcommit (vm.overcommit_memory=2) a reservation is
+  ** charged in full: a smaller ring then, down to the smallest */
+  while ((map = conc__shm_reserve(page + cap)) == NULL && cap > MIN_CAP)
+    cap >>= 1;
   if (map == NULL) {
     free(q);
     return NULL;
