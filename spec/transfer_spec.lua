@@ -1033,7 +1033,9 @@ describe("transfer", function()
 
     it("raises at every truncation of a rich message", function()
       local s = rich_message()
-      for i = 0, #s - 1 do
+      -- under TSan every 13th (its allocator kept 3 GB over all of them;
+      -- a race does not depend on where the message ends)
+      for i = 0, #s - 1, require("support").TSAN and 13 or 1 do
         local ok, err = pcall(core.loads, s:sub(1, i))
         assert.is_false(ok)
         assert.matches("corrupt message", err, 1, true)
