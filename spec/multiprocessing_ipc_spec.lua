@@ -349,6 +349,28 @@ end)
 -- JoinableQueue and SimpleQueue
 ---------------------------------------------------------------------------
 
+describe("conc.select over multiprocessing's objects", function()
+  forks("wakes for an mp.Queue put and an mp.Event set in another process", function()
+    local mq, ev, go = mp.Queue(), mp.Event(), mp.Event()
+    local tq = require("conc.queue").Queue()  -- this process's: never ready
+    local p = spawn(function()
+      assert(go:wait(WAIT))
+      mq:put("from the child")
+      assert(go:wait(WAIT))
+      ev:set()
+    end)
+    go:set()  -- the child puts while the select below waits (or before it)
+    local obj, i = conc.select({tq, mq}, WAIT)
+    assert.are.equal(2, i)
+    assert.are.equal(mq, obj)
+    assert.are.equal("from the child", mq:get_nowait())
+    obj, i = conc.select({tq, ev}, WAIT)
+    assert.are.equal(2, i)
+    assert.are.equal(0, finish(p))
+    assert.is_nil(conc.select({mq}, 0))  -- empty again
+  end)
+end)
+
 describe("multiprocessing.JoinableQueue", function()
   forks("join() returns once a worker process has called task_done for every item", function()
     local q, results = mp.JoinableQueue(), mp.Queue()

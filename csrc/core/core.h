@@ -56,6 +56,10 @@ typedef struct conc_ObjType {
   ** the object to notify (a held Lock marks itself contended). */
   unsigned (*ready)(conc_Obj *o, unsigned events);
   conc_WaitList *(*waitlist)(conc_Obj *o);
+  /* 1 when other processes may change o (its state is in shared memory):
+  ** its wait list hears only this process, so a watcher also looks again
+  ** now and then. NULL: never. */
+  int (*remote)(conc_Obj *o);
   /* Kinds a spawned process can be given (multiprocessing's) set both:
   ** export describes o (CONC_EVALUE: this one is the process's own, as
   ** threading's are), attach makes this process's object over the same

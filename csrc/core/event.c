@@ -95,6 +95,11 @@ static conc_WaitList *event_waitlist(conc_Obj *o) {
   return &((conc_Event *)o)->watchers;
 }
 
+static int event_remote(conc_Obj *o) {
+  conc_Event *e = (conc_Event *)o;
+  return e->flag != &e->own;
+}
+
 static void event_destroy(conc_Obj *o) {
   conc_Event *e = (conc_Event *)o;
   conc__obj_state_free(e->flag, &e->own, sizeof *e->flag);
@@ -110,7 +115,7 @@ static conc_Obj *event_attach(const conc_Export *x);
 
 conc_ObjType conc__event_type = {
   .name = "conc.Event", .destroy = event_destroy, .ready = event_ready,
-  .waitlist = event_waitlist, .export = event_export,
+  .waitlist = event_waitlist, .remote = event_remote, .export = event_export,
   .attach = event_attach};
 
 static conc_Event *event_wrap(conc_Event *e, conc_Flag *flag) {

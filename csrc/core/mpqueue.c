@@ -44,12 +44,34 @@ struct conc_MPQueue {
   size_t mapsize, page;
   int kind;             /* CONC_MPQ_QUEUE, _JOINABLE, _SIMPLE */
   int closed;           /* this process's close() */
+  conc_WaitList watchers;  /* this process's selects: readable with items */
 };
 
 static void mpq_destroy(conc_Obj *o) {
   conc_MPQueue *q = (conc_MPQueue *)o;
   conc__shm_unmap(q->sh, q->mapsize);
   free(q);
+}
+
+static void lock(conc_MPQueue *q);
+
+static unsigned mpq_ready(conc_Obj *o, unsigned events) {
+  conc_MPQueue *q = (conc_MPQueue *)o;
+  size_t n;
+  lock(q);
+  n = conc__ring_count(q->ring);
+  conc__mutex_unlock(&q->sh->mu);
+  return (events & CONC_READABLE) && n > 0 ? CONC_READABLE : 0;
+}
+
+static conc_WaitList *mpq_waitlist(conc_Obj *o) {
+  return &((conc_MPQueue *)o)->watchers;
+}
+
+/* Another process's put is heard only by looking (conc__select's slices). */
+static int mpq_remote(conc_Obj *o) {
+  (void)o;
+  return 1;
 }
 
 static int mpq_export(conc_Obj *o, conc_Export *x) {
@@ -62,7 +84,8 @@ static int mpq_export(conc_Obj *o, conc_Export *x) {
 static conc_Obj *mpq_attach(const conc_Export *x);
 
 conc_ObjType conc__mpq_type = {.name = "conc.MPQueue",
-                               .destroy = mpq_destroy,
+                               .destroy = mpq_destroy, .ready = mpq_ready,
+                               .waitlist = mpq_waitlist, .remote = mpq_remote,
                                .export = mpq_export,
                                .attach = mpq_attach};
 
@@ -82,6 +105,7 @@ static conc_MPQueue *mpq_wrap(conc_MPQueue *q, char *map, size_t mapsize,
   q->ring = (conc_Ring *)(map + q->page - sizeof(conc_Ring));
   q->kind = kind;
   q->closed = 0;
+  conc__waitlist_init(&q->watchers);
   conc__obj_init(&q->hdr, &conc__mpq_type);
   return q;
 }
@@ -184,6 +208,7 @@ int conc__mpq_put(conc_MPQueue *q, const conc_RingPart *parts, size_t n,
   wake = conc__seq_signal(&sh->not_empty, 0);
   conc__mutex_unlock(&sh->mu);
   conc__seq_wake(&sh->not_empty, wake);
+  conc__waitlist_notify(&q->watchers, CONC_READABLE);
   return CONC_OK;
 }
 

@@ -193,24 +193,48 @@ static int ready_index(conc_Obj *const *objs, int n, unsigned events) {
   return -1;
 }
 
+/* How often a select over objects other processes change looks again:
+** after 1 ms, then twice as long each time up to 20 ms, the longest it
+** takes to hear of another process's put or set. */
+#define SELECT_SLICE_MIN 0.001
+#define SELECT_SLICE_MAX 0.020
+
+static int any_remote(conc_Obj *const *objs, int n) {
+  for (int i = 0; i < n; i++)
+    if (objs[i]->type->remote && objs[i]->type->remote(objs[i])) return 1;
+  return 0;
+}
+
 int conc__select(conc_Obj *const *objs, conc_WaitLink *links, int n,
                  unsigned events, double deadline, int *index) {
   conc_Waiter w;
-  int rc = CONC_OK;
+  int rc = CONC_OK, remote;
+  double slice = SELECT_SLICE_MIN;
   /* the common cases need no linking: something is ready, or a poll */
   *index = ready_index(objs, n, events);
   if (*index >= 0) return CONC_OK;
   if (deadline != CONC_FOREVER && deadline <= conc__monotonic())
     return CONC_ETIMEDOUT;
+  remote = any_remote(objs, n);
   conc__waiter_init(&w, NULL, NULL);
   for (int i = 0; i < n; i++)
     conc__waitlist_add(objs[i]->type->waitlist(objs[i]), &links[i], &w,
                        events, NULL);
   for (;;) {
+    double until = deadline;
     *index = ready_index(objs, n, events);
     if (*index >= 0) break;
-    rc = conc__waiter_wait(&w, deadline);
+    if (remote) {
+      until = conc__monotonic() + slice;
+      if (deadline != CONC_FOREVER && until > deadline) until = deadline;
+      if (slice < SELECT_SLICE_MAX) slice *= 2;
+    }
+    rc = conc__waiter_wait(&w, until);
     if (rc == CONC_EINTR) break;
+    if (rc == CONC_ETIMEDOUT && until != deadline) {  /* look again */
+      rc = CONC_OK;
+      continue;
+    }
     if (rc == CONC_ETIMEDOUT) {
       *index = ready_index(objs, n, events);  /* a last look, as a get has */
       if (*index >= 0) rc = CONC_OK;

@@ -424,6 +424,7 @@ static int l_select(lua_State *L) {
     lua_rawgeti(L, 1, i + 1);
     objs[i] = conc__toobj(L, -1);
     if (objs[i] == NULL || (objs[i]->type != &conc__queue_type &&
+                            objs[i]->type != &conc__mpq_type &&
                             objs[i]->type != &conc__event_type))
       return conc__raise(L, CONC_ETYPE,
                          "select: objs[%d] is a %s, not a Queue or an Event",
