@@ -740,6 +740,9 @@ describe("transfer", function()
       local c = core.copy(old)
       assert.is_false(rawequal(c, old) or rawequal(c, m.f))
       assert.same({"old"}, c)
+      c = core.copy(m.f) -- not what the module had when it was loaded
+      assert.is_false(rawequal(c, m.f))
+      assert.same({"new"}, c)
     end)
 
     it("include C functions put in a module after the last message",

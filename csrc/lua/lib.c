@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "lconc.h"
+#include "names.h"
 
 static const char SENTINEL_KEY = 's'; /* registry: joins threads at close */
 
@@ -65,6 +66,7 @@ void conc_openlibs(lua_State *L) {
     lua_setfield(L, -2, m->name);
   }
   lua_pop(L, 1);
+  conc__names_watch(L);  /* what loads after this gets its snapshot */
   conc__thread_main();  /* the thread that opens conc first is MainThread */
   conc__state_setup();
 }
@@ -192,6 +194,7 @@ int luaopen_conc_core(lua_State *L) {
     {"live_objects", l_live_objects}, {"_raise", l_raise},
     {"_memory_limit", l_memory_limit}, {NULL, NULL}};
   conc__thread_main();  /* the thread that opens conc first is MainThread */
+  conc__names_watch(L);  /* a stock lua5.4's: the modules loaded so far */
   luaL_newlib(L, fns);
   conc__open_transfer(L);
   conc__open_thread(L);

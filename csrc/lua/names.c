@@ -2,7 +2,10 @@
 ** names.c -- the index of module values: which tables and functions cross
 ** by name ("module\0field", looked up and required in the receiver) rather
 ** than by value. Built from package.loaded, kept in the registry, watched
-** through a __newindex on package.loaded, and rebuilt when stale.
+** through a __newindex on package.loaded, and rebuilt when stale. The same
+** watch takes a snapshot of a module's fields as require loads it: a name
+** holds only while the module is as it was loaded, which is what the
+** receiver's require gives (docs/transfer.md, "Modules").
 */
 #include <string.h>
 
@@ -18,6 +21,11 @@ static const char NAMES_COUNT = 'c';   /* and how many entries it had */
 static const char NAMES_FRESH = 'f';   /* while watched, the index's tables
                                           as a NameSet (see below) */
 static const char NAMES_WATCH = 'w';   /* the metatable watching package.loaded */
+static const char NAMES_SNAPS = 's';   /* weak keys: module table -> its
+                                          fields as loaded, a snapshot */
+static const char SNAP_COUNT = '#';    /* a snapshot's key (its address, a
+                                          light userdata no module uses):
+                                          how many fields it has */
 
 static void add_name(lua_State *L, int index, int value, const char *mod,
                      const char *field) {
@@ -54,20 +62,83 @@ static void drop_names(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH);
 }
 
+static int is_stdlib(const char *mod);
+
+/* Pushes the table of snapshots. */
+static void push_snaps(lua_State *L) {
+  conc__weak_registry(L, &NAMES_SNAPS, "k");
+}
+
+/* Takes the snapshot of the module table at idx, unless it has one and
+** again is 0: a copy of its raw fields, and their count. O(its fields),
+** about once per module. */
+static void snap_module(lua_State *L, int idx, int again) {
+  int n = 0;
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, 5, NULL);
+  push_snaps(L);
+  lua_pushvalue(L, idx);
+  if (lua_rawget(L, -2) != LUA_TNIL && !again) {
+    lua_pop(L, 2);
+    return;
+  }
+  lua_pop(L, 1);
+  lua_pushvalue(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {  /* counted first: one table of the right size */
+    lua_pop(L, 1);
+    n++;
+  }
+  lua_createtable(L, 0, n + 1);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, -4);
+  }
+  lua_pushinteger(L, n);
+  lua_rawsetp(L, -2, &SNAP_COUNT);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+}
+
+/* Is the module at idx, named name, one that gets a snapshot: a table, and
+** no standard library (those only name their C functions, which do not
+** depend on the library's table)? */
+static int snapshotted(lua_State *L, int idx, int name) {
+  return lua_istable(L, idx) && lua_type(L, name) == LUA_TSTRING &&
+         !is_stdlib(lua_tostring(L, name));
+}
+
 /* package.loaded's __newindex: a module is loaded (or a key set again
-** after being cleared, as a reload does); the index is stale. */
+** after being cleared, as a reload does); the index is stale. The module
+** as it is now is what a receiver's require would give, if require (a C
+** function) stored it: a Lua function storing into package.loaded may be
+** a module registering itself before it has all its fields, so its
+** snapshot waits for the next index built (as for the modules loaded
+** before the watch). A table stored again under another name, as
+** luassert's init returns the table of luassert.assert with fields added,
+** gets a new snapshot: as the name that loaded last gives it. */
 static int loaded_newindex(lua_State *L) {
+  lua_Debug ar;
   drop_names(L);
   lua_settop(L, 3);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 3);
   lua_rawset(L, 1);
+  if (snapshotted(L, 3, 2) &&
+      !(lua_getstack(L, 1, &ar) && lua_getinfo(L, "S", &ar) &&
+        strcmp(ar.what, "C") != 0))
+    snap_module(L, 3, 1);
   return 0;
 }
 
 /* Is the watch on the table at idx (package.loaded)? Installs it when the
 ** table has no metatable: finding the index fresh then costs two lookups
-** per message, not a walk over every module. (Called when the index is
-** built: a metatable set on package.loaded later goes unnoticed, and the
-** index then follows new modules only as name_holds finds it stale.) */
+** per message, not a walk over every module. (Called when conc opens and
+** when the index is built: a metatable set on package.loaded later goes
+** unnoticed, and the index then follows new modules only as name_holds
+** finds it stale.) */
 static int watched(lua_State *L, int idx) {
   int ok;
   if (!lua_getmetatable(L, idx)) {
@@ -150,7 +221,9 @@ static int sorted_modules(lua_State *L, int loaded) {
 
 /*
 ** The index of named values: every module in package.loaded and the tables
-** and functions directly in it; but from the standard library's modules only
+** and functions directly in it that it had when it was loaded (a function
+** stored into a module later is no name the receiver's module has: it
+** crosses as a function); but from the standard library's modules only
 ** what the standard library put there: C functions (print, string.format),
 ** and package's tables. A Lua function there is the script's own addition
 ** (string.split), which the receiver lacks: it crosses as a function.
@@ -162,8 +235,8 @@ static int is_stdlib(const char *mod) {
     LUA_GNAME, LUA_LOADLIBNAME, LUA_COLIBNAME, LUA_TABLIBNAME, LUA_IOLIBNAME,
     LUA_OSLIBNAME, LUA_STRLIBNAME, LUA_MATHLIBNAME, LUA_UTF8LIBNAME,
     LUA_DBLIBNAME, NULL};
-  for (int i = 0; names[i]; i++)
-    if (strcmp(mod, names[i]) == 0) return 1;
+  for (int i = 0; names[i]; i++)  /* asked of every module: strcmp rarely */
+    if (mod[0] == names[i][0] && strcmp(mod, names[i]) == 0) return 1;
   return 0;
 }
 
@@ -220,6 +293,44 @@ static void push_nameset(lua_State *L, int idx) {
   lua_setiuservalue(L, -2, 1);
 }
 
+/* Adds to the index at index the fields of module mod (its name at mod,
+** its table on top) that cross by name: of a standard library, the C
+** functions and package's tables; of any other module, the tables and
+** functions that are still what they were when it was loaded. */
+static void add_fields(lua_State *L, int index, int mod) {
+  const char *name = lua_tostring(L, mod);
+  int std = is_stdlib(name), package = strcmp(name, LUA_LOADLIBNAME) == 0;
+  int t = lua_gettop(L), snap = 0;
+  luaL_checkstack(L, 6, NULL);
+  if (!std) {
+    snap_module(L, t, 0);  /* one loaded before the watch, or by a Lua function */
+    push_snaps(L);
+    lua_pushvalue(L, t);
+    lua_rawget(L, -2);
+    lua_remove(L, -2);
+    snap = lua_gettop(L);
+  }
+  lua_pushnil(L);
+  while (lua_next(L, t)) {
+    int vt = lua_type(L, -1), ok;
+    if (std) {
+      ok = lua_iscfunction(L, -1) || (package && vt == LUA_TTABLE);
+    } else {
+      ok = vt == LUA_TTABLE || vt == LUA_TFUNCTION;
+      if (ok) {
+        lua_pushvalue(L, -2);
+        lua_rawget(L, snap);
+        ok = lua_rawequal(L, -1, -2);
+        lua_pop(L, 1);
+      }
+    }
+    if (ok && lua_type(L, -2) == LUA_TSTRING)
+      add_name(L, index, lua_gettop(L), name, lua_tostring(L, -2));
+    lua_pop(L, 1);
+  }
+  lua_settop(L, t);
+}
+
 static void build_names(lua_State *L) {
   int loaded, index, mods, n;
   luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
@@ -237,28 +348,11 @@ static void build_names(lua_State *L) {
     lua_pop(L, 2);
   }
   for (int i = 1; i <= n; i++) {
-    const char *mod;
-    int std, package;
     lua_rawgeti(L, mods, i);
-    mod = lua_tostring(L, -1);  /* stays alive in mods */
-    std = is_stdlib(mod);
-    package = strcmp(mod, LUA_LOADLIBNAME) == 0;
-    if (lua_rawget(L, loaded) == LUA_TTABLE) {
-      lua_pushnil(L);
-      while (lua_next(L, -2)) {
-        int t = lua_type(L, -1);
-        int ok = std ? lua_iscfunction(L, -1) || (package && t == LUA_TTABLE)
-                     : (t == LUA_TTABLE || t == LUA_TFUNCTION);
-        if (ok && lua_type(L, -2) == LUA_TSTRING) {
-          lua_rawgeti(L, mods, i);
-          add_name(L, index, lua_gettop(L) - 1, lua_tostring(L, -1),
-                   lua_tostring(L, -3));
-          lua_pop(L, 1);
-        }
-        lua_pop(L, 1);
-      }
-    }
-    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, loaded) == LUA_TTABLE)
+      add_fields(L, index, lua_gettop(L) - 1);
+    lua_pop(L, 2);
   }
   lua_pop(L, 1);  /* mods */
   lua_pushvalue(L, index);
@@ -277,14 +371,9 @@ static void build_names(lua_State *L) {
   lua_remove(L, loaded);  /* leaves the index on top */
 }
 
-/* Does "module\0field" (n bytes at s) still name the value at idx? Looked up
-** as the decoder will. A module's field may have been reassigned since the
-** index was built. */
-static int name_holds(lua_State *L, const char *s, size_t n, int idx) {
-  const char *field = memchr(s, '\0', n);
-  size_t modlen = (size_t)(field - s);
-  int ok;
-  field++;
+/* Pushes the module named by the modlen bytes at s: package.loaded's, or
+** _G (which need not be in package.loaded) for "_G". */
+static void push_module(lua_State *L, const char *s, size_t modlen) {
   if (modlen == strlen(LUA_GNAME) && memcmp(s, LUA_GNAME, modlen) == 0) {
     lua_pushglobaltable(L);
   } else {
@@ -293,6 +382,16 @@ static int name_holds(lua_State *L, const char *s, size_t n, int idx) {
     lua_rawget(L, -2);
     lua_remove(L, -2);
   }
+}
+
+/* Does "module\0field" (n bytes at s) still name the value at idx? Looked up
+** as the decoder will. A module's field may have been reassigned since the
+** index was built. */
+static int name_holds(lua_State *L, const char *s, size_t n, int idx) {
+  const char *field = memchr(s, '\0', n);
+  int ok;
+  push_module(L, s, (size_t)(field - s));
+  field++;
   if (field < s + n) {
     if (!lua_istable(L, -1)) {
       lua_pop(L, 1);
@@ -379,4 +478,22 @@ int conc__names_unnamed(lua_State *L, int idx) {
     ok = !nameset_has(lua_touserdata(L, -1), lua_topointer(L, idx));
   lua_pop(L, 1);
   return ok;
+}
+
+void conc__names_watch(lua_State *L) {
+  int loaded;
+  luaL_checkstack(L, 4, NULL);
+  luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  loaded = lua_gettop(L);
+  if (lua_getmetatable(L, loaded)) {  /* watched already, or by another */
+    lua_pop(L, 2);
+    return;
+  }
+  watched(L, loaded);
+  lua_pushnil(L);
+  while (lua_next(L, loaded)) {
+    if (snapshotted(L, -1, -2)) snap_module(L, -1, 0);
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
 }

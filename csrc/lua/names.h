@@ -14,7 +14,9 @@
 ** where the index stays while one message is written: 0 before the first
 ** lookup, which pushes the index on top and sets *slot; leave it there
 ** until the message is done. rebuild: build the index afresh first (a C
-** function was not found: a module may have grown since it was built).
+** function was not found: a module may have grown since it was built). A
+** module's field is in the index only while it holds what it held when the
+** module was loaded.
 */
 int conc__names_find(lua_State *L, int idx, int *slot, int rebuild);
 
@@ -34,6 +36,14 @@ int conc__names_self(lua_State *L, int idx);
 ** O(1); never raises.
 */
 int conc__names_unnamed(lua_State *L, int idx);
+
+/*
+** Puts the watch on package.loaded (see names.c) if it has no metatable,
+** and then takes the snapshot of each module loaded so far: called when
+** conc opens in a state, so that the modules loaded after it get theirs as
+** require loads them.
+*/
+void conc__names_watch(lua_State *L);
 
 /* The home slot of an address in an open-addressed table of cap slots (a
 ** power of two): the encoder's map of ids and the index's set of tables. */
