@@ -343,18 +343,47 @@ static inline void enc_ref(Enc *e, uint64_t id) {
   enc_done(e, wire_put_ref(enc_room(e, WIRE_HEAD_MAX), id));
 }
 
+/* Is the value enc_open is at what code needs: a function's upvalue, or a
+** table's metatable? Else it is data: an argument, an item, or a field,
+** element or key of a table (of any table: one that code needs too, whose
+** fields are its data). */
+static int enc_in_code(Enc *e) {
+  EFrame *f;
+  if (e->deep.depth == 0) return 0;
+  f = conc__deep_top(&e->deep);
+  return f->at == 'u' || f->at == 'm';
+}
+
+/* Raises unless the module of the name on top is as it was loaded: checked
+** once per message, the module's address plus one (no object's address)
+** marking it checked in the map of ids. */
+static void enc_check(Enc *e) {
+  lua_State *L = e->L;
+  size_t n;
+  const char *s = lua_tolstring(L, -1, &n);
+  const char *m = conc__names_module(L, s, n);
+  uint64_t unused;
+  if (m == NULL || map_get(e, m + 1, &unused)) return;
+  if (conc__names_changed(L, s, n, e->names)) enc_error(e, lua_tostring(L, -1));
+  map_put(e, m + 1, 0);
+}
+
 /*
-** Writes NAMED and returns 1 when the value at idx crosses by name: the
-** name the index of module values has for it or, for a table with a
-** metatable (meta), the one it gives itself (conc__names_self: a class is
-** its instances' metatable and has one of its own, which makes them; a
-** record has none, and its path costs nothing more for this).
+** Writes NAMED and returns 1 when the value at idx crosses by name: a
+** function the index of module values names; a table it names, when it is
+** _G's or a standard library's, or what code needs (enc_in_code: a module
+** reached as data is copied, so that it arrives as it was sent); or, for a
+** table with a metatable (meta), the name it gives itself
+** (conc__names_self: a class is its instances' metatable and has one of its
+** own, which makes them; a record has none, and its path costs nothing
+** more for this). A module value crosses only while its module is as it was
+** loaded (enc_check).
 */
 static int enc_named(Enc *e, int idx, int rebuild, int meta) {
   lua_State *L = e->L;
   size_t n;
   const char *s;
-  int slot = e->names, found = conc__names_find(L, idx, &slot, rebuild);
+  int slot = e->names, kind = conc__names_find(L, idx, &slot, rebuild);
   if (e->names == 0) {  /* the index came on top (below the name, if found):
                            to the slot kept for it, below the frames */
     lua_pushvalue(L, slot);
@@ -362,7 +391,12 @@ static int enc_named(Enc *e, int idx, int rebuild, int meta) {
     lua_remove(L, slot);
     e->names = e->names_at;
   }
-  if (!found && !(meta && conc__names_self(L, idx))) return 0;
+  if (kind == CONC_NAMES_MODULE && lua_istable(L, idx) && !enc_in_code(e)) {
+    lua_pop(L, 1);
+    kind = CONC_NAMES_NONE;
+  }
+  if (kind == CONC_NAMES_MODULE) enc_check(e);
+  if (kind == CONC_NAMES_NONE && !(meta && conc__names_self(L, idx))) return 0;
   s = lua_tolstring(L, -1, &n);
   enc_done(e, wire_put_named(enc_room(e, WIRE_HEAD_MAX + n), s, n));
   lua_pop(L, 1);
@@ -480,7 +514,8 @@ static void enc_object(Enc *e, conc_Obj *o) {
 */
 static int enc_open(Enc *e) {
   lua_State *L = e->L;
-  int idx = lua_gettop(L), t = lua_type(L, idx), meta = 0, plain = 0, id;
+  int idx = lua_gettop(L), t = lua_type(L, idx), meta = 0, id;
+  int kind = CONC_NAMES_ASK;
   conc_Obj *o = NULL;
   lua_Integer narr;
   EFrame *f;
@@ -494,11 +529,13 @@ static int enc_open(Enc *e) {
     meta = 1;
     o = conc__toobj(L, idx);  /* a table proxy (a Lock's), or NULL */
   } else if (t == LUA_TTABLE) {
-    /* most tables: surely neither _G nor a module value (the record path's
-    ** test, a C set), so neither is looked for below */
-    plain = conc__names_unnamed(L, idx);
+    /* most tables: the record path's test, a C set, says what they can be
+    ** (nearly always nothing), so that what they cannot be is not looked
+    ** for below */
+    kind = conc__names_kind(L, idx);
+    if (kind == CONC_NAMES_MODULE && !enc_in_code(e)) kind = CONC_NAMES_NONE;
   }
-  if (!plain) {
+  if (kind == CONC_NAMES_ASK || kind == CONC_NAMES_ENV) {
     lua_pushglobaltable(L);
     if (lua_rawequal(L, idx, -1)) {
       lua_pop(L, 1);
@@ -516,7 +553,7 @@ static int enc_open(Enc *e) {
     enc_object(e, o);
     return 0;
   }
-  if (!plain && enc_named(e, idx, 0, meta)) return 0;
+  if (kind != CONC_NAMES_NONE && enc_named(e, idx, 0, meta)) return 0;
   if (t != LUA_TTABLE) return enc_function(e, idx, (uint64_t)e->nseen - 1);
   narr = (lua_Integer)lua_rawlen(L, idx);
   enc_done(e, wire_put_table(enc_room(e, WIRE_HEAD_MAX), (uint64_t)narr));
@@ -745,9 +782,12 @@ static size_t encode_flat(lua_State *L, int idx, unsigned char *out) {
   if (end - p < 2) return 0;
   p = wire_put_nil(wire_put_end(p));  /* no metatable */
   wire_set_hint(head, nhash);
-  /* last, as rarely needed: a module's table crosses by name, _G as GLOBALS
-  ** (the set conc__names_unnamed looks in holds _G too) */
-  return conc__names_unnamed(L, idx) ? (size_t)(p - out) : 0;
+  /* last, as rarely needed: _G crosses as GLOBALS, a standard library's
+  ** table by name (a module's record is data, copied here) */
+  switch (conc__names_kind(L, idx)) {
+    case CONC_NAMES_NONE: case CONC_NAMES_MODULE: return (size_t)(p - out);
+    default: return 0;
+  }
 }
 
 /* A message of one flat table, or NULL (and *len 0) for anything else;

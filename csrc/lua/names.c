@@ -62,7 +62,7 @@ static void drop_names(lua_State *L) {
   lua_rawsetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH);
 }
 
-static int is_stdlib(const char *mod);
+static int is_env(const char *mod);
 
 /* Pushes the table of snapshots. */
 static void push_snaps(lua_State *L) {
@@ -103,11 +103,10 @@ static void snap_module(lua_State *L, int idx, int again) {
 }
 
 /* Is the module at idx, named name, one that gets a snapshot: a table, and
-** no standard library (those only name their C functions, which do not
-** depend on the library's table)? */
+** none of the receiver's own (is_env)? */
 static int snapshotted(lua_State *L, int idx, int name) {
   return lua_istable(L, idx) && lua_type(L, name) == LUA_TSTRING &&
-         !is_stdlib(lua_tostring(L, name));
+         !is_env(lua_tostring(L, name));
 }
 
 /* package.loaded's __newindex: a module is loaded (or a key set again
@@ -223,7 +222,8 @@ static int sorted_modules(lua_State *L, int loaded) {
 ** The index of named values: every module in package.loaded and the tables
 ** and functions directly in it that it had when it was loaded (a function
 ** stored into a module later is no name the receiver's module has: it
-** crosses as a function); but from the standard library's modules only
+** crosses as a function); from conc's modules, the tables and functions
+** they hold (see is_env); but from the standard library's modules only
 ** what the standard library put there: C functions (print, string.format),
 ** and package's tables. A Lua function there is the script's own addition
 ** (string.split), which the receiver lacks: it crosses as a function.
@@ -240,35 +240,64 @@ static int is_stdlib(const char *mod) {
   return 0;
 }
 
+/* conc's own modules, "conc" and "conc.*": every state conc makes has
+** them as it has the standard library, built in. */
+static int is_conc(const char *mod) {
+  return strncmp(mod, "conc", 4) == 0 && (mod[4] == '\0' || mod[4] == '.');
+}
+
 /*
-** The tables the index holds, by address: what the record path asks ("is
-** this table a module value?") answered in C, where a Lua lookup by a table
-** key costs a division to hash. A full userdata whose user value is the
-** index, which keeps every table in it alive: an address in the set is
-** never a newer table's. O(1) expected per lookup; kept at most half full.
+** The receiver's own, as _G is: the standard library and conc. Their values
+** cross by name wherever they are met, data or code, with no snapshot and
+** no check: their tables hold what every state's copy holds (conc's
+** modules keep their state in upvalues, and keep what a script sets, such
+** as threading.excepthook, out of their tables).
+*/
+static int is_env(const char *mod) {
+  return is_stdlib(mod) || is_conc(mod);
+}
+
+/*
+** The tables the index holds, by address, each with its kind: what the
+** encoder asks first of most tables ("is it _G, a standard library's, a
+** module value?") answered in C, where a Lua lookup by a table key costs a
+** division to hash. A full userdata whose user value is the index, which
+** keeps every table in it alive: an address in the set is never a newer
+** table's. A key is the address, its low bit set for the ENV kind (a
+** table's address is even). O(1) expected per lookup; kept at most half
+** full.
 */
 typedef struct NameSet {
   size_t cap;           /* a power of two */
-  const void *keys[];   /* NULL: a free slot */
+  uintptr_t keys[];     /* 0: a free slot */
 } NameSet;
 
-static int nameset_has(const NameSet *set, const void *p) {
+static int nameset_kind(const NameSet *set, const void *p) {
+  uintptr_t a = (uintptr_t)p;
   for (size_t i = conc__names_slot(p, set->cap);; i = (i + 1) & (set->cap - 1)) {
-    if (set->keys[i] == p) return 1;
-    if (set->keys[i] == NULL) return 0;
+    uintptr_t k = set->keys[i];
+    if (k == a) return CONC_NAMES_MODULE;
+    if (k == 0) return CONC_NAMES_NONE;  /* most lookups end here */
+    if (k == (a | 1)) return CONC_NAMES_ENV;
   }
 }
 
-static void nameset_add(NameSet *set, const void *p) {
+static void nameset_add(NameSet *set, const void *p, int env) {
+  uintptr_t a = (uintptr_t)p;
   size_t i = conc__names_slot(p, set->cap);
-  while (set->keys[i] != NULL && set->keys[i] != p)
+  while (set->keys[i] != 0 && (set->keys[i] & ~(uintptr_t)1) != a)
     i = (i + 1) & (set->cap - 1);
-  set->keys[i] = p;
+  set->keys[i] = a | (uintptr_t)(env != 0);
+}
+
+/* The kind of the name on top of the stack, "module\0field". */
+static int name_kind(lua_State *L) {
+  return is_env(lua_tostring(L, -1)) ? CONC_NAMES_ENV : CONC_NAMES_MODULE;
 }
 
 /* Pushes the NameSet of the index at idx, with _G in it too, whether or not
-** package.loaded holds it: the record path then need not look for _G
-** (which crosses as GLOBALS) on its own. */
+** package.loaded holds it: the encoder then need not look for _G (which
+** crosses as GLOBALS) on its own. */
 static void push_nameset(lua_State *L, int idx) {
   size_t n = 1, cap = 16;
   NameSet *set;
@@ -283,11 +312,12 @@ static void push_nameset(lua_State *L, int idx) {
   memset(set->keys, 0, cap * sizeof set->keys[0]);
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    if (lua_istable(L, -2)) nameset_add(set, lua_topointer(L, -2));
+    if (lua_istable(L, -2))
+      nameset_add(set, lua_topointer(L, -2), name_kind(L) == CONC_NAMES_ENV);
     lua_pop(L, 1);
   }
   lua_pushglobaltable(L);
-  nameset_add(set, lua_topointer(L, -1));
+  nameset_add(set, lua_topointer(L, -1), 1);
   lua_pop(L, 1);
   lua_pushvalue(L, idx);
   lua_setiuservalue(L, -2, 1);
@@ -295,14 +325,15 @@ static void push_nameset(lua_State *L, int idx) {
 
 /* Adds to the index at index the fields of module mod (its name at mod,
 ** its table on top) that cross by name: of a standard library, the C
-** functions and package's tables; of any other module, the tables and
-** functions that are still what they were when it was loaded. */
+** functions and package's tables; of conc's, the tables and functions; of
+** any other module, the tables and functions that are still what they
+** were when it was loaded. */
 static void add_fields(lua_State *L, int index, int mod) {
   const char *name = lua_tostring(L, mod);
   int std = is_stdlib(name), package = strcmp(name, LUA_LOADLIBNAME) == 0;
   int t = lua_gettop(L), snap = 0;
   luaL_checkstack(L, 6, NULL);
-  if (!std) {
+  if (!is_env(name)) {
     snap_module(L, t, 0);  /* one loaded before the watch, or by a Lua function */
     push_snaps(L);
     lua_pushvalue(L, t);
@@ -317,7 +348,7 @@ static void add_fields(lua_State *L, int index, int mod) {
       ok = lua_iscfunction(L, -1) || (package && vt == LUA_TTABLE);
     } else {
       ok = vt == LUA_TTABLE || vt == LUA_TFUNCTION;
-      if (ok) {
+      if (ok && snap) {
         lua_pushvalue(L, -2);
         lua_rawget(L, snap);
         ok = lua_rawequal(L, -1, -2);
@@ -429,13 +460,13 @@ int conc__names_find(lua_State *L, int idx, int *slot, int rebuild) {
   lua_pushvalue(L, idx);
   if (lua_rawget(L, *slot) != LUA_TSTRING) {
     lua_pop(L, 1);
-    return 0;
+    return CONC_NAMES_NONE;
   }
   s = lua_tolstring(L, -1, &n);
-  if (name_holds(L, s, n, idx)) return 1;
+  if (name_holds(L, s, n, idx)) return name_kind(L);
   lua_pop(L, 1);
-  return rebuild ? 0 : conc__names_find(L, idx, slot, 1);  /* stale: once
-                                                               more, fresh */
+  /* stale: once more, fresh */
+  return rebuild ? CONC_NAMES_NONE : conc__names_find(L, idx, slot, 1);
 }
 
 int conc__names_self(lua_State *L, int idx) {
@@ -472,12 +503,154 @@ int conc__names_self(lua_State *L, int idx) {
   return ok;
 }
 
-int conc__names_unnamed(lua_State *L, int idx) {
-  int ok = 0;
+int conc__names_kind(lua_State *L, int idx) {
+  int kind = CONC_NAMES_ASK;
   if (lua_rawgetp(L, LUA_REGISTRYINDEX, &NAMES_FRESH) == LUA_TUSERDATA)
-    ok = !nameset_has(lua_touserdata(L, -1), lua_topointer(L, idx));
+    kind = nameset_kind(lua_touserdata(L, -1), lua_topointer(L, idx));
   lua_pop(L, 1);
+  return kind;
+}
+
+/* ======================================================================
+** Is a module as it was loaded?
+** ====================================================================== */
+
+/* The length of the module's part of the name s (n bytes). */
+static size_t mod_len(const char *s, size_t n) {
+  const char *z = memchr(s, '\0', n);
+  return z ? (size_t)(z - s) : n;
+}
+
+/* Pushes the module of the name s (n bytes) if it is one a snapshot was
+** taken of, and returns 1; else returns 0 having pushed nothing. */
+static int push_checked(lua_State *L, const char *s, size_t n) {
+  if (is_env(s)) return 0;  /* s ends at the '\0' for strcmp */
+  push_module(L, s, mod_len(s, n));
+  if (lua_istable(L, -1)) return 1;
+  lua_pop(L, 1);
+  return 0;
+}
+
+const void *conc__names_module(lua_State *L, const char *s, size_t n) {
+  const void *p;
+  if (!push_checked(L, s, n)) return NULL;
+  p = lua_topointer(L, -1);
+  lua_pop(L, 1);
+  return p;
+}
+
+/* Pushes "NAME" for "module\0field" (n bytes at s): module.field, or the
+** module's name alone. */
+static void push_display(lua_State *L, const char *s, size_t n) {
+  size_t modlen = mod_len(s, n);
+  lua_pushlstring(L, s, modlen);
+  if (modlen + 1 < n) {
+    lua_pushliteral(L, ".");
+    lua_pushlstring(L, s + modlen + 1, n - modlen - 1);
+    lua_concat(L, 3);
+  }
+}
+
+/* Pushes MODULE.KEY for the key at idx of the module whose name is the
+** modlen bytes at s. */
+static void push_field(lua_State *L, const char *s, size_t modlen, int idx) {
+  idx = lua_absindex(L, idx);
+  lua_pushlstring(L, s, modlen);
+  if (lua_type(L, idx) == LUA_TSTRING) {
+    lua_pushliteral(L, ".");
+    lua_pushvalue(L, idx);
+    lua_concat(L, 3);
+    return;
+  }
+  lua_pushliteral(L, "[");
+  if (lua_type(L, idx) == LUA_TNUMBER || lua_type(L, idx) == LUA_TBOOLEAN)
+    luaL_tolstring(L, idx, NULL);
+  else
+    lua_pushstring(L, luaL_typename(L, idx));
+  lua_pushliteral(L, "]");
+  lua_concat(L, 4);
+}
+
+/* May the module at mod have made the value at v by itself on first use,
+** as conc's modules make their submodules and classes, so that the
+** receiver's module makes it too? It can make fields (it has an __index),
+** and the value is a module value or a class that names itself. */
+static int made_on_use(lua_State *L, int mod, int v, int index) {
+  int ok;
+  v = lua_absindex(L, v);
+  if (!lua_getmetatable(L, mod)) return 0;
+  lua_pushliteral(L, "__index");
+  ok = lua_rawget(L, -2) != LUA_TNIL;
+  lua_pop(L, 2);
+  if (!ok || !(lua_istable(L, v) || lua_isfunction(L, v))) return 0;
+  lua_pushvalue(L, v);
+  ok = lua_rawget(L, index) == LUA_TSTRING;
+  lua_pop(L, 1);
+  if (!ok && lua_istable(L, v) && conc__names_self(L, v)) {
+    lua_pop(L, 1);
+    ok = 1;
+  }
   return ok;
+}
+
+int conc__names_changed(lua_State *L, const char *s, size_t n, int index) {
+  int top = lua_gettop(L), mod, snap, matched = 0;
+  size_t modlen = mod_len(s, n);
+  const char *how = NULL;
+  luaL_checkstack(L, 8, NULL);
+  if (!push_checked(L, s, n)) return 0;
+  mod = lua_gettop(L);
+  push_snaps(L);
+  lua_pushvalue(L, mod);
+  if (lua_rawget(L, -2) != LUA_TTABLE) {  /* the index is no older than it */
+    lua_settop(L, top);
+    return 0;
+  }
+  snap = lua_gettop(L);
+  lua_pushnil(L);
+  while (how == NULL && lua_next(L, mod)) {
+    lua_pushvalue(L, -2);
+    if (lua_rawget(L, snap) == LUA_TNIL) {
+      if (!made_on_use(L, mod, -2, index)) how = "added";
+    } else if (lua_rawequal(L, -1, -2)) {
+      matched++;
+    } else {
+      how = "changed";
+    }
+    lua_pop(L, 2);  /* on a change, the key stays on top */
+  }
+  if (how == NULL) {
+    lua_rawgetp(L, snap, &SNAP_COUNT);
+    if (lua_tointeger(L, -1) == matched) {
+      lua_settop(L, top);
+      return 0;
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);  /* a field is gone: which one */
+    while (lua_next(L, snap)) {
+      lua_pop(L, 1);
+      if (lua_type(L, -1) == LUA_TLIGHTUSERDATA) continue;  /* SNAP_COUNT */
+      lua_pushvalue(L, -1);
+      if (lua_rawget(L, mod) == LUA_TNIL) {
+        lua_pop(L, 1);
+        how = "removed";
+        break;
+      }
+      lua_pop(L, 1);
+    }
+  }
+  if (how == NULL) {  /* not reached: a count short means a field gone */
+    lua_settop(L, top);
+    return 0;
+  }
+  push_display(L, s, n);  /* the key is below it */
+  push_field(L, s, modlen, -2);
+  lua_pushfstring(L, "%s by name: %s was %s after the module was loaded, "
+                  "and the receiver's require gives it as loaded",
+                  lua_tostring(L, -2), lua_tostring(L, -1), how);
+  lua_replace(L, top + 1);
+  lua_settop(L, top + 1);
+  return 1;
 }
 
 void conc__names_watch(lua_State *L) {

@@ -7,16 +7,26 @@
 
 #include "lconc.h"
 
+/* What a name is (docs/transfer.md, "Modules"). */
+enum {
+  CONC_NAMES_NONE,    /* surely no named value */
+  CONC_NAMES_MODULE,  /* a module or a field of one: a reference to code,
+                         valid while the module is as it was loaded */
+  CONC_NAMES_ENV,     /* _G's, the standard library's or conc's: the
+                         receiver's own, by name as data too, unchecked */
+  CONC_NAMES_ASK      /* not known without conc__names_find */
+};
+
 /*
 ** The name ("module\0field", field empty for a module itself) under which
 ** the value at idx crosses, from the index of module values: pushes it and
-** returns 1, or returns 0 having pushed nothing. *slot is the stack index
-** where the index stays while one message is written: 0 before the first
-** lookup, which pushes the index on top and sets *slot; leave it there
-** until the message is done. rebuild: build the index afresh first (a C
-** function was not found: a module may have grown since it was built). A
-** module's field is in the index only while it holds what it held when the
-** module was loaded.
+** returns CONC_NAMES_MODULE or CONC_NAMES_ENV, or returns CONC_NAMES_NONE
+** having pushed nothing. *slot is the stack index where the index stays
+** while one message is written: 0 before the first lookup, which pushes
+** the index on top and sets *slot; leave it there until the message is
+** done. rebuild: build the index afresh first (a C function was not found:
+** a module may have grown since it was built). A module's field is in the
+** index only while it holds what it held when the module was loaded.
 */
 int conc__names_find(lua_State *L, int idx, int *slot, int rebuild);
 
@@ -30,12 +40,31 @@ int conc__names_find(lua_State *L, int idx, int *slot, int rebuild);
 int conc__names_self(lua_State *L, int idx);
 
 /*
-** Is the table at idx surely neither a module value nor _G? Yes only while
-** the index is known fresh (watched) and does not hold it; otherwise the
-** general path asks conc__names_find, rebuilding the index if need be.
-** O(1); never raises.
+** What the table at idx may be, for the paths that skip the index when
+** they can: CONC_NAMES_NONE, _MODULE or _ENV (_G counts as ENV) while the
+** index is known fresh (watched), else CONC_NAMES_ASK. O(1); never raises.
 */
-int conc__names_unnamed(lua_State *L, int idx);
+int conc__names_kind(lua_State *L, int idx);
+
+/*
+** The module of the name s (n bytes, as conc__names_find pushed it) by
+** address, for the encoder to check it once per message; NULL when there is
+** nothing to check (a name of the ENV kind, a module that is no table).
+** Pushes nothing.
+*/
+const void *conc__names_module(lua_State *L, const char *s, size_t n);
+
+/*
+** Is the module of the name s (n bytes) as it was loaded? A snapshot of
+** its fields taken then is compared with them now, shallowly: O(its
+** fields). A field a module makes on first use (it has an __index, and the
+** field is itself a module value or a class that names itself) is no
+** change. Returns 0, or 1 having pushed what differs, for an error:
+** "NAME by name: MODULE.FIELD was changed (added, removed) after the module
+** was loaded, ...". index is the stack slot of the index (see
+** conc__names_find).
+*/
+int conc__names_changed(lua_State *L, const char *s, size_t n, int index);
 
 /*
 ** Puts the watch on package.loaded (see names.c) if it has no metatable,
