@@ -186,30 +186,36 @@ describe("transfer of modules", function()
     end)
   end)
 
-  -- The fork start method only: this branch has no spawn context.
-  describe("to a forked child", function()
+  -- Both start methods: a forked child's modules are as they were at the
+  -- fork, a spawned child's are freshly required; either way what is sent
+  -- after arrives as sent, or is refused.
+  local kids = support.children(WAIT)
+  after_each(kids.cleanup)
+  for _, method in ipairs({"fork", "spawn"}) do
+    local ctx = mp.get_context(method)
+    local case = method == "fork" and forks or it
+
     local function child(target, ...)
-      local p = mp.Process{target = target, args = table.pack(...)}
-      p:start()
-      return p
+      return kids.start(ctx.Process{target = target, args = table.pack(...)})
     end
 
     local function finish(p)
-      assert.equal(0, support.finish(p, WAIT))
+      assert.equal(0, kids.finish(p))
     end
 
-    forks("a module sent after the fork arrives as sent", function()
+    case("a module sent to a child (" .. method .. ") arrives as sent", function()
       local inq, outq = mp.Queue(), mp.Queue()
       local p = child(targets.echo, inq, outq)
-      cfg.level = 99 -- the child's cfg is as it was at the fork
+      cfg.level = 99 -- the child's own cfg is as loaded
       inq:put(cfg)
       local got = outq:get(true, WAIT)
+      restore()
       finish(p)
       assert.same({level = 99, settings = 1, module = false}, got)
     end)
 
-    forks("a closure over a changed module is refused before it is sent",
-          function()
+    case("a closure over a changed module is refused before it is sent to a child ("
+         .. method .. ")", function()
       local inq, outq = mp.Queue(), mp.Queue()
       local p = child(targets.call, inq, outq)
       local reader = targets.make_reader()
@@ -221,5 +227,5 @@ describe("transfer of modules", function()
       finish(p)
       assert.same({level = 1, module = true}, got)
     end)
-  end)
+  end
 end)
