@@ -394,6 +394,26 @@ end
     assert.truthy(err:find("KeyboardInterrupt", 1, true))
   end)
 
+  it("reports an error whose __tostring a Ctrl-C cut short (a second try)", function()
+    -- the message handler's call returns at once; the report's call waits
+    -- for the signal, and the try after it answers
+    local code, _, err = interrupt([[
+local calls = 0
+error(setmetatable({}, {__tostring = function()
+  calls = calls + 1
+  if calls == 2 then
+    io.open(READY, 'w'):close()
+    local t = os.clock()
+    while os.clock() - t < 20 do end
+    return "the signal never came"
+  end
+  return "custom error"
+end}))
+]])
+    assert.are.equal(1, code, err)
+    assert.are.equal(("%s: custom error\n"):format(HOST), err)
+  end)
+
   it("raises KeyboardInterrupt in join while a thread runs", function()
     local code, out, err = interrupt([[
 local threading = require "conc.threading"
