@@ -63,7 +63,7 @@ after_each(kids.cleanup)
 ---------------------------------------------------------------------------
 
 describe("multiprocessing.Queue", function()
-  it("is made with a smaller ring when the address space is too small for its reservation", function()
+  it("is made with a smaller ring when the address space is limited", function()
     -- a ulimit -v stands in for strict overcommit (vm.overcommit_memory=2),
     -- where the RAM-sized reservation is charged in full; the sanitizers'
     -- shadow memory needs more address space than any such limit leaves

@@ -89,9 +89,12 @@ conc_ObjType conc__mpq_type = {.name = "conc.MPQueue",
                                .export = mpq_export,
                                .attach = mpq_attach};
 
+/* The machine's memory, rounded up to a power of two, but no more than a
+** reservation may take here (rounded down; MIN_CAP at least). */
 static size_t ring_capacity(void) {
-  size_t want = conc__shm_physical(), cap = MIN_CAP;
+  size_t want = conc__shm_physical(), room = conc__shm_room(), cap = MIN_CAP;
   while (cap < want && cap < MAX_CAP) cap <<= 1;
+  while (cap > MIN_CAP && cap > room) cap >>= 1;
   return cap;
 }
 
@@ -123,10 +126,7 @@ conc_MPQueue *conc__mpq_new(uint64_t maxsize, int kind) {
   size_t page = conc__shm_page(), cap = ring_capacity();
   char *map;
   if (q == NULL) return NULL;
-  /* under strict overcommit (vm.overcommit_memory=2) a reservation is
-  ** charged in full: a smaller ring then, down to the smallest */
-  while ((map = conc__shm_reserve(page + cap)) == NULL && cap > MIN_CAP)
-    cap >>= 1;
+  map = conc__shm_reserve(page + cap);
   if (map == NULL) {
     free(q);
     return NULL;

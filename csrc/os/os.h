@@ -170,6 +170,9 @@ void conc__shm_discard(void *p, size_t len);
 void conc__shm_populate(void *p, size_t len);
 size_t conc__shm_page(void);      /* the page size */
 size_t conc__shm_physical(void);  /* bytes of RAM */
+/* The most one reservation should take when reservations are charged
+** (strict overcommit) or bounded (RLIMIT_AS); SIZE_MAX when neither. */
+size_t conc__shm_room(void);
 
 /* fork(): the child's pid in the parent, 0 in the child, or a negative
 ** errno. The fork hooks run around it. */

@@ -16,7 +16,9 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -217,4 +219,44 @@ size_t conc__shm_physical(void) {
   long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
   if (pages <= 0 || size <= 0) return (size_t)1 << 30;
   return (size_t)pages * (size_t)size;
+}
+
+/* A /proc file's first bytes, NUL-ended: its length, or -1. */
+static long read_proc(const char *path, char *buf, size_t size) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  ssize_t n;
+  if (fd < 0) return -1;
+  n = read(fd, buf, size - 1);
+  close(fd);
+  if (n < 0) return -1;
+  buf[n] = '\0';
+  return (long)n;
+}
+
+/* A "Name:   N kB" line of /proc/meminfo, in bytes; 0 when absent. */
+static size_t meminfo_field(const char *info, const char *name) {
+  const char *p = strstr(info, name);
+  unsigned long long kb;
+  if (p == NULL || sscanf(p + strlen(name), " %llu", &kb) != 1) return 0;
+  return (size_t)kb * 1024;
+}
+
+/* Under strict overcommit a reservation is charged in full, and against an
+** address-space limit it counts too: there a quarter of what commit
+** accounting has left, or an eighth of the limit, leaves room for the rest
+** of the process (a sanitizer's shadow among it). */
+size_t conc__shm_room(void) {
+  size_t room = SIZE_MAX;
+  struct rlimit rl;
+  char buf[4096];
+  if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+    room = (size_t)rl.rlim_cur / 8;
+  if (read_proc("/proc/sys/vm/overcommit_memory", buf, 8) > 0 &&
+      buf[0] == '2' && read_proc("/proc/meminfo", buf, sizeof buf) > 0) {
+    size_t limit = meminfo_field(buf, "CommitLimit:");
+    size_t used = meminfo_field(buf, "Committed_AS:");
+    size_t left = limit > used ? (limit - used) / 4 : 0;
+    if (left < room) room = left;
+  }
+  return room;
 }
