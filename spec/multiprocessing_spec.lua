@@ -1325,6 +1325,28 @@ print("main done")
       assert.truthy(out:find("exitcode\t1\nexitcode\t5\nmain done\n", 1, true), out)
     end)
 
+    script_it("a child's stdin is /dev/null under both start methods; the parent's is its own ("
+       .. label .. ")", function()
+      local script = tmpname()
+      spit(script, [[
+local mp = require "conc.multiprocessing"
+for _, m in ipairs({"fork", "spawn"}) do
+  local p = mp.get_context(m).Process{target = function()
+    os.exit(io.read("l") == nil and 0 or 3)
+  end}
+  p:start()
+  p:join(20)
+  print(m, p.exitcode)
+end
+print("parent", io.read("l"))
+]])
+      local h = assert(io.popen(string.format(
+        "printf 'hello\\n' | timeout -k 5 %d %s %s 2>&1", WAIT, exe, q(script))))
+      local out = h:read("a")
+      h:close()
+      assert.are.equal("fork\t0\nspawn\t0\nparent\thello\n", out)
+    end)
+
     script_it("spawn: the script's globals do not reach the child; upvalues and arg do ("
        .. label .. ")", function()
       local code, out = run_script(exe, [[

@@ -391,6 +391,14 @@ static int l_executable(lua_State *L) {
   return 1;
 }
 
+/* core.stdin_null(): a child's stdin reads from /dev/null from now on */
+static int l_stdin_null(lua_State *L) {
+  int rc = conc__proc_stdin_null();
+  if (rc < 0)
+    return conc__raise(L, rc, "cannot open /dev/null: %s", strerror(-rc));
+  return 0;
+}
+
 static int l_cpu_count(lua_State *L) {
   lua_pushinteger(L, conc__cpu_count());
   return 1;
@@ -453,7 +461,7 @@ void conc__open_proc(lua_State *L) {
     {"active_children", l_active_children}, {"getpid", l_getpid},
     {"getppid", l_getppid}, {"cpu_count", l_cpu_count},
     {"executable", l_executable}, {"spawn_receive", l_spawn_receive},
-    {"process_adopt", l_process_adopt},
+    {"process_adopt", l_process_adopt}, {"stdin_null", l_stdin_null},
     {NULL, NULL}};
   conc__bind(&process_binding);
   luaL_setfuncs(L, fns, 0);

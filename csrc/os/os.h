@@ -215,6 +215,9 @@ int conc__proc_parent(void);  /* getppid() */
 /* This process's executable (the link /proc/self/exe names) into buf:
 ** its length, or -errno (-ENAMETOOLONG when size is too small). */
 int conc__proc_executable(char *buf, size_t size);
+/* Points this process's stdin (fd 0 and the FILE) at /dev/null, as
+** Python's children have it: 0 or -errno. */
+int conc__proc_stdin_null(void);
 void conc__proc_close_fd(int fd);
 void conc__proc_cloexec(int fd);  /* sets close-on-exec */
 

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
+#include <stdio_ext.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -140,6 +141,20 @@ int conc__proc_executable(char *buf, size_t size) {
   if ((size_t)n >= size) return -ENAMETOOLONG;
   buf[n] = '\0';
   return (int)n;
+}
+
+int conc__proc_stdin_null(void) {
+  int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  if (fd != 0 && dup2(fd, 0) < 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  if (fd != 0) close(fd);
+  __fpurge(stdin);  /* what the parent had read ahead is the parent's */
+  clearerr(stdin);
+  return CONC_OK;
 }
 
 void conc__proc_close_fd(int fd) {

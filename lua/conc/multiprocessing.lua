@@ -71,6 +71,8 @@ end
 -- In the child: becomes the current process, runs run(), and ends the
 -- process with Python's exit code (0, or 1 after printing the error).
 local function bootstrap(self, parent_name)
+  -- as Python's children: the parent's stdin is the parent's to read
+  core.stdin_null()
   parent = setmetatable({_parent = true, _name = parent_name,
     _pid = core.getppid()}, Process)
   current = self
