@@ -607,6 +607,37 @@ describe("multiprocessing.Pipe", function()
     b:close()
   end)
 
+  it("close() while another thread waits in recv: that recv ends on the pipe, not on a file given its number", function()
+    local queue = require "conc.queue"
+    local a, b = mp.Pipe()
+    local ready, got = threading.Event(), queue.Queue()
+    local t = threading.Thread{target = function(conn, ev, out)
+      ev:set()
+      local ok, v = pcall(conn.recv, conn)
+      out:put({ok, ok and v or tostring(v)})
+    end, args = {a, ready, got}}
+    t:start()
+    assert.is_true(ready:wait(WAIT))
+    -- time for the thread to block in recv: without it the case could pass
+    -- with the thread not yet there, never fail
+    require("conc.time").sleep(0.05)
+    a:close()
+    -- files opened now take the lowest free numbers: the one close freed
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(string.rep("x", 64))
+    f:close()
+    local files = {}
+    for i = 1, 4 do files[i] = assert(io.open(path, "r")) end
+    b:send("after close")
+    local r = got:get(true, WAIT)
+    t:join(WAIT)
+    for _, h in ipairs(files) do h:close() end
+    os.remove(path)
+    assert.are.same({true, "after close"}, r)
+    raises(errors.OSError, a.recv, a)  -- "handle is closed", as in Python
+  end)
+
   forks("a child forked while a thread waits in recv on an end can recv on that end", function()
     local queue = require "conc.queue"
     local a, b = mp.Pipe()

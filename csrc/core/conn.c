@@ -39,6 +39,8 @@ struct conc_Conn {
   conc_Mutex rmu, wmu;
   conc_Conn *next, *prev;  /* the table of ends, under table_mu */
   atomic_int fd;        /* -1 once closed */
+  atomic_int users;     /* recv, send and poll calls using the descriptor */
+  atomic_int parked;    /* closed while in use: the last user closes it */
   atomic_int readable;  /* cleared after a bad message length */
   int writable;
   Page *page;
@@ -51,11 +53,13 @@ static pthread_mutex_t table_mu = PTHREAD_MUTEX_INITIALIZER;
 static conc_Conn *ends;
 
 /* In the child, only the forking thread is left: no reader or writer
-** holds an end, whatever the parent's threads were doing. */
+** holds or uses an end, whatever the parent's threads were doing. */
 static void fork_child(void) {
   for (conc_Conn *c = ends; c != NULL; c = c->next) {
     conc__mutex_init(&c->rmu, CONC_PRIVATE);
     conc__mutex_init(&c->wmu, CONC_PRIVATE);
+    atomic_store(&c->users, 0);
+    conc__proc_close_fd(atomic_exchange(&c->parked, -1));
   }
 }
 
@@ -90,6 +94,7 @@ static void conn_destroy(conc_Obj *o) {
   conc_Conn *c = (conc_Conn *)o;
   table_remove(c);
   conc__proc_close_fd(atomic_load(&c->fd));
+  conc__proc_close_fd(atomic_load(&c->parked));
   page_drop(c->page);
   free(c);
 }
@@ -139,6 +144,8 @@ static conc_Conn *conn_new(int fd, int readable, int writable, Page *pg,
   conc__mutex_init(&c->rmu, CONC_PRIVATE);
   conc__mutex_init(&c->wmu, CONC_PRIVATE);
   atomic_init(&c->fd, fd);
+  atomic_init(&c->users, 0);
+  atomic_init(&c->parked, -1);
   atomic_init(&c->readable, readable);
   c->writable = writable;
   table_add(c);
@@ -176,9 +183,30 @@ int conc__conn_fileno(conc_Conn *c) { return atomic_load(&c->fd); }
 int conc__conn_readable(conc_Conn *c) { return atomic_load(&c->readable); }
 int conc__conn_writable(conc_Conn *c) { return c->writable; }
 
+/*
+** close() in one thread while another is in recv, send or poll on the same
+** end: the descriptor stays open until that call is done, or its number
+** could be a newly opened file's by the time the call reads or writes it.
+** A user counts itself before it loads fd; close() parks the descriptor
+** and closes it only if nobody counts. All seq_cst: of a user's count and
+** close()'s look at it, one sees the other, so exactly one of them closes.
+*/
+static int use(conc_Conn *c) {
+  atomic_fetch_add(&c->users, 1);
+  return atomic_load(&c->fd);
+}
+
+static void unuse(conc_Conn *c) {
+  if (atomic_fetch_sub(&c->users, 1) == 1)
+    conc__proc_close_fd(atomic_exchange(&c->parked, -1));
+}
+
 void conc__conn_close(conc_Conn *c) {
   int fd = atomic_exchange(&c->fd, -1);
-  conc__proc_close_fd(fd);
+  if (fd < 0) return;
+  atomic_store(&c->parked, fd);
+  if (atomic_load(&c->users) == 0)
+    conc__proc_close_fd(atomic_exchange(&c->parked, -1));
 }
 
 /* Writes all n bytes; `started` says a frame is under way (no interrupt
@@ -244,8 +272,9 @@ int conc__conn_send(conc_Conn *c, const void *data, size_t len) {
   int fd, rc, started = 0;
   if (!c->writable) return CONC_EVALUE;
   conc__mutex_lock(&c->wmu);
-  fd = atomic_load(&c->fd);
+  fd = use(c);
   if (fd < 0) {
+    unuse(c);
     conc__mutex_unlock(&c->wmu);
     return CONC_ECONNCLOSED;
   }
@@ -269,6 +298,7 @@ int conc__conn_send(conc_Conn *c, const void *data, size_t len) {
     if (rc == CONC_OK) rc = write_all(fd, data, len, &started, CONC_FOREVER);
   }
   if (started) atomic_fetch_add_explicit(c->tx, 1, memory_order_release);
+  unuse(c);
   conc__mutex_unlock(&c->wmu);
   return rc;
 }
@@ -289,8 +319,9 @@ int conc__conn_recv(conc_Conn *c, char *buf, size_t cap, char **out,
   char *dst = buf;
   if (!atomic_load(&c->readable)) return CONC_EVALUE;
   conc__mutex_lock(&c->rmu);
-  fd = atomic_load(&c->fd);
+  fd = use(c);
   if (fd < 0) {
+    unuse(c);
     conc__mutex_unlock(&c->rmu);
     return CONC_ECONNCLOSED;
   }
@@ -313,6 +344,7 @@ int conc__conn_recv(conc_Conn *c, char *buf, size_t cap, char **out,
     stop_reading(c);
   }
   if (rc == CONC_OK) rc = read_all(c, fd, dst, (size_t)n, &started, CONC_FOREVER);
+  unuse(c);
   conc__mutex_unlock(&c->rmu);
   if (rc != CONC_OK) {
     if (dst != buf) free(dst);
@@ -324,10 +356,13 @@ int conc__conn_recv(conc_Conn *c, char *buf, size_t cap, char **out,
 }
 
 int conc__conn_poll(conc_Conn *c, double deadline) {
-  int fd = atomic_load(&c->fd), rc;
-  if (fd < 0) return CONC_ECONNCLOSED;
-  if (!atomic_load(&c->readable)) return CONC_EVALUE;
+  int fd = use(c), rc;
+  if (fd < 0 || !atomic_load(&c->readable)) {
+    unuse(c);
+    return fd < 0 ? CONC_ECONNCLOSED : CONC_EVALUE;
+  }
   rc = conc__fd_wait(fd, CONC_FD_READ, deadline, 0);
+  unuse(c);
   if (rc == CONC_ETIMEDOUT) return 0;
   return rc == CONC_OK ? 1 : rc;
 }
