@@ -29,6 +29,11 @@ static conc_WaitList *lock_waitlist(conc_Obj *o) {
   return &((conc_Lock *)o)->watchers;
 }
 
+static int lock_remote(conc_Obj *o) {
+  conc_Lock *l = (conc_Lock *)o;
+  return l->mu != &l->own;
+}
+
 static void lock_destroy(conc_Obj *o) {
   conc_Lock *l = (conc_Lock *)o;
   conc__obj_state_free(l->mu, &l->own, sizeof *l->mu);
@@ -50,7 +55,8 @@ static conc_Obj *lock_attach(const conc_Export *x) {
 
 conc_ObjType conc__lock_type = {
   .name = "conc.Lock", .destroy = lock_destroy, .ready = lock_ready,
-  .waitlist = lock_waitlist, .export = lock_export, .attach = lock_attach};
+  .waitlist = lock_waitlist, .remote = lock_remote, .export = lock_export,
+  .attach = lock_attach};
 
 static void lock_wrap(conc_Lock *l, conc_Mutex *mu) {
   l->mu = mu;

@@ -83,6 +83,11 @@ static conc_WaitList *sem_waitlist(conc_Obj *o) {
   return &((conc_Semaphore *)o)->watchers;
 }
 
+static int sem_remote(conc_Obj *o) {
+  conc_Semaphore *s = (conc_Semaphore *)o;
+  return s->count != &s->own;
+}
+
 static void sem_destroy(conc_Obj *o) {
   conc_Semaphore *s = (conc_Semaphore *)o;
   conc__obj_state_free(s->count, &s->own, sizeof *s->count);
@@ -98,7 +103,8 @@ static conc_Obj *sem_attach(const conc_Export *x);
 
 conc_ObjType conc__sem_type = {
   .name = "conc.Semaphore", .destroy = sem_destroy, .ready = sem_ready,
-  .waitlist = sem_waitlist, .export = sem_export, .attach = sem_attach};
+  .waitlist = sem_waitlist, .remote = sem_remote, .export = sem_export,
+  .attach = sem_attach};
 
 static conc_Semaphore *sem_wrap(conc_Semaphore *s, conc_Count *count) {
   s->count = count;
