@@ -227,7 +227,7 @@ int conc__select(conc_Obj *const *objs, conc_WaitLink *links, int n,
     if (remote) {
       until = conc__monotonic() + slice;
       if (deadline != CONC_FOREVER && until > deadline) until = deadline;
-      if (slice < SELECT_SLICE_MAX) slice *= 2;
+      slice = slice * 2 < SELECT_SLICE_MAX ? slice * 2 : SELECT_SLICE_MAX;
     }
     rc = conc__waiter_wait(&w, until);
     if (rc == CONC_EINTR) break;
