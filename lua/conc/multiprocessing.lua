@@ -125,6 +125,9 @@ function Process:start()
   end
   local method = self._start_method or M.get_start_method()
   if method == "spawn" then
+    -- target, args and kwargs also sit in self's fields (the message holds
+    -- each table once); given first, they are what an error names
+    -- ("args[1]: cannot transfer coroutine"), and the child reads self's
     h:spawn(M.get_executable(), package.path, package.cpath,
       rawget(self, "_target"), rawget(self, "_args"), rawget(self, "_kwargs"),
       spawned_self(self), {ident = h:ident(), name = h:name(),
