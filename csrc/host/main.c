@@ -68,15 +68,15 @@ static const char *push_errtext(lua_State *L, int idx) {
   ** Ctrl-C (`timeout -s INT` sends two: to the child and to its group)
   ** fires in whatever Lua runs next, and that is often this call */
   for (int tries = 0; tries < 2; tries++) {
-    int rc;
+    int rc, interrupted;
     if (luaL_getmetafield(L, idx, "__tostring") == LUA_TNIL) break;
     lua_pushvalue(L, idx);
     rc = lua_pcall(L, 1, 1, 0);
     if (rc == LUA_OK && lua_type(L, -1) == LUA_TSTRING)
       return lua_tostring(L, -1);
-    rc = rc != LUA_OK && conc_iserror(L, -1, "KeyboardInterrupt");
+    interrupted = rc != LUA_OK && conc_iserror(L, -1, "KeyboardInterrupt");
     lua_pop(L, 1);
-    if (!rc) break;
+    if (!interrupted) break;
   }
   return lua_pushfstring(L, "(error object is a %s value)",
                          luaL_typename(L, idx));
