@@ -17,7 +17,7 @@ static int meta_array(lua_State *L);
 ** box at [1], which a[1] would read. __index looks at "value" before the
 ** methods. */
 static conc_Binding array_binding = {.type = &conc__array_type,
-                                     .open = meta_array};
+                                     .open = meta_array, .uservalues = 1};
 
 static conc_Array *check_array(lua_State *L) {
   return (conc_Array *)conc__checkobj(L, 1, &conc__array_type);
@@ -271,7 +271,19 @@ static int array_get_lock(lua_State *L) {
   if (lk == NULL)
     return conc__raise(L, CONC_EATTRIBUTE, "'%s' object has no attribute "
                        "'get_lock'", ctype_name(conc__array_typecode(a)));
+  if (lua_getiuservalue(L, 1, 1) == LUA_TTABLE) {
+    conc_Box *box;
+    lua_rawgeti(L, -1, 1);
+    box = conc__tobox(L, -1);
+    lua_pop(L, 1);
+    if (box != NULL && box->obj == lk) return 1;
+  }
+  lua_settop(L, 1);
   conc__pushobj(L, lk);
+  if (lua_type(L, 1) == LUA_TUSERDATA) {
+    lua_pushvalue(L, -1);
+    lua_setiuservalue(L, 1, 1);
+  }
   return 1;
 }
 

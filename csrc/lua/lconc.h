@@ -168,6 +168,9 @@ typedef struct conc_Binding {
   ** lacks (a SimpleQueue's task_done). */
   int bound;
   int (*hides)(conc_Obj *o, const char *method);
+  /* Lua values each box carries (lua_newuserdatauv): a Value keeps its
+  ** lock's proxy there, so that get_lock() needs no cache lookup. */
+  int uservalues;
   /* A bit for each method name's conc__method_bit, set when a state makes
   ** the kind's metatable (every state sets the same bits) or a script adds
   ** a method to it: an __index function tells most keys that name no

@@ -110,11 +110,12 @@ void conc__pushobj(lua_State *L, conc_Obj *o) {
     }
   }
   lua_pop(L, 1);
-  box = lua_newuserdatauv(L, sizeof *box, 0);
+  b = push_meta(L, o->type);
+  box = lua_newuserdatauv(L, sizeof *box, b->uservalues);
   box->obj = o;
   box->magic = &conc__box_magic;
   conc__obj_incref(o);
-  b = push_meta(L, o->type);
+  lua_rotate(L, -2, 1);
   lua_setmetatable(L, -2);
   if (b->bound) {
     int top = lua_gettop(L);
