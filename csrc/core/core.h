@@ -936,4 +936,46 @@ void conc__sh_hold(void *container);
 int conc__shdict_snapshot(conc_ShDict *d, int which, conc_Val **out,
                           size_t *n);
 
+/* ======================================================================
+** Futures (future.c)
+** ====================================================================== */
+
+typedef struct conc_Future conc_Future;
+extern conc_ObjType conc__future_type;
+
+/* Python's states; NOTIFIED is CANCELLED_AND_NOTIFIED, which scripts see
+** as cancelled. */
+enum {
+  CONC_FUTURE_PENDING,
+  CONC_FUTURE_RUNNING,
+  CONC_FUTURE_CANCELLED,
+  CONC_FUTURE_NOTIFIED,
+  CONC_FUTURE_FINISHED
+};
+
+conc_Future *conc__future_new(void);  /* NULL when out of memory */
+int conc__future_state(conc_Future *f);
+/* cancel(): 1 if the future is cancelled now or was already, 0 if it runs
+** or is finished. A cancel that settled it hands out the callbacks (*cbs,
+** *ncbs; free with conc__future_free_callbacks), for the caller to run. */
+int conc__future_cancel(conc_Future *f, conc_Msg ***cbs, size_t *ncbs);
+/* set_running_or_notify_cancel(): 1 running now, 0 cancelled (it is
+** NOTIFIED then), or CONC_EFUTURESTATE when it was not pending. */
+int conc__future_start(conc_Future *f);
+/* set_result / set_exception: the future takes outcome (the values, or
+** the error when failed) and is FINISHED, handing out its callbacks as
+** cancel does; CONC_EINVALSTATE (outcome stays the caller's) when it was
+** cancelled or finished already. */
+int conc__future_finish(conc_Future *f, int failed, conc_Msg *outcome,
+                        conc_Msg ***cbs, size_t *ncbs);
+/* CONC_OK once done (finished or cancelled), else ETIMEDOUT or EINTR. */
+int conc__future_wait(conc_Future *f, double deadline);
+/* A FINISHED future's outcome (the future keeps it; it never changes). */
+const conc_Msg *conc__future_outcome(conc_Future *f, int *failed);
+/* Keeps cb to be handed out when the future is settled, and returns 0;
+** returns 1, cb still the caller's, when it is done already (run it now);
+** CONC_ENOMEM. */
+int conc__future_add_callback(conc_Future *f, conc_Msg *cb);
+void conc__future_free_callbacks(conc_Msg **cbs, size_t n);
+
 #endif

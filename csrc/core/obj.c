@@ -62,4 +62,4 @@ conc_ObjType *const conc__obj_types[] = {
   &conc__queue_type, &conc__shlist_type, &conc__shdict_type,
   &conc__local_type, &conc__process_type, &conc__array_type,
   &conc__mpq_type, &conc__conn_type, &conc__heap_type,
-  &conc__namespace_type, NULL};
+  &conc__namespace_type, &conc__future_type, NULL};

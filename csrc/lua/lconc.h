@@ -255,5 +255,6 @@ void conc__open_proc(lua_State *L);
 void conc__open_array(lua_State *L);
 void conc__open_mpqueue(lua_State *L);
 void conc__open_conn(lua_State *L);
+void conc__open_future(lua_State *L);
 
 #endif

@@ -77,8 +77,18 @@ int luaopen_conc(lua_State *L) {
   return 1;
 }
 
+/* threading._run_atexit(), when this state loaded conc.threading. */
+static void run_atexit(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+  if (lua_getfield(L, -1, "conc.threading") == LUA_TTABLE &&
+      lua_getfield(L, -1, "_run_atexit") == LUA_TFUNCTION)
+    lua_call(L, 0, 0);
+  lua_settop(L, 0);
+}
+
 static int shutdown_p(lua_State *L) {
   conc_Thread *t;
+  run_atexit(L);
   while ((t = conc__thread_next_nondaemon()) != NULL) {
     int rc = conc__thread_join(t, CONC_FOREVER);
     conc__obj_decref((conc_Obj *)t);
@@ -206,6 +216,7 @@ int luaopen_conc_core(lua_State *L) {
   conc__open_array(L);
   conc__open_mpqueue(L);
   conc__open_conn(L);
+  conc__open_future(L);
   install_sentinel(L);
   return 1;
 }

@@ -425,11 +425,12 @@ static int l_select(lua_State *L) {
     objs[i] = conc__toobj(L, -1);
     if (objs[i] == NULL || (objs[i]->type != &conc__queue_type &&
                             objs[i]->type != &conc__mpq_type &&
-                            objs[i]->type != &conc__event_type))
+                            objs[i]->type != &conc__event_type &&
+                            objs[i]->type != &conc__future_type))
       return conc__raise(L, CONC_ETYPE,
-                         "select: objs[%d] is a %s, not a Queue or an Event",
-                         (int)i + 1, objs[i] ? objs[i]->type->name
-                                             : luaL_typename(L, -1));
+                         "select: objs[%d] is a %s, not a Queue, an Event "
+                         "or a Future", (int)i + 1,
+                         objs[i] ? objs[i]->type->name : luaL_typename(L, -1));
     lua_pop(L, 1);
   }
   /* the table keeps every proxy (so every object) alive meanwhile */

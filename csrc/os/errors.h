@@ -64,7 +64,11 @@
   X(ECLOSED,         -1041, "ValueError",                                    \
     "process object is closed")                                              \
   X(EEOF,            -1042, "EOFError",           NULL)                      \
-  X(ECONNCLOSED,     -1043, "OSError",            "handle is closed")
+  X(ECONNCLOSED,     -1043, "OSError",            "handle is closed")     \
+  X(ECANCELLED,      -1050, "CancelledError",     NULL)                      \
+  X(EINVALSTATE,     -1051, "InvalidStateError",  NULL)                      \
+  X(EFUTURESTATE,    -1052, "RuntimeError",                                  \
+    "Future in unexpected state")
 
 enum {
 #define CONC_ERRCODE(code, value, cls, msg) CONC_##code = value,

@@ -78,6 +78,12 @@ M.declare("ShutDown", "Exception", "queue.ShutDown")
 M.declare("LookupError", "Exception")
 M.declare("KeyError", "LookupError")
 M.declare("IndexError", "LookupError")
+-- concurrent.futures' (Python's TimeoutError there is the built-in one)
+M.declare("CancelledError", "Exception")
+M.declare("InvalidStateError", "Exception")
+M.declare("BrokenExecutor", "RuntimeError")
+M.declare("BrokenThreadPool", "BrokenExecutor")
+M.declare("BrokenProcessPool", "BrokenExecutor")
 
 setmetatable(M, {
   __index = function(t, name)

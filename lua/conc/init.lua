@@ -11,8 +11,19 @@ local M = {
 
 local submodules = {
   threading = true, time = true, class = true, core = true, queue = true,
-  shared = true, multiprocessing = true,
+  shared = true, multiprocessing = true, futures = true,
 }
+
+-- conc.list(iter, state, init): the values of a generic-for iterator as a
+-- sequence, Python's list(it): conc.list(ex:map(f, xs)).
+function M.list(iter, state, ctl)
+  local t, n = {}, 0
+  for v in iter, state, ctl do
+    n = n + 1
+    t[n] = v
+  end
+  return t
+end
 
 return setmetatable(M, {
   __index = function(t, k)

@@ -289,4 +289,28 @@ end
 
 M.TIMEOUT_MAX = 2 ^ 31
 
+-- threading._register_atexit(fn), as Python's: fn runs when the main
+-- state's script has ended, before the non-daemon threads are waited for
+-- (the host's conc_shutdown calls _run_atexit), the last registered
+-- first. What concurrent.futures uses to finish the work of the executors
+-- a script did not shut down. A stock lua5.4 has no such moment: there
+-- they do not run.
+local atexit = {}
+
+function M._register_atexit(fn)
+  atexit[#atexit + 1] = fn
+end
+
+function M._run_atexit()
+  while #atexit > 0 do
+    local fn = table.remove(atexit)
+    local ok, err = pcall(fn)
+    if not ok then
+      io.stderr:write("Exception in threading atexit callback:\n",
+        errors.tostring(err), "\n")
+      io.stderr:flush()
+    end
+  end
+end
+
 return M
