@@ -84,6 +84,8 @@ M.declare("InvalidStateError", "Exception")
 M.declare("BrokenExecutor", "RuntimeError")
 M.declare("BrokenThreadPool", "BrokenExecutor")
 M.declare("BrokenProcessPool", "BrokenExecutor")
+-- multiprocessing's own
+M.declare("ProcessError", "Exception")
 
 setmetatable(M, {
   __index = function(t, name)

@@ -428,6 +428,124 @@ function ThreadPoolExecutor:shutdown(wait, opts)
   live[self] = nil
 end
 
+-- ---- ProcessPoolExecutor ----------------------------------------------------
+
+-- The workers are processes of conc.pool's engine (see there); its
+-- manager thread moves tasks to them and settles the futures. A worker
+-- that dies breaks the pool, as in Python: every pending future fails with
+-- BrokenProcessPool, and so does every later submit.
+local ProcessPoolExecutor = Executor:extend("ProcessPoolExecutor")
+M.ProcessPoolExecutor = ProcessPoolExecutor
+
+-- ProcessPoolExecutor{max_workers=, initializer=, initargs=,
+-- max_tasks_per_child=, mp_context=} (or ProcessPoolExecutor(max_workers))
+function ProcessPoolExecutor:__init(opts)
+  if type(opts) == "number" then opts = {max_workers = opts} end
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    error(errors.TypeError("ProcessPoolExecutor{max_workers=, ...} expects a table"), 3)
+  end
+  local max = opts.max_workers
+  if max == nil then
+    max = core.cpu_count()
+  elseif math.type(max) ~= "integer" then
+    error(errors.TypeError("max_workers must be an integer, not " .. type(max)), 3)
+  elseif max <= 0 then
+    error(errors.ValueError("max_workers must be greater than 0"), 3)
+  end
+  if opts.initializer ~= nil and not callable(opts.initializer) then
+    error(errors.TypeError("initializer must be a callable"), 3)
+  end
+  if opts.initargs ~= nil and type(opts.initargs) ~= "table" then
+    error(errors.TypeError("initargs must be a table"), 3)
+  end
+  local mt = opts.max_tasks_per_child
+  if mt ~= nil and (math.type(mt) ~= "integer" or mt < 1) then
+    error(errors.ValueError("max_tasks_per_child must be >= 1"), 3)
+  end
+  local ctx = opts.mp_context
+  local method = type(ctx) == "string" and ctx or
+    (ctx and ctx.get_start_method()) or
+    require("conc.multiprocessing").get_start_method()
+  rawset(self, "_max_workers", max)
+  rawset(self, "_engine", require("conc.pool").Engine{kind = "process",
+    n = max, method = method, mode = "executor",
+    initializer = opts.initializer, initargs = opts.initargs, max_tasks = mt})
+  rawset(self, "_shutdown", false)
+  rawset(self, "_pid", core.getpid())
+  live[self] = true
+end
+
+function ProcessPoolExecutor:_check(level)
+  if self._engine:broken() then
+    error(errors.BrokenProcessPool("A child process terminated abruptly, " ..
+      "the process pool is not usable anymore"), level + 1)
+  end
+  if self._shutdown then
+    error(errors.RuntimeError("cannot schedule new futures after shutdown"), level + 1)
+  end
+end
+
+function ProcessPoolExecutor:submit(fn, ...)
+  self:_check(2)
+  if not callable(fn) then
+    error(errors.TypeError("submit() needs a callable, not " .. type(fn)), 2)
+  end
+  return self._engine:job("call", fn, {{table.pack(...)}})
+end
+
+-- map(fn, t1, ..., {timeout=, chunksize=}): chunksize calls go to a
+-- worker together, as in Python.
+function ProcessPoolExecutor:map(fn, ...)
+  local opts, niter = map_options(select("#", ...), ...)
+  local chunksize = opts and opts.chunksize or 1
+  if math.type(chunksize) ~= "integer" or chunksize < 1 then
+    error(errors.ValueError("chunksize must be >= 1."), 2)
+  end
+  if chunksize == 1 then return Executor.map(self, fn, ...) end
+  if niter < 1 then
+    error(errors.TypeError("map() must have at least two arguments."), 2)
+  end
+  self:_check(2)
+  if not callable(fn) then
+    error(errors.TypeError("map() needs a callable, not " .. type(fn)), 2)
+  end
+  local deadline = deadline_of(opts.timeout)
+  local rows = zip(niter, {...})
+  local fs = {}
+  for i = 1, #rows, chunksize do
+    local chunk = table.move(rows, i, math.min(i + chunksize - 1, #rows), 1, {})
+    fs[#fs + 1] = self._engine:job("chunk", fn, {chunk})
+  end
+  -- each future's result is its chunk's list of table.pack(ok, ...)
+  local chunks = results(fs, deadline)
+  local chunk, at = nil, 1
+  return function()
+    while chunk == nil or at > #chunk do
+      chunk, at = chunks(), 1
+      if chunk == nil then return nil end
+    end
+    local r = chunk[at]
+    at = at + 1
+    if not r[1] then
+      for _, f in pairs(fs) do f:cancel() end
+      error(r[2], 0)
+    end
+    return table.unpack(r, 2, r.n)
+  end
+end
+
+-- shutdown(wait=true, {cancel_futures=false})
+function ProcessPoolExecutor:shutdown(wait, opts)
+  if wait == nil then wait = true end
+  local engine = self._engine
+  rawset(self, "_shutdown", true)
+  if opts and opts.cancel_futures then engine:tell("cancel") end
+  engine:tell("stop")
+  if wait then engine:join() end
+  live[self] = nil
+end
+
 -- At the script's end, as Python's atexit hook: the executors left running
 -- finish their queued work.
 threading._register_atexit(function()

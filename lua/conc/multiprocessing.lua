@@ -349,6 +349,13 @@ end
 -- `local m <close> = mp.Manager()` shuts it down at the end of the block.
 M.Manager = core.Manager
 
+-- Pool(processes, initializer, initargs, maxtasksperchild) and
+-- multiprocessing.pool (Pool, ThreadPool, AsyncResult): conc.pool, loaded
+-- on first use.
+function M.Pool(...)
+  return require("conc.pool").Pool(...)
+end
+
 M.TimeoutError = errors.TimeoutError
 
 -- Start methods: fork and spawn (docs/multiprocessing.md; no
@@ -407,7 +414,14 @@ function M.get_context(method)
   local ctx = contexts[method]
   if ctx == nil then
     local own = {Process = methods[method],
-      get_start_method = function() return method end}
+      get_start_method = function() return method end,
+      Pool = function(processes, initializer, initargs, maxtasksperchild)
+        if type(processes) == "table" then
+          processes = setmetatable({context = method}, {__index = processes})
+          return M.Pool(processes)
+        end
+        return M.Pool(processes, initializer, initargs, maxtasksperchild, method)
+      end}
     ctx = setmetatable({}, {__index = function(_, k)
       local v = own[k]
       if v == nil then v = M[k] end
@@ -417,5 +431,10 @@ function M.get_context(method)
   end
   return ctx
 end
+
+-- multiprocessing.pool (Pool, ThreadPool, AsyncResult), loaded on first use
+setmetatable(M, {__index = function(_, k)
+  if k == "pool" then return require "conc.pool" end
+end})
 
 return M

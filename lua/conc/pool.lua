@@ -1,0 +1,739 @@
+-- conc.pool: the worker pools behind multiprocessing.Pool,
+-- multiprocessing.pool.ThreadPool and concurrent.futures'
+-- ProcessPoolExecutor, and those first two classes.
+--
+-- One engine serves all three. The script's state talks to a manager
+-- thread through its inbox (a thread queue): it sends jobs, each with the
+-- conc.futures Future its caller waits on. The manager starts the workers
+-- (processes or threads), keeps the call queue at most one task per worker
+-- ahead (so that what waits is still cancellable, as in Python), and
+-- settles each job's Future from the workers' results. A process worker's
+-- results come back through an mp.Queue that a reader thread forwards to
+-- the inbox, so that the manager waits on one queue. Every worker notes in
+-- a shared slot which task it runs: when a process dies (SIGKILL,
+-- os.exit in a task), the manager, which looks at the workers between
+-- messages and at least every POLL seconds, knows which task was lost.
+-- An executor then breaks as Python's does (every pending future gets
+-- BrokenProcessPool); a Pool fails that task's result only, starts a
+-- replacement, and goes on (Python's hangs).
+local core = require "conc.core"
+local class = require "conc.class"
+local errors = require "conc.errors"
+local threading = require "conc.threading"
+
+local M = {}
+
+local STOP = false  -- the call queue's (and reader's) "end now"
+local POLL = 0.05   -- seconds between looks at the workers when idle
+
+local function add_traceback(e)
+  if type(e) == "table" and rawget(e, "traceback") == nil then
+    pcall(rawset, e, "traceback", errors.traceback(errors.tostring(e), 2))
+  end
+  return e
+end
+
+-- A result that cannot cross back (a coroutine, say) becomes an error.
+local function sendable(r)
+  local ok, why = pcall(core.copy, r)
+  if ok then return r end
+  return table.pack(false, errors.tostring(why))
+end
+
+-- ---- the worker ------------------------------------------------------------
+
+-- A worker's body (a process's or a thread's; it crosses by this name):
+-- runs the initializer, then tasks {tid, fn, rows} until STOP. Each row is
+-- one call's arguments (table.pack'ed); the result message holds one
+-- table.pack(ok, ...) per row.
+function M._worker(call_q, out_q, slots, slot, gen, initializer, initargs,
+                   max_tasks)
+  if initializer ~= nil then
+    local tb
+    local ok = xpcall(threading._call, function(e)
+      tb = errors.traceback(errors.tostring(e), 2)
+      return e
+    end, initializer, initargs or {})
+    if not ok then
+      io.stderr:write("Exception in initializer:\n", tostring(tb), "\n")
+      io.stderr:flush()
+      out_q:put({"initfail", slot, gen, tostring(tb)})
+      return
+    end
+  end
+  local done = 0
+  while true do
+    local task = call_q:get()
+    if task == STOP then
+      out_q:put({"exit", slot, gen})
+      return
+    end
+    local tid, fn, rows = task[1], task[2], task[3]
+    if slots then slots[slot] = tid end
+    task = nil
+    local res = {}
+    for i = 1, #rows do
+      local row = rows[i]
+      res[i] = table.pack(xpcall(fn, add_traceback, table.unpack(row, 1, row.n)))
+    end
+    local sent, why = pcall(out_q.put, out_q, {tid, res})
+    if not sent then
+      for i = 1, #res do res[i] = sendable(res[i]) end
+      if not pcall(out_q.put, out_q, {tid, res}) then
+        -- a conc object, which cannot go to another process
+        for i = 1, #res do res[i] = table.pack(false, errors.tostring(why)) end
+        out_q:put({tid, res})
+      end
+    end
+    if slots then slots[slot] = 0 end
+    done = done + 1
+    if max_tasks and done >= max_tasks then
+      out_q:put({"exit", slot, gen, "max"})
+      return
+    end
+  end
+end
+
+-- A process pool's reader thread: the workers' results, on to the inbox.
+function M._reader(result_q, inbox)
+  while true do
+    local msg = result_q:get()
+    if msg == STOP then return end
+    inbox:put(msg)
+  end
+end
+
+-- ---- the manager -------------------------------------------------------------
+
+-- What the manager fails jobs with when a pool breaks or ends.
+local function broken_error(cfg, why)
+  if cfg.mode == "executor" then
+    return errors.BrokenProcessPool(why or
+      "A process in the process pool was terminated abruptly while the " ..
+      "future was running or pending.")
+  end
+  return errors.RuntimeError(why or "the pool was terminated")
+end
+
+-- The manager thread's body: cfg holds the queues, the slots, the worker
+-- kind and options (see Engine below).
+function M._manager(cfg)
+  local mp = require "conc.multiprocessing"
+  local time = require "conc.time"
+  local inbox, call_q, n = cfg.inbox, cfg.call_q, cfg.n
+  local out_q = cfg.result_q or inbox
+  local workers, exited, gens = {}, {}, {}  -- by slot
+  local nlive = 0
+  local jobs, njobs = {}, 0       -- by job id
+  local tasks = {}                -- by task id: {job, first row index, nrows}
+  local queued, qhead = {}, 1     -- tasks not yet on the call queue
+  local inflight = 0
+  local next_tid = 0
+  local stopping, broken = false, nil
+  local last_look = time.monotonic()
+
+  -- A slot's worker; its generation tells its messages from those of the
+  -- worker it replaced.
+  local function start(slot)
+    gens[slot] = (gens[slot] or 0) + 1
+    local args = {call_q, out_q, cfg.slots, slot, gens[slot], cfg.initializer,
+      cfg.initargs, cfg.max_tasks}
+    local w
+    if cfg.kind == "thread" then
+      w = threading.Thread{target = M._worker, args = args, daemon = true,
+        name = cfg.name .. "-" .. slot}
+    else
+      w = mp.get_context(cfg.method).Process{target = M._worker, args = args,
+        daemon = true}
+      if cfg.mode == "pool" then w.name = cfg.name .. "-" .. slot end
+    end
+    w:start()
+    workers[slot], exited[slot] = w, false
+    nlive = nlive + 1
+  end
+
+  local function settle_job(job)
+    jobs[job.id] = nil
+    njobs = njobs - 1
+    local f = job.future
+    if job.stream then
+      job.stream:put(STOP)
+    elseif job.error ~= nil then
+      pcall(f.set_exception, f, job.error)
+    elseif job.kind == "call" then
+      local r = job.values[1]
+      if r[1] then pcall(f.set_result, f, table.unpack(r, 2, r.n))
+      else pcall(f.set_exception, f, r[2]) end
+    elseif job.kind == "one" then
+      pcall(f.set_result, f, job.values[1])
+    else
+      pcall(f.set_result, f, job.values)
+    end
+  end
+
+  -- A task's results: into its job's values (or its stream).
+  local function took(tid, res)
+    local t = tasks[tid]
+    if t == nil then return end
+    tasks[tid] = nil
+    inflight = inflight - 1
+    local job, first = t[1], t[2]
+    if jobs[job.id] == nil then return end  -- failed already
+    if job.stream then
+      job.stream:put({first, res})
+    else
+      for i, r in ipairs(res) do
+        if job.kind == "call" or job.kind == "chunk" then
+          job.values[first + i - 1] = r
+        elseif r[1] then
+          job.values[first + i - 1] = r[2]
+        elseif job.error == nil then
+          job.error = r[2]
+        end
+      end
+    end
+    job.left = job.left - 1
+    if job.left == 0 then settle_job(job) end
+  end
+
+  local function fail_job(job, err)
+    if jobs[job.id] == nil then return end
+    if job.stream then
+      job.stream:put({0, {table.pack(false, err)}})
+      jobs[job.id] = nil
+      njobs = njobs - 1
+      job.stream:put(STOP)
+      return
+    end
+    job.error = err
+    settle_job(job)
+  end
+
+  local function fail_all(err)
+    for _, job in pairs(jobs) do fail_job(job, err) end
+    for tid in pairs(tasks) do tasks[tid] = nil end
+    queued, qhead, inflight = {}, 1, 0
+  end
+
+  local function add_job(job)
+    jobs[job.id] = job
+    njobs = njobs + 1
+    if broken then
+      fail_job(job, broken)
+      return
+    end
+    local chunks = job.chunks
+    job.chunks = nil
+    job.values = {}
+    job.left = #chunks
+    if job.left == 0 then
+      settle_job(job)
+      return
+    end
+    local first = 1
+    for _, rows in ipairs(chunks) do
+      next_tid = next_tid + 1
+      tasks[next_tid] = {job, first, #rows}
+      queued[#queued + 1] = {next_tid, job.fn, rows}
+      first = first + #rows
+    end
+  end
+
+  -- The call queue gets tasks while fewer than n + 1 wait or run there; an
+  -- executor's future is marked running (or found cancelled) as its task
+  -- goes, as Python's manager does.
+  local function feed()
+    while inflight < nlive + 1 and qhead <= #queued do
+      local task = queued[qhead]
+      queued[qhead] = nil
+      qhead = qhead + 1
+      local t = tasks[task[1]]
+      local job = t and t[1]
+      if job and not job.started then
+        job.started = true
+        if not job.future:set_running_or_notify_cancel() then
+          jobs[job.id] = nil
+          njobs = njobs - 1
+          tasks[task[1]] = nil
+          job = nil
+        end
+      end
+      if job then
+        inflight = inflight + 1
+        local ok, err = pcall(call_q.put, call_q, task)
+        if not ok then  -- what cannot go to another process
+          inflight = inflight - 1
+          tasks[task[1]] = nil
+          fail_job(job, err)
+        end
+      end
+    end
+    if qhead > #queued then queued, qhead = {}, 1 end
+  end
+
+  local function break_pool(err)
+    broken = err
+    if cfg.broken then cfg.broken:set() end
+    fail_all(err)
+    for slot, w in pairs(workers) do
+      if not exited[slot] and cfg.kind ~= "thread" then pcall(w.terminate, w) end
+    end
+  end
+
+  -- Looks at each process worker: one that ended without saying so died.
+  -- One that returned (exit code 0, no task in its slot) said so: its
+  -- message may still be on its way through the reader.
+  local function look()
+    last_look = time.monotonic()
+    if cfg.kind == "thread" then return end
+    for slot, w in pairs(workers) do
+      local code = not exited[slot] and w.exitcode
+      if code and (code ~= 0 or cfg.slots[slot] ~= 0) then
+        exited[slot] = true
+        nlive = nlive - 1
+        local tid = cfg.slots[slot]
+        local why = string.format("worker process %s (pid %d) died with exit code %d",
+          tostring(w.name), w.pid, w.exitcode)
+        if broken or stopping and cfg.mode == "executor" then
+          -- nothing to save
+        elseif cfg.mode == "executor" then
+          break_pool(broken_error(cfg, nil))
+        else
+          local t = tid ~= 0 and tasks[tid]
+          if t then
+            tasks[tid] = nil
+            inflight = inflight - 1
+            fail_job(t[1], errors.ProcessError(why .. " while running this task"))
+          end
+          cfg.slots[slot] = 0
+          if not stopping then start(slot) end
+        end
+      end
+    end
+  end
+
+  local function on_message(msg)
+    local k = msg[1]
+    if type(k) == "number" then
+      took(k, msg[2])
+    elseif k == "job" then
+      add_job(msg[2])
+    elseif k == "exit" then
+      local slot = msg[2]
+      if gens[slot] == msg[3] and not exited[slot] then
+        exited[slot] = true
+        nlive = nlive - 1
+        workers[slot]:join()
+        if msg[4] == "max" and not stopping and not broken then start(slot) end
+      end
+    elseif k == "initfail" then
+      local slot = msg[2]
+      if gens[slot] == msg[3] and not exited[slot] then
+        exited[slot] = true
+        nlive = nlive - 1
+      end
+      if not broken then
+        local why = "an initializer failed, the pool is not usable anymore:\n" ..
+          tostring(msg[4])
+        break_pool(cfg.mode == "executor" and errors.BrokenProcessPool(why)
+          or errors.RuntimeError(why))
+      end
+    elseif k == "cancel" then  -- shutdown's cancel_futures: what waits
+      for i = qhead, #queued do
+        local t = tasks[queued[i][1]]
+        if t and not t[1].started then
+          t[1].future:cancel()
+          jobs[t[1].id] = nil
+          njobs = njobs - 1
+          tasks[queued[i][1]] = nil
+        end
+      end
+      queued, qhead = {}, 1
+    elseif k == "stop" then
+      stopping = true
+    elseif k == "terminate" then
+      stopping = true
+      break_pool(broken_error(cfg, "the pool was terminated"))
+    end
+  end
+
+  for slot = 1, n do start(slot) end
+  while true do
+    feed()
+    if stopping and (njobs == 0 or broken) then break end
+    local ok, msg = pcall(inbox.get, inbox, true, POLL)
+    if ok then on_message(msg) end
+    if not ok or time.monotonic() - last_look >= POLL then look() end
+  end
+  -- the end: every worker is told to stop and waited for
+  for slot, w in pairs(workers) do
+    if not exited[slot] then call_q:put(STOP) end
+  end
+  for slot, w in pairs(workers) do
+    if not exited[slot] then
+      if cfg.kind == "thread" then w:join() else w:join(); exited[slot] = true end
+    end
+  end
+  if cfg.result_q then cfg.result_q:put(STOP) end
+end
+
+-- ---- the engine, as the script's state sees it -----------------------------
+
+local Engine = class.class(nil, "Engine")
+M.Engine = Engine
+
+local pool_count = 0
+
+-- Engine{kind = "process"|"thread", n=, method=, mode = "pool"|"executor",
+-- initializer=, initargs=, max_tasks=, name=}
+function Engine:__init(o)
+  local mq = o.kind == "process" and require("conc.multiprocessing") or nil
+  pool_count = pool_count + 1
+  local cfg = {
+    kind = o.kind, n = o.n, method = o.method, mode = o.mode,
+    initializer = o.initializer, initargs = o.initargs,
+    max_tasks = o.max_tasks,
+    name = o.name or ((o.kind == "thread" and "ThreadPoolWorker" or
+      o.method == "spawn" and "SpawnPoolWorker" or "ForkPoolWorker") ..
+      "-" .. pool_count),
+    inbox = core.SimpleQueue(),
+    broken = core.Event(),
+  }
+  if o.kind == "process" then
+    cfg.call_q = mq.SimpleQueue()
+    cfg.result_q = mq.SimpleQueue()
+    cfg.slots = mq.RawArray("q", o.n)
+  else
+    cfg.call_q = core.SimpleQueue()
+  end
+  rawset(self, "_cfg", cfg)
+  rawset(self, "_next", 0)
+  rawset(self, "_threads", nil)
+end
+
+-- The manager (and reader) threads start with the first job.
+function Engine:_start()
+  local cfg = self._cfg
+  local manager = threading.Thread{target = M._manager, args = {cfg},
+    daemon = true, name = cfg.name .. "-manager"}
+  manager:start()
+  local threads = {manager}
+  if cfg.result_q then
+    local reader = threading.Thread{target = M._reader,
+      args = {cfg.result_q, cfg.inbox}, daemon = true,
+      name = cfg.name .. "-reader"}
+    reader:start()
+    threads[2] = reader
+  end
+  rawset(self, "_threads", threads)
+end
+
+function Engine:broken()
+  return self._cfg.broken:is_set()
+end
+
+-- Sends a job: kind "call" (one row; the future gets its values), "one"
+-- (one row; its first value), "list" (rows in chunks; the list of first
+-- values), "chunk" (each row's table.pack(ok, ...)), or a stream (rows in
+-- chunks; each chunk's results put on `stream`, then STOP).
+function Engine:job(kind, fn, chunks, stream)
+  if self._threads == nil then self:_start() end
+  local id = self._next + 1
+  rawset(self, "_next", id)
+  local f = core.Future()
+  self._cfg.inbox:put({"job", {id = id, kind = kind, fn = fn, chunks = chunks,
+    future = f, stream = stream}})
+  return f
+end
+
+function Engine:tell(what)
+  if self._threads ~= nil then self._cfg.inbox:put({what}) end
+end
+
+-- Waits for the manager (and reader) to end, after stop or terminate.
+function Engine:join(timeout)
+  for _, t in ipairs(self._threads or {}) do t:join(timeout) end
+end
+
+-- ---- multiprocessing.Pool and ThreadPool -----------------------------------
+
+local AsyncResult = class.class(nil, "AsyncResult")
+M.AsyncResult = AsyncResult
+
+function AsyncResult:__init(future)
+  rawset(self, "_future", future)
+end
+
+-- get(timeout=nil): the value, or raises the task's error; TimeoutError
+-- when not ready in time.
+function AsyncResult:get(timeout)
+  local f = self._future
+  if not f:done() and core.select({f}, timeout) == nil then
+    error(errors.TimeoutError(), 2)
+  end
+  return f:result()
+end
+
+function AsyncResult:wait(timeout)
+  if not self._future:done() then core.select({self._future}, timeout) end
+end
+
+function AsyncResult:ready()
+  return self._future:done()
+end
+
+function AsyncResult:successful()
+  if not self._future:done() then
+    error(errors.ValueError("AsyncResult object is not ready"), 2)
+  end
+  return self._future:exception() == nil
+end
+
+local Pool = class.class(nil, "Pool")
+M.Pool = Pool
+
+local RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
+
+local function check_callable(f, what, level)
+  if type(f) == "function" then return end
+  local mt = getmetatable(f)
+  if type(mt) == "table" and rawget(mt, "__call") ~= nil then return end
+  error(errors.TypeError(what .. " must be callable, not " .. type(f)), level + 1)
+end
+
+-- Pool(processes, initializer, initargs, maxtasksperchild) or
+-- Pool{processes=, initializer=, initargs=, maxtasksperchild=, context=}
+function Pool:__init(processes, initializer, initargs, maxtasksperchild, context)
+  local o = type(processes) == "table" and processes or {processes = processes,
+    initializer = initializer, initargs = initargs,
+    maxtasksperchild = maxtasksperchild, context = context}
+  local kind = rawget(getmetatable(self), "_kind") or "process"
+  local n = o.processes
+  if n == nil then
+    n = core.cpu_count()
+  elseif math.type(n) ~= "integer" then
+    error(errors.TypeError("processes must be an integer, not " .. type(n)), 3)
+  elseif n < 1 then
+    error(errors.ValueError("Number of processes must be at least 1"), 3)
+  end
+  if o.initializer ~= nil then check_callable(o.initializer, "initializer", 3) end
+  local mt = o.maxtasksperchild
+  if mt ~= nil and (math.type(mt) ~= "integer" or mt < 1) then
+    error(errors.ValueError("maxtasksperchild must be a positive int or nil"), 3)
+  end
+  local method
+  if kind == "process" then
+    local ctx = o.context
+    method = type(ctx) == "string" and ctx or
+      (ctx and ctx.get_start_method()) or
+      require("conc.multiprocessing").get_start_method()
+  end
+  rawset(self, "_engine", M.Engine{kind = kind, n = n, method = method,
+    mode = "pool", initializer = o.initializer, initargs = o.initargs,
+    max_tasks = mt})
+  rawset(self, "_state", RUN)
+  rawset(self, "_processes", n)
+  self._engine:_start()  -- Python's Pool starts its workers at once
+end
+
+function Pool:_check_running(level)
+  if self._state ~= RUN then
+    error(errors.ValueError("Pool not running"), level + 1)
+  end
+end
+
+-- The rows of an iterable of single arguments (star: of argument tables).
+local function rows_of(iterable, star, level)
+  if type(iterable) ~= "table" then
+    error(errors.TypeError("iterable must be a sequence (table), not " ..
+      type(iterable)), level + 1)
+  end
+  local rows = {}
+  for i = 1, #iterable do
+    local v = iterable[i]
+    if star then
+      if type(v) ~= "table" then
+        error(errors.TypeError("starmap: item " .. i .. " is a " .. type(v) ..
+          ", not a table of arguments"), level + 1)
+      end
+      rows[i] = table.pack(table.unpack(v, 1, v.n or #v))
+    else
+      rows[i] = {n = 1, v}
+    end
+  end
+  return rows
+end
+
+-- Python's default chunksize: about four chunks per worker.
+local function chunks_of(rows, chunksize, nworkers, level)
+  if chunksize == nil then
+    local c, extra = #rows // (nworkers * 4), #rows % (nworkers * 4)
+    chunksize = c + ((extra > 0 or c == 0) and 1 or 0)
+  elseif math.type(chunksize) ~= "integer" or chunksize < 1 then
+    error(errors.ValueError("Chunksize must be 1+, not " .. tostring(chunksize)), level + 1)
+  end
+  local chunks = {}
+  for i = 1, #rows, chunksize do
+    chunks[#chunks + 1] = table.move(rows, i, math.min(i + chunksize - 1, #rows), 1, {})
+  end
+  return chunks
+end
+
+-- Python's callbacks run in the pool's result thread: here, in the
+-- manager thread, copied there as the Future's callbacks are.
+local function with_callbacks(future, callback, error_callback)
+  if callback ~= nil then check_callable(callback, "callback", 3) end
+  if error_callback ~= nil then check_callable(error_callback, "error_callback", 3) end
+  if callback ~= nil or error_callback ~= nil then
+    future:add_done_callback(function(f)
+      local err = f:exception()
+      if err == nil then
+        if callback then callback(f:result()) end
+      elseif error_callback then
+        error_callback(err)
+      end
+    end)
+  end
+  return AsyncResult(future)
+end
+
+function Pool:apply_async(func, args, kwds, callback, error_callback)
+  self:_check_running(2)
+  check_callable(func, "func", 2)
+  args = args or {}
+  if kwds ~= nil then
+    args = table.move(args, 1, args.n or #args, 1, {})
+    args[#args + 1] = kwds
+  end
+  local row = table.pack(table.unpack(args, 1, args.n or #args))
+  return with_callbacks(self._engine:job("one", func, {{row}}), callback,
+    error_callback)
+end
+
+function Pool:apply(func, args, kwds)
+  return self:apply_async(func, args, kwds):get()
+end
+
+function Pool:map_async(func, iterable, chunksize, callback, error_callback)
+  self:_check_running(2)
+  check_callable(func, "func", 2)
+  local chunks = chunks_of(rows_of(iterable, false, 2), chunksize,
+    self._processes, 2)
+  return with_callbacks(self._engine:job("list", func, chunks), callback,
+    error_callback)
+end
+
+-- map(func, iterable, chunksize) -> a Lua sequence of the results
+function Pool:map(func, iterable, chunksize)
+  return self:map_async(func, iterable, chunksize):get()
+end
+
+function Pool:starmap_async(func, iterable, chunksize, callback, error_callback)
+  self:_check_running(2)
+  check_callable(func, "func", 2)
+  local chunks = chunks_of(rows_of(iterable, true, 2), chunksize,
+    self._processes, 2)
+  return with_callbacks(self._engine:job("list", func, chunks), callback,
+    error_callback)
+end
+
+function Pool:starmap(func, iterable, chunksize)
+  return self:starmap_async(func, iterable, chunksize):get()
+end
+
+-- imap / imap_unordered: generic-for iterators over the results, in
+-- input order or as they come; a task's error is raised where its result
+-- would be.
+local function stream(self, func, iterable, chunksize, ordered)
+  self:_check_running(3)
+  check_callable(func, "func", 3)
+  local chunks = chunks_of(rows_of(iterable, false, 3), chunksize or 1,
+    self._processes, 3)
+  local q = core.SimpleQueue()
+  self._engine:job("stream", func, chunks, q)
+  local total = #iterable
+  local got, ready, nextpos = 0, {}, 1
+  local buffered = {}   -- unordered: results not yet yielded
+  local function take()
+    local msg = q:get()
+    if msg == STOP then return false end
+    local first, res = msg[1], msg[2]
+    for i, r in ipairs(res) do
+      if first == 0 then error(r[2], 0) end  -- the pool broke
+      if ordered then ready[first + i - 1] = r else buffered[#buffered + 1] = r end
+    end
+    return true
+  end
+  local function value(r)
+    if not r[1] then error(r[2], 0) end
+    return r[2]
+  end
+  return function()
+    if got >= total then return nil end
+    if ordered then
+      while ready[nextpos] == nil do
+        if not take() then return nil end
+      end
+      local r = ready[nextpos]
+      ready[nextpos] = nil
+      nextpos = nextpos + 1
+      got = got + 1
+      return value(r)
+    end
+    while #buffered == 0 do
+      if not take() then return nil end
+    end
+    got = got + 1
+    return value(table.remove(buffered, 1))
+  end
+end
+
+function Pool:imap(func, iterable, chunksize)
+  return stream(self, func, iterable, chunksize, true)
+end
+
+function Pool:imap_unordered(func, iterable, chunksize)
+  return stream(self, func, iterable, chunksize, false)
+end
+
+-- close(): no more tasks; the workers end once the queued ones are done.
+function Pool:close()
+  if self._state == RUN then
+    rawset(self, "_state", CLOSE)
+    self._engine:tell("stop")
+  end
+end
+
+-- terminate(): the workers stop now; results still pending fail.
+function Pool:terminate()
+  if self._state ~= TERMINATE then
+    rawset(self, "_state", TERMINATE)
+    self._engine:tell("terminate")
+  end
+end
+
+function Pool:join()
+  if self._state == RUN then
+    error(errors.ValueError("Pool is still running"), 2)
+  end
+  self._engine:join()
+end
+
+-- `local pool <close> = mp.Pool(4)`: Python's `with Pool(4) as pool:`,
+-- which terminates.
+function Pool:__close()
+  self:terminate()
+  self._engine:join()
+end
+
+function Pool:__tostring()
+  return string.format("<%s state=%s pool_size=%d>",
+    getmetatable(self).__name, self._state, self._processes)
+end
+
+-- multiprocessing.pool.ThreadPool: the same over threads.
+local ThreadPool = Pool:extend("ThreadPool")
+ThreadPool._kind = "thread"
+M.ThreadPool = ThreadPool
+
+return M
