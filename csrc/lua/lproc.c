@@ -370,6 +370,15 @@ static int l_process_exit(lua_State *L) {
   return 0;
 }
 
+/* core.orphan_rule(parent_pid): this process gets SIGTERM when the thread
+** that started it ends (PR_SET_PDEATHSIG; at once if its parent is gone
+** already). For a pool's workers, whose manager thread lives as long as
+** the pool: docs/futures.md. */
+static int l_orphan_rule(lua_State *L) {
+  conc__proc_orphan_rule((int)luaL_checkinteger(L, 1));
+  return 0;
+}
+
 static int l_getpid(lua_State *L) {
   lua_pushinteger(L, conc__proc_self());
   return 1;
@@ -460,6 +469,7 @@ void conc__open_proc(lua_State *L) {
     {"process_new", l_process_new}, {"process_exit", l_process_exit},
     {"active_children", l_active_children}, {"getpid", l_getpid},
     {"getppid", l_getppid}, {"cpu_count", l_cpu_count},
+    {"orphan_rule", l_orphan_rule},
     {"executable", l_executable}, {"spawn_receive", l_spawn_receive},
     {"process_adopt", l_process_adopt}, {"stdin_null", l_stdin_null},
     {NULL, NULL}};

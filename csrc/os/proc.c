@@ -24,6 +24,14 @@
 
 int conc__proc_fork(void) {
   pid_t pid = fork();
+  if (pid == 0) {
+    /* The child's one thread is its main thread now, and takes signals as
+    ** one: forked by a conc thread, which blocks them all, it would
+    ** otherwise never hear a terminate() or its parent's death. */
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+  }
   return pid < 0 ? -errno : (int)pid;
 }
 

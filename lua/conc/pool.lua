@@ -47,7 +47,10 @@ end
 -- one call's arguments (table.pack'ed); the result message holds one
 -- table.pack(ok, ...) per row.
 function M._worker(call_q, out_q, slots, slot, gen, initializer, initargs,
-                   max_tasks)
+                   max_tasks, parent)
+  -- a process worker ends with its pool's manager thread, so with its
+  -- parent: an mp queue never tells it that the parent is gone
+  if parent then core.orphan_rule(parent) end
   if initializer ~= nil then
     local tb
     local ok = xpcall(threading._call, function(e)
@@ -137,7 +140,7 @@ function M._manager(cfg)
   local function start(slot)
     gens[slot] = (gens[slot] or 0) + 1
     local args = {call_q, out_q, cfg.slots, slot, gens[slot], cfg.initializer,
-      cfg.initargs, cfg.max_tasks}
+      cfg.initargs, cfg.max_tasks, cfg.kind ~= "thread" and core.getpid() or nil}
     local w
     if cfg.kind == "thread" then
       w = threading.Thread{target = M._worker, args = args, daemon = true,
