@@ -83,9 +83,11 @@ static void run_callback(lua_State *L, int fut, int fn, conc_Msg *m) {
   lua_pushvalue(L, fut);
   if (fn) lua_pushvalue(L, fn);
   if (lua_pcall(L, fn ? 3 : 2, 0, top + 1) != LUA_OK) {
+    const char *err = lua_tostring(L, -1), *what;
     lua_pushvalue(L, fut);
-    fprintf(stderr, "exception calling callback for %s\n%s\n",
-            luaL_tolstring(L, -1, NULL), lua_tostring(L, -3));
+    what = luaL_tolstring(L, -1, NULL);  /* after err: it moves the top */
+    fprintf(stderr, "exception calling callback for %s\n%s\n", what,
+            err ? err : "(error object is not a string)");
     fflush(stderr);
   }
   conc__msg_free(c.msg);  /* the call never began */
