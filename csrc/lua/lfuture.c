@@ -48,17 +48,19 @@ typedef struct Call {
   conc_Msg *msg;
 } Call;
 
-/* Under lua_pcall: [1] the Call, [2] the future; pushes the callback (the
-** message's value) and calls it with the future. */
+/* Under lua_pcall: [1] the Call, [2] the future, [3] the callback when
+** it is a value here (else the Call's message holds it); calls it with
+** the future. */
 static int call_callback(lua_State *L) {
   Call *c = lua_touserdata(L, 1);
   if (c->msg != NULL) {
     conc_Msg *m = c->msg;
     c->msg = NULL;
+    lua_settop(L, 2);
     conc__decode_free(L, m);
     lua_settop(L, 3);
-    lua_replace(L, 1);
   }
+  lua_pushvalue(L, 2);
   lua_call(L, 1, 0);
   return 0;
 }
@@ -77,13 +79,15 @@ static void run_callback(lua_State *L, int fut, int fn, conc_Msg *m) {
   int top = lua_gettop(L);
   lua_pushcfunction(L, traceback);
   lua_pushcfunction(L, call_callback);
-  if (fn) lua_pushvalue(L, fn);
-  else lua_pushlightuserdata(L, &c);
+  lua_pushlightuserdata(L, &c);
   lua_pushvalue(L, fut);
-  if (lua_pcall(L, 2, 0, top + 1) != LUA_OK) {
+  if (fn) lua_pushvalue(L, fn);
+  if (lua_pcall(L, fn ? 3 : 2, 0, top + 1) != LUA_OK) {
+    const char *err = lua_tostring(L, -1), *what;
     lua_pushvalue(L, fut);
-    fprintf(stderr, "exception calling callback for %s\n%s\n",
-            luaL_tolstring(L, -1, NULL), lua_tostring(L, -3));
+    what = luaL_tolstring(L, -1, NULL);  /* after err: it moves the top */
+    fprintf(stderr, "exception calling callback for %s\n%s\n", what,
+            err ? err : "(error object is not a string)");
     fflush(stderr);
   }
   conc__msg_free(c.msg);  /* the call never began */

@@ -405,6 +405,13 @@ function ThreadPoolExecutor:submit(fn, ...)
   end
   local f = core.Future()
   self._work:put({f, fn, table.pack(...)})
+  if self._broken:is_set() then
+    -- broke since the check above, maybe after its worker drained the
+    -- queue: no worker may be left to fail this item
+    fail_queued(self._work, errors.BrokenThreadPool(
+      "A thread initializer failed, the thread pool is not usable anymore"))
+    return f
+  end
   self:_adjust_thread_count()
   return f
 end
