@@ -1,7 +1,8 @@
 -- conc.core and the modules over it, fed wrong arguments: every call must
 -- return or raise a Lua error; none may crash the host (the sanitizer builds
 -- run this too). Waits are bounded: sleep is left out, joins get timeout 0;
--- fork, waitpid and _exit are left out too.
+-- fork, waitpid, _exit, process_exit, orphan_rule and spawn_receive are
+-- left out too.
 local core = require "conc.core"
 local threading = require "conc.threading"
 local time = require "conc.time"
@@ -28,8 +29,14 @@ local function callables()
     list[#list + 1] = {name = name, f = f, self = self}
   end
   -- left out: what waits unbounded, and what makes or ends processes
-  -- (fork, waitpid and _exit get their own specs: proc_spec.lua)
-  local skip = {sleep = true, fork = true, waitpid = true, _exit = true}
+  -- (fork, waitpid and _exit get their own specs: proc_spec.lua;
+  -- process_exit ends a child, and ended this spec early, with status 0,
+  -- whenever the junk reached it first; orphan_rule(pid) ends this process
+  -- when pid is not its parent, which is what a pool worker asks of it;
+  -- spawn_receive(fd) reads and closes fd, and "1" closed this spec's
+  -- stdout, so that its results were lost)
+  local skip = {sleep = true, fork = true, waitpid = true, _exit = true,
+    process_exit = true, orphan_rule = true, spawn_receive = true}
   for k, v in pairs(core) do
     if type(v) == "function" and not skip[k] then add("core." .. k, v) end
   end
