@@ -16,7 +16,7 @@
 static int meta_future(lua_State *L);
 
 static conc_Binding future_binding = {.type = &conc__future_type,
-                                      .open = meta_future, .bound = 1};
+                                      .open = meta_future};
 
 static conc_Future *check_future(lua_State *L) {
   return (conc_Future *)conc__checkbound(L, 1, &conc__future_type);
