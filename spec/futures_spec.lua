@@ -674,6 +674,29 @@ describe("ThreadPoolExecutor", function()
     assert.are.same({1}, got)
   end)
 
+  it("map sends many calls in chunks, in order, errors at their place", function()
+    local ex <close> = futures.ThreadPoolExecutor(2)
+    local xs = {}
+    for i = 1, 1000 do xs[i] = i end
+    local got = conc.list(ex:map(W.times10, xs))  -- 1000 > 32 per worker
+    assert.are.equal(1000, #got)
+    for i = 1, 1000 do assert.are.equal(i * 10, got[i]) end
+    -- an explicit chunksize on a short map
+    assert.are.same({10, 20, 30}, conc.list(ex:map(W.times10, {1, 2, 3},
+                                                   {chunksize = 2})))
+    local seen = {}
+    local ok, err = pcall(function()
+      for r in ex:map(W.fail_on(500), xs) do seen[#seen + 1] = r end
+    end)
+    assert.is_false(ok)
+    assert.are.equal("bad item 500", err.message)
+    assert.are.equal(499, #seen)
+    assert.are.equal(499, seen[499])
+    local bad = pcall(ex.map, ex, W.times10, {1}, {chunksize = 0})
+    assert.is_false(bad)
+    assert.are.same({10}, conc.list(ex:map(W.times10, {1})))  -- still usable
+  end)
+
   it("map with {timeout=} raises TimeoutError", function()
     local ex <close> = futures.ThreadPoolExecutor(1)
     local started, go = threading.Event(), threading.Event()

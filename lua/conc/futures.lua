@@ -32,6 +32,14 @@ M.BrokenProcessPool = errors.BrokenProcessPool
 local monotonic = time.monotonic
 local select_ready = core.select
 
+local function add_traceback(e)
+  if type(e) == "table" and rawget(e, "traceback") == nil then
+    pcall(rawset, e, "traceback", errors.traceback(errors.tostring(e), 2))
+  end
+  return e
+end
+M._add_traceback = add_traceback
+
 local function callable(f)
   if type(f) == "function" then return true end
   local mt = getmetatable(f)
@@ -234,6 +242,55 @@ local function results(fs, deadline)
 end
 M._results = results
 
+-- Runs fn over rows (argument lists, table.pack'ed): one table.pack(ok,
+-- ...) per row. What a chunk of map calls is, in a thread or a process.
+local function run_rows(fn, rows)
+  local res = {}
+  for i = 1, #rows do
+    local row = rows[i]
+    res[i] = table.pack(xpcall(fn, add_traceback, table.unpack(row, 1, row.n)))
+  end
+  return res
+end
+M._run_rows = run_rows
+
+-- The iterator over the values of chunk futures fs, in order: each one's
+-- result is its chunk's list of table.pack(ok, ...). A failed call raises
+-- its error where its value would be, and cancels the chunks after it.
+local function chunk_results(fs, deadline)
+  local chunks = results(fs, deadline)
+  local chunk, at = nil, 1
+  return function()
+    while chunk == nil or at > #chunk do
+      chunk, at = chunks(), 1
+      if chunk == nil then return nil end
+    end
+    local r = chunk[at]
+    at = at + 1
+    if not r[1] then
+      for _, f in pairs(fs) do f:cancel() end
+      error(r[2], 0)
+    end
+    return table.unpack(r, 2, r.n)
+  end
+end
+
+-- The rows of map's calls split in chunks of size n.
+local function split(rows, n)
+  local chunks = {}
+  for i = 1, #rows, n do
+    chunks[#chunks + 1] = table.move(rows, i, math.min(i + n - 1, #rows), 1, {})
+  end
+  return chunks
+end
+
+local function check_chunksize(c, level)
+  if math.type(c) ~= "integer" or c < 1 then
+    error(errors.ValueError("chunksize must be >= 1."), level + 1)
+  end
+  return c
+end
+
 -- for r in ex:map(fn, t1, ..., {timeout=, chunksize=}) do: every call is
 -- submitted at once, as in Python; the results come in input order.
 function Executor:map(fn, ...)
@@ -256,6 +313,8 @@ local ThreadPoolExecutor = Executor:extend("ThreadPoolExecutor")
 M.ThreadPoolExecutor = ThreadPoolExecutor
 
 local STOP = false  -- the queue item that tells a worker to end
+local BROKEN_THREADS =
+  "A thread initializer failed, the thread pool is not usable anymore"
 
 -- Sets f's outcome from xpcall's results; a result or error that cannot
 -- cross (a coroutine, say) becomes the future's error instead.
@@ -271,23 +330,20 @@ local function settle(f, ok, ...)
   end
 end
 
-local function add_traceback(e)
-  if type(e) == "table" and rawget(e, "traceback") == nil then
-    pcall(rawset, e, "traceback", errors.traceback(errors.tostring(e), 2))
-  end
-  return e
-end
-M._add_traceback = add_traceback
 
 -- Runs a work item {future, fn, args} unless its future was cancelled.
+-- Runs a work item {future, fn, args} (or {future, fn, rows, true}: a
+-- chunk of map calls) unless its future was cancelled.
 local function run_item(item)
   local f, fn, args = item[1], item[2], item[3]
   if not f:set_running_or_notify_cancel() then return end
   if not callable(fn) then
     f:set_exception(errors.TypeError("'" .. type(fn) .. "' object is not callable"))
-    return
+  elseif item[4] then
+    settle(f, true, run_rows(fn, args))
+  else
+    settle(f, xpcall(fn, add_traceback, table.unpack(args, 1, args.n)))
   end
-  settle(f, xpcall(fn, add_traceback, table.unpack(args, 1, args.n)))
 end
 
 -- Fails every item still queued: the pool broke.
@@ -316,8 +372,7 @@ function M._thread_worker(work, idle, broken, initializer, initargs)
       io.stderr:write("Exception in initializer:\n", tostring(tb), "\n")
       io.stderr:flush()
       broken:set()
-      fail_queued(work, errors.BrokenThreadPool(
-        "A thread initializer failed, the thread pool is not usable anymore"))
+      fail_queued(work, errors.BrokenThreadPool(BROKEN_THREADS))
       return
     end
   end
@@ -392,28 +447,66 @@ function ThreadPoolExecutor:_adjust_thread_count()
 end
 
 -- submit(fn, ...) -> Future
-function ThreadPoolExecutor:submit(fn, ...)
+function ThreadPoolExecutor:_check(level)
   if self._broken:is_set() then
-    error(errors.BrokenThreadPool(
-      "A thread initializer failed, the thread pool is not usable anymore"), 2)
+    error(errors.BrokenThreadPool(BROKEN_THREADS), level + 1)
   end
   if self._shutdown then
-    error(errors.RuntimeError("cannot schedule new futures after shutdown"), 2)
+    error(errors.RuntimeError("cannot schedule new futures after shutdown"), level + 1)
   end
+end
+
+-- Queues a work item and makes sure a worker will take it.
+function ThreadPoolExecutor:_put(item)
+  self._work:put(item)
+  if self._broken:is_set() then
+    -- broke since the check above, maybe after its worker drained the
+    -- queue: no worker may be left to fail this item
+    fail_queued(self._work, errors.BrokenThreadPool(BROKEN_THREADS))
+    return
+  end
+  self:_adjust_thread_count()
+end
+
+-- submit(fn, ...) -> Future
+function ThreadPoolExecutor:submit(fn, ...)
+  self:_check(2)
   if not callable(fn) then
     error(errors.TypeError("submit() needs a callable, not " .. type(fn)), 2)
   end
   local f = core.Future()
-  self._work:put({f, fn, table.pack(...)})
-  if self._broken:is_set() then
-    -- broke since the check above, maybe after its worker drained the
-    -- queue: no worker may be left to fail this item
-    fail_queued(self._work, errors.BrokenThreadPool(
-      "A thread initializer failed, the thread pool is not usable anymore"))
-    return f
-  end
-  self:_adjust_thread_count()
+  self:_put({f, fn, table.pack(...)})
   return f
+end
+
+-- map(fn, t1, ..., {timeout=, chunksize=}). Beyond Python, whose thread
+-- pool ignores chunksize: calls go to the workers in chunks, by default
+-- about 32 a worker once there are more than that many calls (a call per
+-- future costs more than a small call itself), else one by one.
+function ThreadPoolExecutor:map(fn, ...)
+  local opts, niter = map_options(select("#", ...), ...)
+  if niter < 1 then
+    error(errors.TypeError("map() must have at least two arguments."), 2)
+  end
+  local rows = zip(niter, {...})
+  local chunksize = opts and opts.chunksize
+  if chunksize == nil then
+    chunksize = math.max(1, #rows // (32 * self._max_workers))
+  end
+  check_chunksize(chunksize, 2)
+  if chunksize == 1 then return Executor.map(self, fn, ...) end
+  self:_check(2)
+  if not callable(fn) then
+    error(errors.TypeError("map() needs a callable, not " .. type(fn)), 2)
+  end
+  local deadline = deadline_of(opts and opts.timeout)
+  local fs = {}
+  for i, chunk in ipairs(split(rows, chunksize)) do
+    local f = core.Future()
+    self:_put({f, fn, chunk, true})
+    fs[i] = f
+  end
+  return chunk_results(fs, deadline)
 end
 
 -- shutdown(wait=true, {cancel_futures=false})
@@ -505,10 +598,7 @@ end
 -- worker together, as in Python.
 function ProcessPoolExecutor:map(fn, ...)
   local opts, niter = map_options(select("#", ...), ...)
-  local chunksize = opts and opts.chunksize or 1
-  if math.type(chunksize) ~= "integer" or chunksize < 1 then
-    error(errors.ValueError("chunksize must be >= 1."), 2)
-  end
+  local chunksize = check_chunksize(opts and opts.chunksize or 1, 2)
   if chunksize == 1 then return Executor.map(self, fn, ...) end
   if niter < 1 then
     error(errors.TypeError("map() must have at least two arguments."), 2)
@@ -518,28 +608,11 @@ function ProcessPoolExecutor:map(fn, ...)
     error(errors.TypeError("map() needs a callable, not " .. type(fn)), 2)
   end
   local deadline = deadline_of(opts.timeout)
-  local rows = zip(niter, {...})
   local fs = {}
-  for i = 1, #rows, chunksize do
-    local chunk = table.move(rows, i, math.min(i + chunksize - 1, #rows), 1, {})
-    fs[#fs + 1] = self._engine:job("chunk", fn, {chunk})
+  for i, chunk in ipairs(split(zip(niter, {...}), chunksize)) do
+    fs[i] = self._engine:job("chunk", fn, {chunk})
   end
-  -- each future's result is its chunk's list of table.pack(ok, ...)
-  local chunks = results(fs, deadline)
-  local chunk, at = nil, 1
-  return function()
-    while chunk == nil or at > #chunk do
-      chunk, at = chunks(), 1
-      if chunk == nil then return nil end
-    end
-    local r = chunk[at]
-    at = at + 1
-    if not r[1] then
-      for _, f in pairs(fs) do f:cancel() end
-      error(r[2], 0)
-    end
-    return table.unpack(r, 2, r.n)
-  end
+  return chunk_results(fs, deadline)
 end
 
 -- shutdown(wait=true, {cancel_futures=false})

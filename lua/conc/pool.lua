@@ -26,12 +26,7 @@ local M = {}
 local STOP = false  -- the call queue's (and reader's) "end now"
 local POLL = 0.05   -- seconds between looks at the workers when idle
 
-local function add_traceback(e)
-  if type(e) == "table" and rawget(e, "traceback") == nil then
-    pcall(rawset, e, "traceback", errors.traceback(errors.tostring(e), 2))
-  end
-  return e
-end
+local run_rows = require("conc.futures")._run_rows
 
 -- A result that cannot cross back (a coroutine, say) becomes an error.
 local function sendable(r)
@@ -74,11 +69,7 @@ function M._worker(call_q, out_q, slots, slot, gen, initializer, initargs,
     local tid, fn, rows = task[1], task[2], task[3]
     if slots then slots[slot] = tid end
     task = nil
-    local res = {}
-    for i = 1, #rows do
-      local row = rows[i]
-      res[i] = table.pack(xpcall(fn, add_traceback, table.unpack(row, 1, row.n)))
-    end
+    local res = run_rows(fn, rows)
     local sent, why = pcall(out_q.put, out_q, {tid, res})
     if not sent then
       for i = 1, #res do res[i] = sendable(res[i]) end
