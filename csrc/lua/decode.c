@@ -111,6 +111,8 @@ typedef struct Dec {
   size_t hash_left;  /* hash slots we may still preallocate */
   int norefs;        /* a 'c' message: ids are counted, not kept */
   conc_Deep deep;    /* the open tables and functions */
+  uint64_t cached[8];  /* hashes of the cached closures this message used */
+  int ncached;
   DFrame win[DEEP_WINDOW];
 } Dec;
 
@@ -192,24 +194,117 @@ static void dec_upval(Dec *d, int f, int i) {
   lua_pop(L, 1);
 }
 
+/*
+** The functions this state loaded whose only upvalue can be its globals
+** (none, or one sent as GLOBALS), by bytecode: a worker sent the same task
+** 100 000 times loads it once. Two such decodes give one closure, which
+** Lua allows ("functions created at different times but with no
+** detectable differences may be classified as equal"); the one difference
+** it hides, a function assigning to that upvalue, is in docs/transfer.md.
+** Within one message each function is its own closure, as sent.
+** {[hash] = {bytecode, closure}}, dropped whole past FUNCS_MAX entries.
+*/
+static const char FUNCS_KEY = 'f';
+#define FUNCS_MAX 256
+
+static void push_funcs(lua_State *L) {
+  if (lua_rawgetp(L, LUA_REGISTRYINDEX, &FUNCS_KEY) == LUA_TTABLE) return;
+  lua_pop(L, 1);
+  lua_createtable(L, 0, 8);
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &FUNCS_KEY);
+}
+
+/* Pushes the cached closure of code (hash h) and returns 1, or returns 0
+** having pushed nothing. */
+static int cached_function(lua_State *L, const char *code, size_t codelen,
+                           uint64_t h) {
+  size_t n;
+  const char *s;
+  push_funcs(L);
+  if (lua_rawgeti(L, -1, (lua_Integer)h) != LUA_TTABLE) {
+    lua_pop(L, 2);
+    return 0;
+  }
+  lua_rawgeti(L, -1, 1);
+  s = lua_tolstring(L, -1, &n);
+  if (s == NULL || n != codelen || memcmp(s, code, n) != 0) {
+    lua_pop(L, 3);
+    return 0;
+  }
+  lua_rawgeti(L, -2, 2);
+  lua_replace(L, -4);
+  lua_pop(L, 2);
+  return 1;
+}
+
+/* Caches the function on top (just loaded from code, hash h). */
+static void cache_function(lua_State *L, const char *code, size_t codelen,
+                           uint64_t h) {
+  lua_Integer n;
+  push_funcs(L);
+  lua_getfield(L, -1, "n");  /* a plain table: getfield is raw */
+  n = lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (n >= FUNCS_MAX) {  /* a state that meets many functions starts afresh */
+    lua_pop(L, 1);
+    lua_createtable(L, 0, 8);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &FUNCS_KEY);
+    n = 0;
+  }
+  lua_pushinteger(L, n + 1);
+  lua_setfield(L, -2, "n");
+  lua_createtable(L, 2, 0);
+  lua_pushlstring(L, code, codelen);
+  lua_rawseti(L, -2, 1);
+  lua_pushvalue(L, -3);
+  lua_rawseti(L, -2, 2);
+  lua_rawseti(L, -2, (lua_Integer)h);
+  lua_pop(L, 1);
+}
+
+/* FUNC: opens the function's frame, its upvalues to come (none for a
+** cached closure). */
 static void dec_function(Dec *d) {
   lua_State *L = d->L;
   uint64_t nups, h = 0;
   const char *code = NULL;
   size_t codelen = 0;
+  int plain, hit;
   lua_Debug ar;
   DFrame *f;
+  luaL_checkstack(L, 5, "message nested too deep");
   dec_took(d, WIRE_FUNC, wire_get_func(d->p, d->end, &code, &codelen, &h));
   if (h != wire_hash(code, codelen)) corrupt(d, "bytecode checksum");
-  if (luaL_loadbufferx(L, code, codelen, "=transferred", "b") != LUA_OK)
-    corrupt(d, lua_tostring(L, -1));
+  nups = get_varint(d);
+  plain = nups == 0 ||
+          (nups == 1 && d->p < d->end && *d->p == WIRE_GLOBALS);
+  /* one message is a graph: two functions in it are two closures */
+  for (int i = 0; plain && i < d->ncached; i++)
+    if (d->cached[i] == h) plain = 0;
+  if (plain && d->ncached == (int)(sizeof d->cached / sizeof *d->cached))
+    plain = 0;
+  hit = plain && cached_function(L, code, codelen, h);
+  if (plain) d->cached[d->ncached++] = h;
+  if (!hit) {
+    if (luaL_loadbufferx(L, code, codelen, "=transferred", "b") != LUA_OK)
+      corrupt(d, lua_tostring(L, -1));
+    lua_pushvalue(L, -1);
+    lua_getinfo(L, ">u", &ar);
+    if (nups != ar.nups) corrupt(d, "upvalue count");
+  }
   dec_seen(d);  /* before the upvalues: a recursive function names itself */
   lua_pushboolean(L, 1);  /* UPVAL may name this id: it is a Lua function */
   lua_rawseti(L, d->seen, -(lua_Integer)d->nseen);
-  nups = get_varint(d);
-  lua_pushvalue(L, -1);
-  lua_getinfo(L, ">u", &ar);
-  if (nups != ar.nups) corrupt(d, "upvalue count");
+  if (hit && nups == 1) {
+    d->p++;  /* GLOBALS: what its upvalue holds already */
+    nups = 0;
+  } else if (plain && !hit) {
+    cache_function(L, code, codelen, h);
+  }
+  /* a frame even when there is nothing left to read: callers count on a
+  ** FUNC opening one (dec_opens) */
   f = conc__deep_open(&d->deep);
   f->at = 'u';
   f->n = nups;
@@ -550,6 +645,7 @@ int conc__decode_bytes(lua_State *L, const char *data, size_t len,
   d.objs = objs;
   d.nobjs = nobjs;
   d.seen = d.nseen = 0;
+  d.ncached = 0;
   d.arr_left = len;
   d.hash_left = len / 2;
   q = wire_get_header(d.p, d.end, &refs, &n);
