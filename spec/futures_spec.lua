@@ -103,6 +103,11 @@ do
   end
 
   -- Task: x * 10.
+  -- Task: the identity of the closure that runs it.
+  function W.self_id()
+    return tostring(debug.getinfo(1, "f").func)
+  end
+
   function W.times10(x)
     return x * 10
   end
@@ -695,6 +700,14 @@ describe("ThreadPoolExecutor", function()
     local bad = pcall(ex.map, ex, W.times10, {1}, {chunksize = 0})
     assert.is_false(bad)
     assert.are.same({10}, conc.list(ex:map(W.times10, {1})))  -- still usable
+  end)
+
+  it("a worker loads a function it is sent again once", function()
+    local ex <close> = futures.ThreadPoolExecutor(1)
+    local first = ex:submit(W.self_id):result(WAIT)
+    for _ = 1, 3 do
+      assert.are.equal(first, ex:submit(W.self_id):result(WAIT))
+    end
   end)
 
   it("map with {timeout=} raises TimeoutError", function()

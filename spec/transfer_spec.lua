@@ -631,6 +631,24 @@ describe("transfer", function()
       same(core.loads(core.dumps(fx.functions())), fx.functions())
     end)
 
+    it("load once per state what has no upvalue but the globals", function()
+      -- (made by load: a spec's own functions have busted's _ENV)
+      local plain = load("return function(x) return tostring(x) end", "=plain",
+                         "t", _G)()  -- _ENV its only upvalue
+      local a, b = core.copy(plain), core.copy(plain)
+      assert.is_true(rawequal(a, b))  -- the state's cached closure
+      assert.are.equal("5", a(5))
+      -- within one message, two closures stay two
+      local make = load("return function() return function(x) return x end end")()
+      local f, g = make(), make()
+      local f2, g2 = core.copy(f, g)
+      assert.is_false(rawequal(f2, g2))
+      -- a function with other upvalues is always a new closure
+      local counter = load("local n = 0; return function() n = n + 1; return n end",
+                           "=counter", "t", _G)()
+      assert.is_false(rawequal(core.copy(counter), core.copy(counter)))
+    end)
+
     it("work: upvalues, nested closures, recursion, shared cells", function()
       fx.use_functions(core.copy(fx.functions()))
       fx.use_functions(core.loads(core.dumps(fx.functions())))
