@@ -27,6 +27,7 @@ local STOP = false  -- the call queue's (and reader's) "end now"
 local POLL = 0.05   -- seconds between looks at the workers when idle
 
 local run_rows = require("conc.futures")._run_rows
+local add_traceback = require("conc.futures")._add_traceback
 
 -- A result that cannot cross back (a coroutine, say) becomes an error.
 local function sendable(r)
@@ -36,6 +37,40 @@ local function sendable(r)
 end
 
 -- ---- the worker ------------------------------------------------------------
+
+-- A chunk of one-argument calls (map's): args is {n =, ...} of plain
+-- values, and the result {single = true, n =, vals =, errs =}: the first
+-- values, and the errors by index (nil when none). No table a call: a
+-- chunk of 1000 squares is two arrays each way.
+local function run_single(fn, args)
+  local n, vals, errs, i = args.n or #args, {}, nil, 0
+  local function loop()
+    while i < n do
+      i = i + 1
+      vals[i] = fn(args[i])
+    end
+  end
+  while i < n do
+    local ok, err = xpcall(loop, add_traceback)
+    if not ok then
+      errs = errs or {}
+      errs[i] = err
+    end
+  end
+  return {single = true, n = n, vals = vals, errs = errs}
+end
+
+-- A single result as the rows form: table.pack(ok, v) a call.
+local function single_rows(res)
+  local rows = {}
+  for i = 1, res.n do
+    local e = res.errs and res.errs[i]
+    if e ~= nil then rows[i] = table.pack(false, e)
+    else rows[i] = table.pack(true, res.vals[i]) end
+  end
+  return rows
+end
+M._single_rows = single_rows
 
 -- A worker's body (a process's or a thread's; it crosses by this name):
 -- runs the initializer, then tasks {tid, fn, rows} until STOP. Each row is
@@ -66,12 +101,13 @@ function M._worker(call_q, out_q, slots, slot, gen, initializer, initargs,
       out_q:put({"exit", slot, gen})
       return
     end
-    local tid, fn, rows = task[1], task[2], task[3]
+    local tid, fn, rows, single = task[1], task[2], task[3], task[4]
     if slots then slots[slot] = tid end
     task = nil
-    local res = run_rows(fn, rows)
+    local res = single and run_single(fn, rows) or run_rows(fn, rows)
     local sent, why = pcall(out_q.put, out_q, {tid, res})
     if not sent then
+      if res.single then res = single_rows(res) end
       for i = 1, #res do res[i] = sendable(res[i]) end
       if not pcall(out_q.put, out_q, {tid, res}) then
         -- a conc object, which cannot go to another process
@@ -175,6 +211,16 @@ function M._manager(cfg)
     if jobs[job.id] == nil then return end  -- failed already
     if job.stream then
       job.stream:put({first, res})
+    elseif res.single then
+      table.move(res.vals, 1, res.n, first, job.values)
+      if res.errs and job.error == nil then
+        for i = 1, res.n do
+          if res.errs[i] ~= nil then
+            job.error = res.errs[i]
+            break
+          end
+        end
+      end
     else
       for i, r in ipairs(res) do
         if job.kind == "call" or job.kind == "chunk" then
@@ -227,17 +273,20 @@ function M._manager(cfg)
     local first = 1
     for _, rows in ipairs(chunks) do
       next_tid = next_tid + 1
-      tasks[next_tid] = {job, first, #rows}
-      queued[#queued + 1] = {next_tid, job.fn, rows}
-      first = first + #rows
+      tasks[next_tid] = {job, first}
+      queued[#queued + 1] = {next_tid, job.fn, rows, job.single}
+      first = first + (rows.n or #rows)
     end
   end
 
-  -- The call queue gets tasks while fewer than n + 1 wait or run there; an
-  -- executor's future is marked running (or found cancelled) as its task
-  -- goes, as Python's manager does.
+  -- An executor's call queue gets tasks while fewer than n + 1 wait or run
+  -- there, its futures marked running (or found cancelled) as their tasks
+  -- go, as Python's manager does: what waits stays cancellable. A pool's
+  -- tasks cannot be cancelled, so they all go at once, as Python's task
+  -- handler sends them: no worker waits for the manager between tasks.
+  local ahead = cfg.mode == "executor" and 1 or math.huge
   local function feed()
-    while inflight < nlive + 1 and qhead <= #queued do
+    while inflight < nlive + ahead and qhead <= #queued do
       local task = queued[qhead]
       queued[qhead] = nil
       qhead = qhead + 1
@@ -430,13 +479,14 @@ end
 -- (one row; its first value), "list" (rows in chunks; the list of first
 -- values), "chunk" (each row's table.pack(ok, ...)), or a stream (rows in
 -- chunks; each chunk's results put on `stream`, then STOP).
-function Engine:job(kind, fn, chunks, stream)
+-- single: each chunk is {n =, ...} of one-argument calls' arguments.
+function Engine:job(kind, fn, chunks, stream, single)
   if self._threads == nil then self:_start() end
   local id = self._next + 1
   rawset(self, "_next", id)
   local f = core.Future()
   self._cfg.inbox:put({"job", {id = id, kind = kind, fn = fn, chunks = chunks,
-    future = f, stream = stream}})
+    future = f, stream = stream, single = single}})
   return f
 end
 
@@ -536,39 +586,42 @@ function Pool:_check_running(level)
   end
 end
 
--- The rows of an iterable of single arguments (star: of argument tables).
-local function rows_of(iterable, star, level)
+local function check_iterable(iterable, level)
   if type(iterable) ~= "table" then
     error(errors.TypeError("iterable must be a sequence (table), not " ..
       type(iterable)), level + 1)
   end
+  return iterable
+end
+
+-- starmap's rows: each item a table of arguments.
+local function star_rows(iterable, level)
   local rows = {}
-  for i = 1, #iterable do
+  for i = 1, #check_iterable(iterable, level + 1) do
     local v = iterable[i]
-    if star then
-      if type(v) ~= "table" then
-        error(errors.TypeError("starmap: item " .. i .. " is a " .. type(v) ..
-          ", not a table of arguments"), level + 1)
-      end
-      rows[i] = table.pack(table.unpack(v, 1, v.n or #v))
-    else
-      rows[i] = {n = 1, v}
+    if type(v) ~= "table" then
+      error(errors.TypeError("starmap: item " .. i .. " is a " .. type(v) ..
+        ", not a table of arguments"), level + 1)
     end
+    rows[i] = table.pack(table.unpack(v, 1, v.n or #v))
   end
   return rows
 end
 
--- Python's default chunksize: about four chunks per worker.
-local function chunks_of(rows, chunksize, nworkers, level)
+-- The list in chunks {n =, ...}; Python's default chunksize: about four
+-- chunks per worker.
+local function chunks_of(list, chunksize, nworkers, level)
+  local n = #list
   if chunksize == nil then
-    local c, extra = #rows // (nworkers * 4), #rows % (nworkers * 4)
+    local c, extra = n // (nworkers * 4), n % (nworkers * 4)
     chunksize = c + ((extra > 0 or c == 0) and 1 or 0)
   elseif math.type(chunksize) ~= "integer" or chunksize < 1 then
     error(errors.ValueError("Chunksize must be 1+, not " .. tostring(chunksize)), level + 1)
   end
   local chunks = {}
-  for i = 1, #rows, chunksize do
-    chunks[#chunks + 1] = table.move(rows, i, math.min(i + chunksize - 1, #rows), 1, {})
+  for i = 1, n, chunksize do
+    local m = math.min(chunksize, n - i + 1)
+    chunks[#chunks + 1] = table.move(list, i, i + m - 1, 1, {n = m})
   end
   return chunks
 end
@@ -611,10 +664,10 @@ end
 function Pool:map_async(func, iterable, chunksize, callback, error_callback)
   self:_check_running(2)
   check_callable(func, "func", 2)
-  local chunks = chunks_of(rows_of(iterable, false, 2), chunksize,
+  local chunks = chunks_of(check_iterable(iterable, 2), chunksize,
     self._processes, 2)
-  return with_callbacks(self._engine:job("list", func, chunks), callback,
-    error_callback)
+  return with_callbacks(self._engine:job("list", func, chunks, nil, true),
+    callback, error_callback)
 end
 
 -- map(func, iterable, chunksize) -> a Lua sequence of the results
@@ -625,7 +678,7 @@ end
 function Pool:starmap_async(func, iterable, chunksize, callback, error_callback)
   self:_check_running(2)
   check_callable(func, "func", 2)
-  local chunks = chunks_of(rows_of(iterable, true, 2), chunksize,
+  local chunks = chunks_of(star_rows(iterable, 2), chunksize,
     self._processes, 2)
   return with_callbacks(self._engine:job("list", func, chunks), callback,
     error_callback)
@@ -641,10 +694,10 @@ end
 local function stream(self, func, iterable, chunksize, ordered)
   self:_check_running(3)
   check_callable(func, "func", 3)
-  local chunks = chunks_of(rows_of(iterable, false, 3), chunksize or 1,
+  local chunks = chunks_of(check_iterable(iterable, 3), chunksize or 1,
     self._processes, 3)
   local q = core.SimpleQueue()
-  self._engine:job("stream", func, chunks, q)
+  self._engine:job("stream", func, chunks, q, true)
   local total = #iterable
   local got, ready, nextpos = 0, {}, 1
   local buffered = {}   -- unordered: results not yet yielded
@@ -652,8 +705,9 @@ local function stream(self, func, iterable, chunksize, ordered)
     local msg = q:get()
     if msg == STOP then return false end
     local first, res = msg[1], msg[2]
+    if first == 0 then error(res[1][2], 0) end  -- the pool broke
+    if res.single then res = single_rows(res) end
     for i, r in ipairs(res) do
-      if first == 0 then error(r[2], 0) end  -- the pool broke
       if ordered then ready[first + i - 1] = r else buffered[#buffered + 1] = r end
     end
     return true
