@@ -199,10 +199,25 @@ static int l_memory_limit(lua_State *L) {
   return 0;
 }
 
+/* core.newtable(narr, nrec): lua_createtable from Lua, for the pools'
+** chunks and result lists, which grew by doubling (a tenth of a map of
+** 100 000 squares was spent in luaH_resize). Sizes are hints, clamped
+** (past 2^18 slots a table grows as any does). */
+static int clamp_size(lua_Integer n, int max) {
+  return n < 0 ? 0 : n > max ? max : (int)n;
+}
+
+static int l_newtable(lua_State *L) {
+  lua_createtable(L, clamp_size(luaL_optinteger(L, 1, 0), 1 << 18),
+                  clamp_size(luaL_optinteger(L, 2, 0), 1 << 10));
+  return 1;
+}
+
 int luaopen_conc_core(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"live_objects", l_live_objects}, {"_raise", l_raise},
-    {"_memory_limit", l_memory_limit}, {NULL, NULL}};
+    {"_memory_limit", l_memory_limit}, {"newtable", l_newtable},
+    {NULL, NULL}};
   conc__thread_main();  /* the thread that opens conc first is MainThread */
   conc__names_watch(L);  /* a stock lua5.4's: the modules loaded so far */
   luaL_newlib(L, fns);

@@ -2,14 +2,17 @@
 -- multiprocessing.pool.ThreadPool and concurrent.futures'
 -- ProcessPoolExecutor, and those first two classes.
 --
--- One engine serves all three. The script's state talks to a manager
--- thread through its inbox (a thread queue): it sends jobs, each with the
--- conc.futures Future its caller waits on. The manager starts the workers
--- (processes or threads), keeps the call queue at most one task per worker
--- ahead (so that what waits is still cancellable, as in Python), and
--- settles each job's Future from the workers' results. A process worker's
--- results come back through an mp.Queue that a reader thread forwards to
--- the inbox, so that the manager waits on one queue. Every worker notes in
+-- One engine serves all three. A manager thread starts the workers
+-- (processes or threads) and waits on one queue, the box: the workers'
+-- results come there, and so does every job the script's state sends,
+-- each with the conc.futures Future its caller waits on (a process pool's
+-- box is an mp queue, which carries no conc object: the job itself goes
+-- by a thread queue beside it, the box carrying its notice). A pool's
+-- tasks go straight from the script's state to the call queue; an
+-- executor's go through the manager, which keeps the call queue at most
+-- one task per worker ahead, so that what waits is still cancellable, as
+-- in Python. The manager settles each job's Future from the results.
+-- Every worker notes in
 -- a shared slot which task it runs: when a process dies (SIGKILL,
 -- os.exit in a task), the manager, which looks at the workers between
 -- messages and at least every POLL seconds, knows which task was lost.
@@ -23,7 +26,7 @@ local threading = require "conc.threading"
 
 local M = {}
 
-local STOP = false  -- the call queue's (and reader's) "end now"
+local STOP = false  -- the call queue's "end now"
 local POLL = 0.05   -- seconds between looks at the workers when idle
 
 local run_rows = require("conc.futures")._run_rows
@@ -43,7 +46,8 @@ end
 -- values, and the errors by index (nil when none). No table a call: a
 -- chunk of 1000 squares is two arrays each way.
 local function run_single(fn, args)
-  local n, vals, errs, i = args.n or #args, {}, nil, 0
+  local n = args.n or #args
+  local vals, errs, i = core.newtable(n), nil, 0
   local function loop()
     while i < n do
       i = i + 1
@@ -124,15 +128,6 @@ function M._worker(call_q, out_q, slots, slot, gen, initializer, initargs,
   end
 end
 
--- A process pool's reader thread: the workers' results, on to the inbox.
-function M._reader(result_q, inbox)
-  while true do
-    local msg = result_q:get()
-    if msg == STOP then return end
-    inbox:put(msg)
-  end
-end
-
 -- ---- the manager -------------------------------------------------------------
 
 -- What the manager fails jobs with when a pool breaks or ends.
@@ -150,8 +145,7 @@ end
 function M._manager(cfg)
   local mp = require "conc.multiprocessing"
   local time = require "conc.time"
-  local inbox, call_q, n = cfg.inbox, cfg.call_q, cfg.n
-  local out_q = cfg.result_q or inbox
+  local box, side, call_q, n = cfg.box, cfg.side, cfg.call_q, cfg.n
   local workers, exited, gens = {}, {}, {}  -- by slot
   local nlive = 0
   local jobs, njobs = {}, 0       -- by job id
@@ -166,7 +160,7 @@ function M._manager(cfg)
   -- worker it replaced.
   local function start(slot)
     gens[slot] = (gens[slot] or 0) + 1
-    local args = {call_q, out_q, cfg.slots, slot, gens[slot], cfg.initializer,
+    local args = {call_q, box, cfg.slots, slot, gens[slot], cfg.initializer,
       cfg.initargs, cfg.max_tasks, cfg.kind ~= "thread" and core.getpid() or nil}
     local w
     if cfg.kind == "thread" then
@@ -206,7 +200,7 @@ function M._manager(cfg)
     local t = tasks[tid]
     if t == nil then return end
     tasks[tid] = nil
-    inflight = inflight - 1
+    if not t[3] then inflight = inflight - 1 end
     local job, first = t[1], t[2]
     if jobs[job.id] == nil then return end  -- failed already
     if job.stream then
@@ -262,9 +256,20 @@ function M._manager(cfg)
       fail_job(job, broken)
       return
     end
+    job.values = {}
+    if job.sizes then  -- a pool's: its tasks are on the call queue already
+      job.left = #job.sizes
+      local first = 1
+      for i, size in ipairs(job.sizes) do
+        tasks[job.first_tid + i - 1] = {job, first, true}
+        first = first + size
+      end
+      if not job.stream then job.values = core.newtable(first - 1) end
+      if job.left == 0 then settle_job(job) end
+      return
+    end
     local chunks = job.chunks
     job.chunks = nil
-    job.values = {}
     job.left = #chunks
     if job.left == 0 then
       settle_job(job)
@@ -325,7 +330,7 @@ function M._manager(cfg)
 
   -- Looks at each process worker: one that ended without saying so died.
   -- One that returned (exit code 0, no task in its slot) said so: its
-  -- message may still be on its way through the reader.
+  -- message may still wait in the box.
   local function look()
     last_look = time.monotonic()
     if cfg.kind == "thread" then return end
@@ -345,7 +350,7 @@ function M._manager(cfg)
           local t = tid ~= 0 and tasks[tid]
           if t then
             tasks[tid] = nil
-            inflight = inflight - 1
+            if not t[3] then inflight = inflight - 1 end
             fail_job(t[1], errors.ProcessError(why .. " while running this task"))
           end
           cfg.slots[slot] = 0
@@ -360,7 +365,16 @@ function M._manager(cfg)
     if type(k) == "number" then
       took(k, msg[2])
     elseif k == "job" then
-      add_job(msg[2])
+      local job = msg[2]
+      if type(job) ~= "table" then  -- its notice: the job is beside the box
+        local ok
+        ok, job = pcall(side.get, side, false)
+        if not ok then return end
+      end
+      add_job(job)
+    elseif k == "lost" then  -- a task the script could not send
+      local job = jobs[msg[2]]
+      if job then fail_job(job, msg[3]) end
     elseif k == "exit" then
       local slot = msg[2]
       if gens[slot] == msg[3] and not exited[slot] then
@@ -404,7 +418,7 @@ function M._manager(cfg)
   while true do
     feed()
     if stopping and (njobs == 0 or broken) then break end
-    local ok, msg = pcall(inbox.get, inbox, true, POLL)
+    local ok, msg = pcall(box.get, box, true, POLL)
     if ok then on_message(msg) end
     if not ok or time.monotonic() - last_look >= POLL then look() end
   end
@@ -414,10 +428,10 @@ function M._manager(cfg)
   end
   for slot, w in pairs(workers) do
     if not exited[slot] then
-      if cfg.kind == "thread" then w:join() else w:join(); exited[slot] = true end
+      w:join()
+      exited[slot] = true
     end
   end
-  if cfg.result_q then cfg.result_q:put(STOP) end
 end
 
 -- ---- the engine, as the script's state sees it -----------------------------
@@ -439,36 +453,41 @@ function Engine:__init(o)
     name = o.name or ((o.kind == "thread" and "ThreadPoolWorker" or
       o.method == "spawn" and "SpawnPoolWorker" or "ForkPoolWorker") ..
       "-" .. pool_count),
-    inbox = core.SimpleQueue(),
     broken = core.Event(),
   }
   if o.kind == "process" then
     cfg.call_q = mq.SimpleQueue()
-    cfg.result_q = mq.SimpleQueue()
+    cfg.box = mq.SimpleQueue()
+    cfg.side = core.SimpleQueue()
     cfg.slots = mq.RawArray("q", o.n)
   else
     cfg.call_q = core.SimpleQueue()
+    cfg.box = core.SimpleQueue()
   end
   rawset(self, "_cfg", cfg)
   rawset(self, "_next", 0)
+  rawset(self, "_next_tid", 0)
   rawset(self, "_threads", nil)
 end
 
--- The manager (and reader) threads start with the first job.
+-- The manager thread starts with the first job.
 function Engine:_start()
   local cfg = self._cfg
   local manager = threading.Thread{target = M._manager, args = {cfg},
     daemon = true, name = cfg.name .. "-manager"}
   manager:start()
-  local threads = {manager}
-  if cfg.result_q then
-    local reader = threading.Thread{target = M._reader,
-      args = {cfg.result_q, cfg.inbox}, daemon = true,
-      name = cfg.name .. "-reader"}
-    reader:start()
-    threads[2] = reader
+  rawset(self, "_threads", {manager})
+end
+
+-- Hands the manager a job: in the box, or beside it with a notice.
+function Engine:_post(job)
+  local cfg = self._cfg
+  if cfg.side then
+    cfg.side:put(job)
+    cfg.box:put({"job", job.id})
+  else
+    cfg.box:put({"job", job})
   end
-  rawset(self, "_threads", threads)
 end
 
 function Engine:broken()
@@ -480,21 +499,45 @@ end
 -- values), "chunk" (each row's table.pack(ok, ...)), or a stream (rows in
 -- chunks; each chunk's results put on `stream`, then STOP).
 -- single: each chunk is {n =, ...} of one-argument calls' arguments.
+-- A pool's chunks go to the call queue from here (tasks numbered here);
+-- an executor's go with the job, for the manager to feed.
 function Engine:job(kind, fn, chunks, stream, single)
   if self._threads == nil then self:_start() end
+  local cfg = self._cfg
   local id = self._next + 1
   rawset(self, "_next", id)
   local f = core.Future()
-  self._cfg.inbox:put({"job", {id = id, kind = kind, fn = fn, chunks = chunks,
-    future = f, stream = stream, single = single}})
+  local job = {id = id, kind = kind, future = f, stream = stream,
+    single = single}
+  if cfg.mode ~= "pool" then
+    job.fn, job.chunks = fn, chunks
+    self:_post(job)
+    return f
+  end
+  local first_tid = self._next_tid + 1
+  local sizes = {}
+  for i, c in ipairs(chunks) do sizes[i] = c.n or #c end
+  rawset(self, "_next_tid", self._next_tid + #chunks)
+  job.first_tid, job.sizes = first_tid, sizes
+  self:_post(job)
+  for i, c in ipairs(chunks) do
+    local ok, err = pcall(cfg.call_q.put, cfg.call_q,
+      {first_tid + i - 1, fn, c, single})
+    if not ok then  -- what cannot go to a worker: the job fails with it
+      if not pcall(cfg.box.put, cfg.box, {"lost", id, err}) then
+        cfg.box:put({"lost", id, errors.tostring(err)})
+      end
+      break
+    end
+  end
   return f
 end
 
 function Engine:tell(what)
-  if self._threads ~= nil then self._cfg.inbox:put({what}) end
+  if self._threads ~= nil then self._cfg.box:put({what}) end
 end
 
--- Waits for the manager (and reader) to end, after stop or terminate.
+-- Waits for the manager to end, after stop or terminate.
 function Engine:join(timeout)
   for _, t in ipairs(self._threads or {}) do t:join(timeout) end
 end
@@ -621,7 +664,9 @@ local function chunks_of(list, chunksize, nworkers, level)
   local chunks = {}
   for i = 1, n, chunksize do
     local m = math.min(chunksize, n - i + 1)
-    chunks[#chunks + 1] = table.move(list, i, i + m - 1, 1, {n = m})
+    local c = table.move(list, i, i + m - 1, 1, core.newtable(m, 1))
+    c.n = m
+    chunks[#chunks + 1] = c
   end
   return chunks
 end
