@@ -270,6 +270,9 @@ describe("futures.ProcessPoolExecutor", function()
     local queued = {}
     for i = 1, 5 do queued[i] = ex:submit(tasks.square, i) end
     assert.is_false(running:cancel())
+    raises(errors.TimeoutError, running.result, running, 0.05)
+    raises(errors.TimeoutError, running.exception, running, 0.05)
+    assert.is_true(running:running())
     assert.is_true(queued[5]:cancel())
     assert.is_true(queued[5]:cancelled())
     release:set()
