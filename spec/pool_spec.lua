@@ -175,6 +175,35 @@ describe("multiprocessing.Pool", function()
     assert.are.same({9, 16}, pool:map(tasks.square, {3, 4}))
   end)
 
+  it("its workers end when their parent is killed (no orphans)", function()
+    local time = require "conc.time"
+    local pids, ready = mp.Array("q", 2), mp.Event()
+    local parent = ctx.Process{target = tasks.pool_parent,
+      args = {pids, ready, METHOD}}
+    parent:start()
+    local ok, err = pcall(function()
+      assert.is_true(ready:wait(WAIT))
+      assert.is_true(pids[1] > 0 and pids[2] > 0)
+    end)
+    parent:kill()
+    parent:join(WAIT)
+    assert(ok, err)
+    -- dead, or a zombie that nobody reaps in this container
+    local function running(pid)
+      local f = io.open("/proc/" .. pid .. "/stat")
+      if not f then return false end
+      local stat = f:read("a")
+      f:close()
+      return stat:match("^%d+ %(.-%) ([A-Z])") ~= "Z"
+    end
+    local deadline = time.monotonic() + WAIT
+    while (running(pids[1]) or running(pids[2])) and time.monotonic() < deadline do
+      time.sleep(0.01)
+    end
+    assert.is_false(running(pids[1]))
+    assert.is_false(running(pids[2]))
+  end)
+
   it("close refuses new work; join waits; terminate fails what waits", function()
     local pool = new_pool(1)
     assert.are.equal(4, pool:apply(tasks.square, {2}))
