@@ -12,10 +12,10 @@
 -- executor's go through the manager, which keeps the call queue at most
 -- one task per worker ahead, so that what waits is still cancellable, as
 -- in Python. The manager settles each job's Future from the results.
--- Every worker notes in
--- a shared slot which task it runs: when a process dies (SIGKILL,
--- os.exit in a task), the manager, which looks at the workers between
--- messages and at least every POLL seconds, knows which task was lost.
+-- Every worker notes in a shared slot which task it runs: when a process
+-- dies (SIGKILL, os.exit in a task), the manager, which looks at the
+-- workers between messages and at least every POLL seconds, knows which
+-- task was lost.
 -- An executor then breaks as Python's does (every pending future gets
 -- BrokenProcessPool); a Pool fails that task's result only, starts a
 -- replacement, and goes on (Python's hangs).
