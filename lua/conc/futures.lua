@@ -292,7 +292,9 @@ local function check_chunksize(c, level)
 end
 
 -- for r in ex:map(fn, t1, ..., {timeout=, chunksize=}) do: every call is
--- submitted at once, as in Python; the results come in input order.
+-- submitted at once, as in Python; the results come in input order. An
+-- executor with _submit_chunk sends chunksize calls as one task (its
+-- _chunksize(n) the default for n calls); the base one sends each alone.
 function Executor:map(fn, ...)
   local opts, niter = map_options(select("#", ...), ...)
   if niter < 1 then
@@ -300,11 +302,53 @@ function Executor:map(fn, ...)
   end
   local deadline = deadline_of(opts and opts.timeout)
   local rows = zip(niter, {...})
+  local chunksize = opts and opts.chunksize
+  if chunksize == nil then chunksize = self:_chunksize(#rows) end
+  check_chunksize(chunksize, 2)
   local fs = {}
-  for i, row in ipairs(rows) do
-    fs[i] = self:submit(fn, table.unpack(row, 1, row.n))
+  if chunksize == 1 or self._submit_chunk == nil then
+    for i, row in ipairs(rows) do
+      fs[i] = self:submit(fn, table.unpack(row, 1, row.n))
+    end
+    return results(fs, deadline)
   end
-  return results(fs, deadline)
+  self:_check(2)
+  if not callable(fn) then
+    error(errors.TypeError("map() needs a callable, not " .. type(fn)), 2)
+  end
+  for i, chunk in ipairs(split(rows, chunksize)) do
+    fs[i] = self:_submit_chunk(fn, chunk)
+  end
+  return chunk_results(fs, deadline)
+end
+
+function Executor:_chunksize()
+  return 1
+end
+
+-- The options of an executor's constructor, checked as Python checks
+-- them: a number alone is max_workers (default_max when nil).
+local function executor_options(opts, name, default_max)
+  if type(opts) == "number" then opts = {max_workers = opts} end
+  opts = opts or {}
+  if type(opts) ~= "table" then
+    error(errors.TypeError(name .. "{max_workers=, ...} expects a table"), 4)
+  end
+  local max = opts.max_workers
+  if max == nil then
+    max = default_max
+  elseif math.type(max) ~= "integer" then
+    error(errors.TypeError("max_workers must be an integer, not " .. type(max)), 4)
+  elseif max <= 0 then
+    error(errors.ValueError("max_workers must be greater than 0"), 4)
+  end
+  if opts.initializer ~= nil and not callable(opts.initializer) then
+    error(errors.TypeError("initializer must be a callable"), 4)
+  end
+  if opts.initargs ~= nil and type(opts.initargs) ~= "table" then
+    error(errors.TypeError("initargs must be a table"), 4)
+  end
+  return opts, max
 end
 
 -- ---- ThreadPoolExecutor -----------------------------------------------------
@@ -394,25 +438,9 @@ local live = setmetatable({}, {__mode = "k"})
 -- ThreadPoolExecutor{max_workers=, thread_name_prefix=, initializer=,
 -- initargs=} (or ThreadPoolExecutor(max_workers))
 function ThreadPoolExecutor:__init(opts)
-  if type(opts) == "number" then opts = {max_workers = opts} end
-  opts = opts or {}
-  if type(opts) ~= "table" then
-    error(errors.TypeError("ThreadPoolExecutor{max_workers=, ...} expects a table"), 3)
-  end
-  local max = opts.max_workers
-  if max == nil then
-    max = math.min(32, core.cpu_count() + 4)
-  elseif math.type(max) ~= "integer" then
-    error(errors.TypeError("max_workers must be an integer, not " .. type(max)), 3)
-  elseif max <= 0 then
-    error(errors.ValueError("max_workers must be greater than 0"), 3)
-  end
-  if opts.initializer ~= nil and not callable(opts.initializer) then
-    error(errors.TypeError("initializer must be a callable"), 3)
-  end
-  if opts.initargs ~= nil and type(opts.initargs) ~= "table" then
-    error(errors.TypeError("initargs must be a table"), 3)
-  end
+  local max
+  opts, max = executor_options(opts, "ThreadPoolExecutor",
+    math.min(32, core.cpu_count() + 4))
   local prefix = opts.thread_name_prefix
   if prefix == nil then
     prefix = "ThreadPoolExecutor-" .. executor_count
@@ -479,34 +507,18 @@ function ThreadPoolExecutor:submit(fn, ...)
   return f
 end
 
--- map(fn, t1, ..., {timeout=, chunksize=}). Beyond Python, whose thread
--- pool ignores chunksize: calls go to the workers in chunks, by default
--- about 32 a worker once there are more than that many calls (a call per
--- future costs more than a small call itself), else one by one.
-function ThreadPoolExecutor:map(fn, ...)
-  local opts, niter = map_options(select("#", ...), ...)
-  if niter < 1 then
-    error(errors.TypeError("map() must have at least two arguments."), 2)
-  end
-  local rows = zip(niter, {...})
-  local chunksize = opts and opts.chunksize
-  if chunksize == nil then
-    chunksize = math.max(1, #rows // (32 * self._max_workers))
-  end
-  check_chunksize(chunksize, 2)
-  if chunksize == 1 then return Executor.map(self, fn, ...) end
-  self:_check(2)
-  if not callable(fn) then
-    error(errors.TypeError("map() needs a callable, not " .. type(fn)), 2)
-  end
-  local deadline = deadline_of(opts and opts.timeout)
-  local fs = {}
-  for i, chunk in ipairs(split(rows, chunksize)) do
-    local f = core.Future()
-    self:_put({f, fn, chunk, true})
-    fs[i] = f
-  end
-  return chunk_results(fs, deadline)
+-- Beyond Python, whose thread pool ignores chunksize: map's calls go to
+-- the workers in chunks, by default about 32 a worker once there are more
+-- than that many calls (a Future per call costs more than a small call
+-- itself), else one by one.
+function ThreadPoolExecutor:_chunksize(n)
+  return math.max(1, n // (32 * self._max_workers))
+end
+
+function ThreadPoolExecutor:_submit_chunk(fn, chunk)
+  local f = core.Future()
+  self:_put({f, fn, chunk, true})
+  return f
 end
 
 -- shutdown(wait=true, {cancel_futures=false})
@@ -540,25 +552,8 @@ M.ProcessPoolExecutor = ProcessPoolExecutor
 -- ProcessPoolExecutor{max_workers=, initializer=, initargs=,
 -- max_tasks_per_child=, mp_context=} (or ProcessPoolExecutor(max_workers))
 function ProcessPoolExecutor:__init(opts)
-  if type(opts) == "number" then opts = {max_workers = opts} end
-  opts = opts or {}
-  if type(opts) ~= "table" then
-    error(errors.TypeError("ProcessPoolExecutor{max_workers=, ...} expects a table"), 3)
-  end
-  local max = opts.max_workers
-  if max == nil then
-    max = core.cpu_count()
-  elseif math.type(max) ~= "integer" then
-    error(errors.TypeError("max_workers must be an integer, not " .. type(max)), 3)
-  elseif max <= 0 then
-    error(errors.ValueError("max_workers must be greater than 0"), 3)
-  end
-  if opts.initializer ~= nil and not callable(opts.initializer) then
-    error(errors.TypeError("initializer must be a callable"), 3)
-  end
-  if opts.initargs ~= nil and type(opts.initargs) ~= "table" then
-    error(errors.TypeError("initargs must be a table"), 3)
-  end
+  local max
+  opts, max = executor_options(opts, "ProcessPoolExecutor", core.cpu_count())
   local mt = opts.max_tasks_per_child
   if mt ~= nil and (math.type(mt) ~= "integer" or mt < 1) then
     error(errors.ValueError("max_tasks_per_child must be >= 1"), 3)
@@ -594,25 +589,10 @@ function ProcessPoolExecutor:submit(fn, ...)
   return self._engine:job("call", fn, {{table.pack(...)}})
 end
 
--- map(fn, t1, ..., {timeout=, chunksize=}): chunksize calls go to a
--- worker together, as in Python.
-function ProcessPoolExecutor:map(fn, ...)
-  local opts, niter = map_options(select("#", ...), ...)
-  local chunksize = check_chunksize(opts and opts.chunksize or 1, 2)
-  if chunksize == 1 then return Executor.map(self, fn, ...) end
-  if niter < 1 then
-    error(errors.TypeError("map() must have at least two arguments."), 2)
-  end
-  self:_check(2)
-  if not callable(fn) then
-    error(errors.TypeError("map() needs a callable, not " .. type(fn)), 2)
-  end
-  local deadline = deadline_of(opts.timeout)
-  local fs = {}
-  for i, chunk in ipairs(split(zip(niter, {...}), chunksize)) do
-    fs[i] = self._engine:job("chunk", fn, {chunk})
-  end
-  return chunk_results(fs, deadline)
+-- map's chunks (chunksize calls to a worker together, as in Python; 1 by
+-- default, Executor's _chunksize)
+function ProcessPoolExecutor:_submit_chunk(fn, chunk)
+  return self._engine:job("chunk", fn, {chunk})
 end
 
 -- shutdown(wait=true, {cancel_futures=false})

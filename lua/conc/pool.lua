@@ -581,11 +581,12 @@ M.Pool = Pool
 
 local RUN, CLOSE, TERMINATE = "RUN", "CLOSE", "TERMINATE"
 
+local callable = require("conc.futures")._callable
+
 local function check_callable(f, what, level)
-  if type(f) == "function" then return end
-  local mt = getmetatable(f)
-  if type(mt) == "table" and rawget(mt, "__call") ~= nil then return end
-  error(errors.TypeError(what .. " must be callable, not " .. type(f)), level + 1)
+  if not callable(f) then
+    error(errors.TypeError(what .. " must be callable, not " .. type(f)), level + 1)
+  end
 end
 
 -- Pool(processes, initializer, initargs, maxtasksperchild) or
