@@ -95,6 +95,8 @@ static int in_array(lua_State *L, int idx, lua_Integer narr) {
 */
 typedef struct EFrame {
   char at;
+  char walk;         /* 'i': the elements come from lua_next, in order */
+  char pending;      /* 'k': the slot's key is taken but not yet written */
   uint32_t nhash;    /* a table's pairs written so far */
   lua_Integer n, i;  /* array length or upvalue count; the one being written */
   size_t head;       /* a table's: the end of its head, for wire_set_hint */
@@ -559,6 +561,8 @@ static int enc_open(Enc *e) {
   enc_done(e, wire_put_table(enc_room(e, WIRE_HEAD_MAX), (uint64_t)narr));
   f = conc__deep_open(&e->deep);
   f->at = 'i';
+  f->walk = 1;
+  f->pending = 0;
   f->n = narr;
   f->i = 0;
   f->nhash = 0;
@@ -566,11 +570,38 @@ static int enc_open(Enc *e) {
   return 1;
 }
 
+/* The pair of the key in the frame's slot s + 1 and the value above it:
+** 0 when it is written (scalars) or is an array element, both popped; 1
+** when a value of its own is next, pushed: the value, or the key (a table
+** or function). */
+static int enc_pair(Enc *e, EFrame *f, int s) {
+  lua_State *L = e->L;
+  if (in_array(L, s + 1, f->n)) {
+    lua_pop(L, 1);
+    return 0;
+  }
+  f->nhash++;
+  if (enc_key(e, s + 1)) {  /* its value is next: most are scalars */
+    if (!enc_scalar(e, s + 2, 0)) return 1;
+    lua_pop(L, 1);
+    return 0;
+  }
+  /* a table or function as a key: it first, then its value */
+  lua_pop(L, 1);
+  lua_pushvalue(L, s + 1);
+  f->at = 'K';
+  return 1;
+}
+
 /*
-** Pushes the innermost frame's next value to write (an array element, a
-** key that is a table or function, a key's value, the metatable, an
-** upvalue), writing on the way what is no value of its own (scalar keys,
-** END, UPVAL); returns 0 when the frame is done.
+** The array part, 1..n, is written first, by one walk with the hash part:
+** lua_next gives the array part's keys first, in order, so while they are
+** 1, 2, ... the walk writes them, and once at n, it goes on as the hash
+** walk from there (everything before was 1..n), which skips nothing and
+** walks no element twice. A hole (a nil in 1..n) or an element in the hash
+** part breaks the order: the rest of 1..n is then written by index, and
+** the hash walk resumes at the key it stopped on, skipping elements.
+** Scalars are written in these loops, so most tables are one call here.
 */
 static int enc_next(Enc *e) {
   lua_State *L = e->L;
@@ -578,30 +609,37 @@ static int enc_next(Enc *e) {
   int s = conc__deep_slot(&e->deep);
   switch (f->at) {
     case 'i':
-      if (f->i < f->n) {
-        lua_rawgeti(L, s, ++f->i);
-        return 1;
-      }
-      f->at = 'k';
-      /* fall through: the hash part, from the key slot's nil */
-    case 'k':
-      while (lua_next(L, s)) {
-        if (in_array(L, s + 1, f->n)) {
-          lua_pop(L, 1);
-          continue;
-        }
-        f->nhash++;
-        if (enc_key(e, s + 1)) {  /* its value is next: most are scalars */
+      while (f->walk && f->i < f->n) {
+        if (!lua_next(L, s)) {  /* cannot be, as t[n] is there: by index */
+          lua_pushnil(L);
+          f->walk = 0;
+        } else if (lua_isinteger(L, s + 1) &&
+                   lua_tointeger(L, s + 1) == f->i + 1) {
+          f->i++;
           if (!enc_scalar(e, s + 2, 0)) return 1;
           lua_pop(L, 1);
-          continue;
+        } else {
+          lua_pop(L, 1);
+          f->walk = 0;
+          f->pending = 1;
         }
-        /* a table or function as a key: it first, then its value */
-        lua_pop(L, 1);
-        lua_pushvalue(L, s + 1);
-        f->at = 'K';
-        return 1;
       }
+      while (f->i < f->n) {
+        lua_rawgeti(L, s, ++f->i);
+        if (!enc_scalar(e, -1, 0)) return 1;
+        lua_pop(L, 1);
+      }
+      f->at = 'k';
+      if (f->pending) {
+        f->pending = 0;
+        lua_pushvalue(L, s + 1);
+        lua_rawget(L, s);
+        if (enc_pair(e, f, s)) return 1;
+      }
+      /* fall through: the hash walk, from the slot's key */
+    case 'k':
+      while (lua_next(L, s))
+        if (enc_pair(e, f, s)) return 1;
       lua_pushnil(L);  /* lua_next took the key slot */
       enc_done(e, wire_put_end(enc_room(e, 1)));
       wire_set_hint((unsigned char *)e->buf + f->head, f->nhash);
