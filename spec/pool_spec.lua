@@ -234,6 +234,9 @@ describe("multiprocessing.Pool", function()
     local ok, err = pcall(pool.apply, pool, tasks.coroutine, {})
     assert.is_false(ok)
     assert.truthy(tostring(err):find("coroutine", 1, true))
+    ok, err = pcall(pool.map, pool, tasks.coroutine, {1, 2})  -- map's too
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("coroutine", 1, true))
     assert.are.equal(4, pool:apply(tasks.square, {2}))  -- still usable
   end)
 
@@ -257,6 +260,12 @@ describe("multiprocessing.pool.ThreadPool", function()
     assert.are.equal("t", raises(errors.ValueError, r.get, r, WAIT).message)
     -- workers are threads of this process: they share its pid
     assert.are.equal(mp.current_process().pid, pool:apply(tasks.pid))
+    -- a result that cannot be dumped to bytes (a conc object) comes back
+    local evs = pool:map(tasks.event, {1, 2})
+    assert.are.equal(2, #evs)
+    evs[2]:set()
+    assert.is_true(evs[2]:is_set())
+    assert.is_false(evs[1]:is_set())
   end)
 end)
 

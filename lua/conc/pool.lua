@@ -109,7 +109,14 @@ function M._worker(call_q, out_q, slots, slot, gen, initializer, initargs,
     if slots then slots[slot] = tid end
     task = nil
     local res = single and run_single(fn, rows) or run_rows(fn, rows)
-    local sent, why = pcall(out_q.put, out_q, {tid, res})
+    local msg = {tid, res}
+    if single then
+      -- map's chunk: its results as bytes, which the manager hands on to
+      -- the caller unread (but for a chunk with errors, which it looks into)
+      local ok, bytes = pcall(core.dumps, res)
+      if ok then msg = {tid, bytes, res.errs ~= nil} end
+    end
+    local sent, why = pcall(out_q.put, out_q, msg)
     if not sent then
       if res.single then res = single_rows(res) end
       for i = 1, #res do res[i] = sendable(res[i]) end
@@ -129,6 +136,51 @@ function M._worker(call_q, out_q, slots, slot, gen, initializer, initargs,
 end
 
 -- ---- the manager -------------------------------------------------------------
+
+-- A chunk's results (see took) decoded: bytes become the table they hold.
+local function chunk_of(res)
+  if type(res) == "string" then return core.loads(res) end
+  return res
+end
+
+-- The first error among a chunk's results, or nil; bytes are read only
+-- when the worker said an error is there.
+local function first_error(res, failed)
+  if type(res) == "string" then
+    if not failed then return nil end
+    res = chunk_of(res)
+  end
+  if res.single then
+    if res.errs then
+      for i = 1, res.n do
+        if res.errs[i] ~= nil then return res.errs[i] end
+      end
+    end
+    return nil
+  end
+  for _, r in ipairs(res) do
+    if not r[1] then return r[2] end
+  end
+  return nil
+end
+
+-- A list job's result as the caller gets it from the manager, its parts:
+-- each chunk's first index then its results, in the order they came. The
+-- list is made here, in the caller's state: the manager never decodes nor
+-- encodes the items, which cross twice, as pickle's do in Python's Pool.
+local function assemble(parts, total)
+  local out = core.newtable(total)
+  for i = 1, #parts, 2 do
+    local first, res = parts[i], chunk_of(parts[i + 1])
+    if res.single then
+      table.move(res.vals, 1, res.n, first, out)
+    else
+      for j = 1, #res do out[first + j - 1] = res[j][2] end
+    end
+  end
+  return out
+end
+M._assemble = assemble
 
 -- What the manager fails jobs with when a pool breaks or ends.
 local function broken_error(cfg, why)
@@ -190,13 +242,17 @@ function M._manager(cfg)
       else pcall(f.set_exception, f, r[2]) end
     elseif job.kind == "one" then
       pcall(f.set_result, f, job.values[1])
+    elseif job.kind == "list" then
+      pcall(f.set_result, f, job.parts)
     else
       pcall(f.set_result, f, job.values)
     end
   end
 
-  -- A task's results: into its job's values (or its stream).
-  local function took(tid, res)
+  -- A task's results: into its job's values, its parts (a list job's: the
+  -- caller makes the list, see assemble) or its stream. failed: the
+  -- results are bytes (res) with an error among them.
+  local function took(tid, res, failed)
     local t = tasks[tid]
     if t == nil then return end
     tasks[tid] = nil
@@ -205,19 +261,14 @@ function M._manager(cfg)
     if jobs[job.id] == nil then return end  -- failed already
     if job.stream then
       job.stream:put({first, res})
-    elseif res.single then
-      table.move(res.vals, 1, res.n, first, job.values)
-      if res.errs and job.error == nil then
-        for i = 1, res.n do
-          if res.errs[i] ~= nil then
-            job.error = res.errs[i]
-            break
-          end
-        end
-      end
+    elseif job.kind == "list" then
+      local parts = job.parts
+      parts[#parts + 1] = first
+      parts[#parts + 1] = res
+      if job.error == nil then job.error = first_error(res, failed) end
     else
       for i, r in ipairs(res) do
-        if job.kind == "call" or job.kind == "chunk" then
+        if job.kind ~= "one" then
           job.values[first + i - 1] = r
         elseif r[1] then
           job.values[first + i - 1] = r[2]
@@ -264,7 +315,7 @@ function M._manager(cfg)
         tasks[job.first_tid + i - 1] = {job, first, true}
         first = first + size
       end
-      if not job.stream then job.values = core.newtable(first - 1) end
+      if job.kind == "list" then job.parts = core.newtable(2 * #job.sizes) end
       if job.left == 0 then settle_job(job) end
       return
     end
@@ -363,7 +414,7 @@ function M._manager(cfg)
   local function on_message(msg)
     local k = msg[1]
     if type(k) == "number" then
-      took(k, msg[2])
+      took(k, msg[2], msg[3])
     elseif k == "job" then
       local job = msg[2]
       if type(job) ~= "table" then  -- its notice: the job is beside the box
@@ -495,8 +546,8 @@ function Engine:broken()
 end
 
 -- Sends a job: kind "call" (one row; the future gets its values), "one"
--- (one row; its first value), "list" (rows in chunks; the list of first
--- values), "chunk" (each row's table.pack(ok, ...)), or a stream (rows in
+-- (one row; its first value), "list" (rows in chunks; the parts that
+-- assemble makes the list of first values of), "chunk" (each row's table.pack(ok, ...)), or a stream (rows in
 -- chunks; each chunk's results put on `stream`, then STOP).
 -- single: each chunk is {n =, ...} of one-argument calls' arguments.
 -- A pool's chunks go to the call queue from here (tasks numbered here);
@@ -547,8 +598,11 @@ end
 local AsyncResult = class.class(nil, "AsyncResult")
 M.AsyncResult = AsyncResult
 
-function AsyncResult:__init(future)
+-- finish, when given, makes the value of the future's result (a list
+-- job's parts: see assemble), once.
+function AsyncResult:__init(future, finish)
   rawset(self, "_future", future)
+  rawset(self, "_finish", finish)
 end
 
 -- get(timeout=nil): the value, or raises the task's error; TimeoutError
@@ -558,7 +612,10 @@ function AsyncResult:get(timeout)
   if not f:done() and core.select({f}, timeout) == nil then
     error(errors.TimeoutError(), 2)
   end
-  return f:result()
+  local finish = rawget(self, "_finish")
+  if finish == nil then return f:result() end
+  if rawget(self, "_value") == nil then rawset(self, "_value", finish(f:result())) end
+  return rawget(self, "_value")
 end
 
 function AsyncResult:wait(timeout)
@@ -673,21 +730,24 @@ local function chunks_of(list, chunksize, nworkers, level)
 end
 
 -- Python's callbacks run in the pool's result thread: here, in the
--- manager thread, copied there as the Future's callbacks are.
-local function with_callbacks(future, callback, error_callback)
+-- manager thread, copied there as the Future's callbacks are. total: a
+-- list job's length (its result is assembled, see assemble).
+local function with_callbacks(future, callback, error_callback, total)
   if callback ~= nil then check_callable(callback, "callback", 3) end
   if error_callback ~= nil then check_callable(error_callback, "error_callback", 3) end
+  local finish = total and function(parts) return assemble(parts, total) end
   if callback ~= nil or error_callback ~= nil then
     future:add_done_callback(function(f)
       local err = f:exception()
       if err == nil then
-        if callback then callback(f:result()) end
+        if callback == nil then return end
+        if finish then callback(finish(f:result())) else callback(f:result()) end
       elseif error_callback then
         error_callback(err)
       end
     end)
   end
-  return AsyncResult(future)
+  return AsyncResult(future, finish)
 end
 
 function Pool:apply_async(func, args, kwds, callback, error_callback)
@@ -713,7 +773,7 @@ function Pool:map_async(func, iterable, chunksize, callback, error_callback)
   local chunks = chunks_of(check_iterable(iterable, 2), chunksize,
     self._processes, 2)
   return with_callbacks(self._engine:job("list", func, chunks, nil, true),
-    callback, error_callback)
+    callback, error_callback, #iterable)
 end
 
 -- map(func, iterable, chunksize) -> a Lua sequence of the results
@@ -727,7 +787,7 @@ function Pool:starmap_async(func, iterable, chunksize, callback, error_callback)
   local chunks = chunks_of(star_rows(iterable, 2), chunksize,
     self._processes, 2)
   return with_callbacks(self._engine:job("list", func, chunks), callback,
-    error_callback)
+    error_callback, #iterable)
 end
 
 function Pool:starmap(func, iterable, chunksize)
@@ -752,6 +812,7 @@ local function stream(self, func, iterable, chunksize, ordered)
     if msg == STOP then return false end
     local first, res = msg[1], msg[2]
     if first == 0 then error(res[1][2], 0) end  -- the pool broke
+    res = chunk_of(res)
     if res.single then res = single_rows(res) end
     for i, r in ipairs(res) do
       if ordered then ready[first + i - 1] = r else buffered[#buffered + 1] = r end
