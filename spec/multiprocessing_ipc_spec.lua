@@ -168,6 +168,23 @@ local q = mp.Queue(); q:put(string.rep("x", 100000)); print(#q:get(), "ok")' 2>&
     assert.is_true(q:empty())
   end)
 
+  it("keeps order and bytes while its ring grows (wrapped) and shrinks again", function()
+    local q = mp.Queue()
+    -- round the ring's first 256 KiB a few times: it has wrapped
+    for _ = 1, 200 do
+      q:put(string.rep("w", 5000))
+      q:get(true, WAIT)
+    end
+    -- 4.8 MB held: the ring doubles five times, past what it keeps once empty
+    local items = {}
+    for i = 1, 600 do items[i] = string.rep(string.char(65 + i % 26), 8000) .. i end
+    for i = 1, 600 do q:put(items[i]) end
+    for i = 1, 600 do assert.are.equal(items[i], q:get(true, WAIT)) end
+    assert.is_true(q:empty())
+    q:put("after")  -- small again
+    assert.are.equal("after", q:get(true, WAIT))
+  end)
+
   it("raises queue.Empty from get on an empty queue: nowait, non-blocking and on a timeout", function()
     local q = mp.Queue()
     raises(conc.Empty, q.get_nowait, q)

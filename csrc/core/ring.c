@@ -184,6 +184,30 @@ int conc__ring_get(conc_Ring *r, void *buf, size_t bufcap, size_t *len) {
   return CONC_OK;
 }
 
+/* head and tail are renumbered from the old index of head: positions below
+** the new capacity index themselves, so the part past the old end is where
+** the wrapped part is copied to. The old bytes stay until the header says
+** otherwise: until tail is stored, the old cap still reads them right. */
+int conc__ring_grow(conc_Ring *r, size_t capacity) {
+  size_t cap = round_cap(capacity);
+  uint64_t at, used;
+  Snap s;
+  int rc = snap(r, &s);
+  if (rc != CONC_OK) return rc;
+  if (cap == 0) return CONC_E2BIG;
+  if (cap < s.cap) return CONC_EVALUE;
+  if (cap == s.cap) return CONC_OK;
+  used = s.tail - s.head;
+  at = s.head & (s.cap - 1);
+  if (at + used > s.cap)
+    memcpy(r->data + s.cap, r->data, (size_t)(at + used - s.cap));
+  r->head = at;
+  r->tail = at + used;
+  r->cap_check = cap ^ MAGIC;
+  r->cap = cap;
+  return CONC_OK;
+}
+
 /* ---- counts -------------------------------------------------------------- */
 
 size_t conc__ring_capacity(const conc_Ring *r) {

@@ -101,6 +101,15 @@ int conc__ring_peek(const conc_Ring *r, size_t *len);
 ** O(length). */
 int conc__ring_get(conc_Ring *r, void *buf, size_t bufcap, size_t *len);
 
+/* Makes the capacity at least `capacity` (rounded up to a power of two),
+** keeping every record: the block must hold conc__ring_size(capacity)
+** bytes. The records end up contiguous from head; a ring that had wrapped
+** copies the part at the start of the data area to just past its old end
+** (so a writer killed half-way leaves the old layout whole). CONC_OK,
+** CONC_E2BIG (past CONC_RING_MAXCAP) or CONC_EVALUE (a corrupt header, or
+** a capacity below the current one). O(old capacity) at worst. */
+int conc__ring_grow(conc_Ring *r, size_t capacity);
+
 /* Checks the header alone: CONC_OK or CONC_EVALUE. Every call above does so
 ** itself; this is for a process that maps a ring someone else made, which
 ** should also check conc__ring_size(conc__ring_capacity(r)) against the

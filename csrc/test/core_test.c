@@ -191,6 +191,7 @@ static const Test tests[] = {
   {"ring_basic", test_ring_basic},
   {"ring_sizes", test_ring_sizes},
   {"ring_wrap_model", test_ring_wrap_model},
+  {"ring_grow_model", test_ring_grow_model},
   {"ring_full", test_ring_full},
   {"ring_zero_length", test_ring_zero_length},
   {"ring_putv", test_ring_putv},

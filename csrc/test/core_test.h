@@ -41,6 +41,7 @@ void *xmalloc(size_t n);
 void test_ring_sizes(void);
 void test_ring_basic(void);
 void test_ring_wrap_model(void);
+void test_ring_grow_model(void);
 void test_ring_full(void);
 void test_ring_zero_length(void);
 void test_ring_putv(void);

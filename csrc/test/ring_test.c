@@ -277,6 +277,59 @@ void test_ring_wrap_model(void) {
   check(wraps_seen > 1000, "head wrapped only %lu times", wraps_seen);
 }
 
+/* Growing: a ring in a block of GROW_MAX data bytes starts at each small
+** capacity; a put that finds it full or too small grows it (doubling, as
+** mpqueue.c does) and puts again, at every offset, wrapped or not; the
+** model checks every record's bytes through the moves. */
+#define GROW_MAX 4096
+
+static void grow_step(Model *m, conc_Ring *r, unsigned long i,
+                      unsigned long *grown, unsigned long *wrapped) {
+  if ((i / 64) % 2 && rnd_below(100) < 75) {
+    size_t len = rnd_below(rnd_below(4) ? 200 : GROW_MAX / 2);
+    size_t need = conc__ring_recsize(len), cap = m->cap;
+    int rc = model_put(m, r, len);
+    if (rc == CONC_EFULL || rc == CONC_E2BIG) {
+      uint64_t at = r->head & (r->cap - 1);
+      while (cap - m->used < need && cap < GROW_MAX) cap *= 2;
+      if (cap - m->used < need) return;  /* full at the largest */
+      if (at + m->used > m->cap) (*wrapped)++;
+      check_rc(conc__ring_grow(r, cap), CONC_OK);
+      m->cap = cap;
+      (*grown)++;
+      model_check(m, r);
+      check_rc(model_put(m, r, len), CONC_OK);
+    }
+  } else {
+    model_get(m, r, SCRATCH);
+  }
+  model_check(m, r);
+}
+
+void test_ring_grow_model(void) {
+  static const size_t caps[] = {8, 16, 64, 256};
+  static Model m;
+  unsigned long grown = 0, wrapped = 0;
+  conc_Ring *r = xmalloc(conc__ring_size(GROW_MAX));
+  for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
+    for (int round = 0; round < 40; round++) {
+      check_rc(conc__ring_init(r, caps[c]), CONC_OK);
+      model_init(&m, caps[c]);
+      for (unsigned long i = 0; i < 600; i++) grow_step(&m, r, i, &grown, &wrapped);
+      model_drain(&m, r);
+    }
+  }
+  /* what it cannot do: shrink, or past the maximum */
+  check_rc(conc__ring_init(r, 64), CONC_OK);
+  check_rc(conc__ring_grow(r, 32), CONC_EVALUE);
+  check_rc(conc__ring_grow(r, 64), CONC_OK);
+  check_rc(conc__ring_grow(r, SIZE_MAX), CONC_E2BIG);
+  check_size(conc__ring_capacity(r), 64);
+  free(r);
+  check(grown > 500, "the ring grew only %lu times", grown);
+  check(wrapped > 100, "only %lu rings grew while wrapped", wrapped);
+}
+
 void test_ring_full(void) {
   conc_Ring *r = ring_new(64);
   unsigned char big[64], buf[64];
