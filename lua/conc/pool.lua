@@ -465,13 +465,36 @@ function M._manager(cfg)
     end
   end
 
-  for slot = 1, n do start(slot) end
-  while true do
+  -- One turn of the loop: false once it is over.
+  local function turn()
     feed()
-    if stopping and (njobs == 0 or broken) then break end
+    if stopping and (njobs == 0 or broken) then return false end
     local ok, msg = pcall(box.get, box, true, POLL)
-    if ok then on_message(msg) end
+    if ok then
+      on_message(msg)
+    elseif not errors.isinstance(msg, errors.Empty) then
+      error(msg, 0)  -- a message that cannot be read
+    end
     if not ok or time.monotonic() - last_look >= POLL then look() end
+    return true
+  end
+
+  -- Whatever fails here (a worker that cannot start, a message that cannot
+  -- be read, a bug) breaks the pool with its error: each job's caller is
+  -- told at once, where it would otherwise wait for ever.
+  local function why(e)
+    return errors.traceback(errors.tostring(e), 2)
+  end
+  local ok, going = xpcall(function()
+    for slot = 1, n do start(slot) end
+    return true
+  end, why)
+  while ok and going do ok, going = xpcall(turn, why) end
+  if not ok then
+    stopping = true
+    if not broken then
+      break_pool(broken_error(cfg, "the pool's manager failed: " .. tostring(going)))
+    end
   end
   -- the end: every worker is told to stop and waited for
   for slot, w in pairs(workers) do
