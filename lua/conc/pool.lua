@@ -11,7 +11,10 @@
 -- tasks go straight from the script's state to the call queue; an
 -- executor's go through the manager, which keeps the call queue at most
 -- one task per worker ahead, so that what waits is still cancellable, as
--- in Python. The manager settles each job's Future from the results.
+-- in Python. The manager settles each job's Future from the results; a
+-- map's chunks come as bytes, which it hands on unread for the caller to
+-- make the list from (assemble): each item is encoded and decoded once
+-- each way.
 -- Every worker notes in a shared slot which task it runs: when a process
 -- dies (SIGKILL, os.exit in a task), the manager, which looks at the
 -- workers between messages and at least every POLL seconds, knows which
