@@ -51,6 +51,18 @@ describe("multiprocessing.Pool", function()
     local r = pool:map(tasks.square, xs)
     assert.are.equal(50, #r)
     for i = 1, 50 do assert.are.equal(i * i, r[i]) end
+    -- chunks of 16 items or more go as bytes, both ways
+    assert.are.same(r, pool:map(tasks.square, xs, 20))
+    local k = 0
+    for v in pool:imap(tasks.square, xs, 20) do
+      k = k + 1
+      assert.are.equal(k * k, v)
+    end
+    assert.are.equal(50, k)
+    -- a list with metamethods is read through them
+    local proxy = setmetatable({}, {__index = function(_, i) return xs[i] end,
+      __len = function() return #xs end})
+    assert.are.same(r, pool:map(tasks.square, proxy, 20))
     assert.are.same({1, 4, 9}, pool:map(tasks.square, {1, 2, 3}, 1))
     assert.are.same({}, pool:map(tasks.square, {}))
   end)
@@ -235,6 +247,12 @@ describe("multiprocessing.Pool", function()
     assert.is_false(ok)
     assert.truthy(tostring(err):find("coroutine", 1, true))
     ok, err = pcall(pool.map, pool, tasks.coroutine, {1, 2})  -- map's too
+    assert.is_false(ok)
+    assert.truthy(tostring(err):find("coroutine", 1, true))
+    local items = {}
+    for i = 1, 20 do items[i] = i end
+    items[7] = coroutine.create(print)  -- an item that cannot go
+    ok, err = pcall(pool.map, pool, tasks.square, items, 20)
     assert.is_false(ok)
     assert.truthy(tostring(err):find("coroutine", 1, true))
     assert.are.equal(4, pool:apply(tasks.square, {2}))  -- still usable

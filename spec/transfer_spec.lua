@@ -826,6 +826,36 @@ describe("transfer", function()
     end)
   end)
 
+  describe("dumps_slice", function()
+    it("writes the bytes dumps writes for the slice as a table with n", function()
+      local shared = {1}
+      local t = {1, "two", 3.5, {x = 1}, shared, shared, true, 2^53 | 0,
+        "two", {y = {z = shared}}, function() return 1 end}
+      for i = 1, #t + 1 do
+        for j = i - 1, #t do
+          local want = {n = j - i + 1}
+          for k = i, j do want[k - i + 1] = t[k] end
+          assert.equal(core.dumps(want), core.dumps_slice(t, i, j))
+        end
+      end
+      local got = core.loads(core.dumps_slice(t, 5, 6))
+      assert.is_true(rawequal(got[1], got[2]))  -- one table, referred twice
+      assert.equal(2, got.n)
+    end)
+
+    it("reads raw, and refuses what dumps refuses", function()
+      local t = setmetatable({10, 20}, {__index = function() return 0 end})
+      same({n = 3, 10, 20}, core.loads(core.dumps_slice(t, 1, 3)))
+      local e = select(2, pcall(core.dumps_slice, {1, coroutine.create(print)}, 1, 2))
+      assert.matches("item: cannot transfer coroutine", tostring(e))
+      assert.matches("conc objects cannot be dumped",
+        tostring(select(2, pcall(core.dumps_slice, {core.Lock()}, 1, 1))))
+      assert.is_false(pcall(core.dumps_slice, {1}, 0, 1))
+      assert.is_false(pcall(core.dumps_slice, {1}, 2, 0))
+      assert.is_false(pcall(core.dumps_slice, 5, 1, 1))
+    end)
+  end)
+
   describe("conc objects", function()
     it("cross by reference: the same proxy in this state", function()
       local lo = threading["local"]()

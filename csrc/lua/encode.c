@@ -757,6 +757,56 @@ static conc_Msg *encode_finish(Enc *e) {
   return m;
 }
 
+/* The slice's table, written as enc_open and enc_next would write it: its
+** head (it takes the next id, as any table does, so that the decoder's ids
+** agree), the elements, then n, END and no metatable. */
+static int encode_slice_p(lua_State *L) {
+  Enc *e = lua_touserdata(L, 1);
+  lua_Integer i = lua_tointeger(L, 3), j = lua_tointeger(L, 4);
+  size_t head;
+  luaL_checkstack(L, 2, "too many values");
+  lua_pushnil(L);
+  e->names_at = lua_gettop(L);
+  e->root = "item";
+  e->nseen++;
+  enc_done(e, wire_put_table(enc_room(e, WIRE_HEAD_MAX), (uint64_t)(j - i + 1)));
+  head = e->len;
+  for (lua_Integer k = i; k <= j; k++) {
+    lua_rawgeti(L, 2, k);
+    enc_value(e, lua_gettop(L));
+    lua_pop(L, 1);
+  }
+  lua_pushliteral(L, "n");
+  enc_key(e, lua_gettop(L));
+  lua_pushinteger(L, j - i + 1);
+  enc_scalar(e, lua_gettop(L), 0);
+  lua_pop(L, 2);
+  enc_done(e, wire_put_end(enc_room(e, 1)));
+  wire_set_hint((unsigned char *)e->buf + head, 1);
+  enc_done(e, wire_put_nil(enc_room(e, 1)));
+  return 0;
+}
+
+conc_Msg *conc__encode_slice(lua_State *L, int idx, lua_Integer i,
+                             lua_Integer j) {
+  Enc e;
+  idx = lua_absindex(L, idx);
+  luaL_checkstack(L, 5, "too many values");
+  enc_init(&e, L);
+  enc_done(&e, wire_put_header(enc_room(&e, WIRE_HEAD_MAX), 1, 1));
+  lua_pushcfunction(L, encode_slice_p);
+  lua_pushlightuserdata(L, &e);
+  lua_pushvalue(L, idx);
+  lua_pushinteger(L, i);
+  lua_pushinteger(L, j);
+  if (lua_pcall(L, 4, 0, 0) != LUA_OK) {
+    enc_release(&e);
+    lua_error(L);
+  }
+  if (!e.backrefs) wire_set_refs((unsigned char *)e.buf, 0);
+  return encode_finish(&e);
+}
+
 /* ======================================================================
 ** The paths that skip the general encoder
 ** ====================================================================== */

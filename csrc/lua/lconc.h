@@ -41,6 +41,11 @@ size_t conc__encode_small(lua_State *L, int idx, char *buf, size_t size);
 ** process's; Python too shares locks only through inheritance). */
 conc_Msg *conc__encode_plain(lua_State *L, int idx, const char *const *names,
                              char *buf, size_t *len);
+/* The message conc__encode writes for {n = j - i + 1, t[i], ..., t[j]}
+** (raw gets) of the table t at idx, made with no such table: a pool's
+** chunk of its caller's list. i >= 1, j >= i - 1. */
+conc_Msg *conc__encode_slice(lua_State *L, int idx, lua_Integer i,
+                             lua_Integer j);
 
 /*
 ** Pushes the values a message holds and returns how many. Raises a Lua error

@@ -213,11 +213,42 @@ static int l_newtable(lua_State *L) {
   return 1;
 }
 
+/* core.rawmove(a1, f, e, t [, a2]): table.move without metamethods, for
+** the pools' chunks and lists. Into a table presized by newtable, a raw
+** set fills the slot at once, where table.move's lua_seti takes the slow
+** path for every element (an empty slot might have a __newindex). */
+static int l_rawmove(lua_State *L) {
+  lua_Integer f = luaL_checkinteger(L, 2), e = luaL_checkinteger(L, 3);
+  lua_Integer t = luaL_checkinteger(L, 4), i;
+  int dst = lua_isnoneornil(L, 5) ? 1 : 5;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, dst, LUA_TTABLE);
+  if (e >= f) {
+    luaL_argcheck(L, f > 0 || e < LUA_MAXINTEGER + f, 3,
+                  "too many elements to move");
+    luaL_argcheck(L, t <= LUA_MAXINTEGER - (e - f), 4,
+                  "destination wrap around");
+    if (t > e || t <= f || (dst != 1 && !lua_rawequal(L, 1, dst))) {
+      for (i = 0; i <= e - f; i++) {
+        lua_rawgeti(L, 1, f + i);
+        lua_rawseti(L, dst, t + i);
+      }
+    } else {  /* overlapping, forward: from the end */
+      for (i = e - f; i >= 0; i--) {
+        lua_rawgeti(L, 1, f + i);
+        lua_rawseti(L, dst, t + i);
+      }
+    }
+  }
+  lua_pushvalue(L, dst);
+  return 1;
+}
+
 int luaopen_conc_core(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"live_objects", l_live_objects}, {"_raise", l_raise},
     {"_memory_limit", l_memory_limit}, {"newtable", l_newtable},
-    {NULL, NULL}};
+    {"rawmove", l_rawmove}, {NULL, NULL}};
   conc__thread_main();  /* the thread that opens conc first is MainThread */
   conc__names_watch(L);  /* a stock lua5.4's: the modules loaded so far */
   luaL_newlib(L, fns);

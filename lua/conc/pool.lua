@@ -109,6 +109,7 @@ function M._worker(call_q, out_q, slots, slot, gen, initializer, initargs,
       return
     end
     local tid, fn, rows, single = task[1], task[2], task[3], task[4]
+    if single and rows.bytes then rows = core.loads(rows.bytes) end
     if slots then slots[slot] = tid end
     task = nil
     local res = single and run_single(fn, rows) or run_rows(fn, rows)
@@ -176,7 +177,7 @@ local function assemble(parts, total)
   for i = 1, #parts, 2 do
     local first, res = parts[i], chunk_of(parts[i + 1])
     if res.single then
-      table.move(res.vals, 1, res.n, first, out)
+      core.rawmove(res.vals, 1, res.n, first, out)
     else
       for j = 1, #res do out[first + j - 1] = res[j][2] end
     end
@@ -736,8 +737,13 @@ local function star_rows(iterable, level)
 end
 
 -- The list in chunks {n =, ...}; Python's default chunksize: about four
--- chunks per worker.
-local function chunks_of(list, chunksize, nworkers, level)
+-- chunks per worker. bytes: map's chunks of a plain list are {n =, bytes =
+-- core.dumps_slice(...)} (16 items or more), which the worker loads: no
+-- table of each chunk's items is made here (a map of 100 000 made 1.6 MB
+-- of them, for the caller's collector), and the call queue copies bytes.
+-- Items that cannot be bytes (conc objects, for a ThreadPool) go in
+-- tables.
+local function chunks_of(list, chunksize, nworkers, level, bytes)
   local n = #list
   if chunksize == nil then
     local c, extra = n // (nworkers * 4), n % (nworkers * 4)
@@ -746,10 +752,20 @@ local function chunks_of(list, chunksize, nworkers, level)
     error(errors.ValueError("Chunksize must be 1+, not " .. tostring(chunksize)), level + 1)
   end
   local chunks = {}
+  local plain = getmetatable(list) == nil
+  local move = plain and core.rawmove or table.move
+  bytes = bytes and plain and chunksize >= 16  -- below, bytes cost more
   for i = 1, n, chunksize do
     local m = math.min(chunksize, n - i + 1)
-    local c = table.move(list, i, i + m - 1, 1, core.newtable(m, 1))
-    c.n = m
+    local c
+    if bytes then
+      local ok, s = pcall(core.dumps_slice, list, i, i + m - 1)
+      if ok then c = {n = m, bytes = s} else bytes = false end
+    end
+    if c == nil then
+      c = move(list, i, i + m - 1, 1, core.newtable(m, 1))
+      c.n = m
+    end
     chunks[#chunks + 1] = c
   end
   return chunks
@@ -797,7 +813,7 @@ function Pool:map_async(func, iterable, chunksize, callback, error_callback)
   self:_check_running(2)
   check_callable(func, "func", 2)
   local chunks = chunks_of(check_iterable(iterable, 2), chunksize,
-    self._processes, 2)
+    self._processes, 2, true)
   return with_callbacks(self._engine:job("list", func, chunks, nil, true),
     callback, error_callback, #iterable)
 end
@@ -827,7 +843,7 @@ local function stream(self, func, iterable, chunksize, ordered)
   self:_check_running(3)
   check_callable(func, "func", 3)
   local chunks = chunks_of(check_iterable(iterable, 3), chunksize or 1,
-    self._processes, 3)
+    self._processes, 3, true)
   local q = core.SimpleQueue()
   self._engine:job("stream", func, chunks, q, true)
   local total = #iterable
