@@ -710,6 +710,25 @@ describe("ThreadPoolExecutor", function()
     end
   end)
 
+  it("a loop that leaves map early cancels the calls not yet started", function()
+    local ex <close> = futures.ThreadPoolExecutor(1)
+    local s1, s2, s3 = threading.Event(), threading.Event(), threading.Event()
+    local go1, go2 = threading.Event(), threading.Event()
+    local got = {}
+    go1:set()  -- the first call returns at once; the second waits for go2
+    for r in ex:map(W.hold, {s1, s2, s3}, {go1, go2, go2}, {"a", "b", "c"}) do
+      got[#got + 1] = r
+      -- the only worker is on the second call: the third has not started,
+      -- and the break cancels it
+      assert.is_true(s2:wait(WAIT))
+      break
+    end
+    go2:set()
+    ex:shutdown(true)
+    assert.are.same({"a"}, got)
+    assert.is_false(s3:is_set())
+  end)
+
   it("map with {timeout=} raises TimeoutError", function()
     local ex <close> = futures.ThreadPoolExecutor(1)
     local started, go = threading.Event(), threading.Event()

@@ -228,8 +228,17 @@ local function result_of(fs, i, ok, ...)
   return ...
 end
 
+-- The closing value of map's generic for (Lua 5.4 closes it when the loop
+-- ends, by a break or an error): it cancels the futures not yet yielded,
+-- as Python's map does when its generator is closed.
+local function canceller(fs)
+  return setmetatable({}, {__close = function()
+    for _, f in pairs(fs) do f:cancel() end
+  end})
+end
+
 -- The iterator over the results of the futures fs, in order, with one
--- deadline for all.
+-- deadline for all; and its closing value.
 local function results(fs, deadline)
   local i = 0
   return function()
@@ -238,7 +247,7 @@ local function results(fs, deadline)
     if f == nil then return nil end
     fs[i] = nil
     return result_of(fs, i, pcall(f.result, f, remaining(deadline)))
-  end
+  end, nil, nil, canceller(fs)
 end
 M._results = results
 
@@ -272,7 +281,7 @@ local function chunk_results(fs, deadline)
       error(r[2], 0)
     end
     return table.unpack(r, 2, r.n)
-  end
+  end, nil, nil, canceller(fs)
 end
 
 -- The rows of map's calls split in chunks of size n.
@@ -292,7 +301,8 @@ local function check_chunksize(c, level)
 end
 
 -- for r in ex:map(fn, t1, ..., {timeout=, chunksize=}) do: every call is
--- submitted at once, as in Python; the results come in input order. An
+-- submitted at once, as in Python; the results come in input order. A loop
+-- left early (break, error) cancels the calls that have not started. An
 -- executor with _submit_chunk sends chunksize calls as one task (its
 -- _chunksize(n) the default for n calls); the base one sends each alone.
 function Executor:map(fn, ...)

@@ -16,9 +16,9 @@ local submodules = {
 
 -- conc.list(iter, state, init): the values of a generic-for iterator as a
 -- sequence, Python's list(it): conc.list(ex:map(f, xs)).
-function M.list(iter, state, ctl)
+function M.list(iter, state, ctl, closing)
   local t, n = {}, 0
-  for v in iter, state, ctl do
+  for v in iter, state, ctl, closing do
     n = n + 1
     t[n] = v
   end
