@@ -59,6 +59,9 @@ describe("multiprocessing.Pool", function()
       assert.are.equal(k * k, v)
     end
     assert.are.equal(50, k)
+    -- a chunk with nil results keeps them in their places
+    local evens = pool:map(tasks.even_or_nil, xs, 20)
+    for i = 1, 50 do assert.are.equal(i % 2 == 0 and i or nil, evens[i]) end
     -- a list with metamethods is read through them
     local proxy = setmetatable({}, {__index = function(_, i) return xs[i] end,
       __len = function() return #xs end})

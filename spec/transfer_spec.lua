@@ -826,7 +826,7 @@ describe("transfer", function()
     end)
   end)
 
-  describe("dumps_slice", function()
+  describe("dumps_slice and loads_into", function()
     it("writes the bytes dumps writes for the slice as a table with n", function()
       local shared = {1}
       local t = {1, "two", 3.5, {x = 1}, shared, shared, true, 2^53 | 0,
@@ -853,6 +853,21 @@ describe("transfer", function()
       assert.is_false(pcall(core.dumps_slice, {1}, 0, 1))
       assert.is_false(pcall(core.dumps_slice, {1}, 2, 0))
       assert.is_false(pcall(core.dumps_slice, 5, 1, 1))
+    end)
+
+    it("has a twin, loads_into, that puts a table's elements into another", function()
+      local out = core.newtable(12)
+      local shared = {}
+      assert.equal(out, core.loads_into(core.dumps({1, "b", {x = 3}}), out, 4))
+      core.loads_into(core.dumps({7, 8}), out)  -- from 1
+      core.loads_into(core.dumps({shared, shared}), out, 8)
+      same({7, 8, nil, 1, "b", {x = 3}, nil, shared, shared}, out)
+      assert.is_true(rawequal(out[8], out[9]))
+      for _, bad in ipairs{core.dumps(5), core.dumps({}, {}), "junk",
+                           core.dumps({1}):sub(1, -2)} do
+        assert.is_false(pcall(core.loads_into, bad, out))
+      end
+      assert.is_false(pcall(core.loads_into, core.dumps({1}), 5))
     end)
   end)
 

@@ -97,6 +97,7 @@ static const char *why_not(int tag, const unsigned char *p,
 typedef struct DFrame {
   char at;
   uint64_t n, i;  /* array length or upvalue count; the one being read */
+  lua_Integer base;  /* element i goes to index base + i (decode_into's) */
 } DFrame;
 
 typedef struct Dec {
@@ -151,7 +152,9 @@ static void dec_seen(Dec *d) {
   lua_rawseti(L, d->seen, ++d->nseen);
 }
 
-static void dec_table(Dec *d) {
+/* A table's head: a new table, or (into, a stack index) that table, whose
+** elements go from base + 1 on. */
+static void dec_table(Dec *d, int into, lua_Integer base) {
   lua_State *L = d->L;
   uint64_t narr = 0;
   uint32_t nhash = 0;
@@ -166,12 +169,14 @@ static void dec_table(Dec *d) {
   if (nhash > INT_MAX) nhash = INT_MAX;
   d->hash_left -= nhash;
   /* room: the caller's (DEEP_ROOM), then conc__deep_open's */
-  lua_createtable(L, (int)narr, (int)nhash);
+  if (into) lua_pushvalue(L, into);
+  else lua_createtable(L, (int)narr, (int)nhash);
   dec_seen(d);
   f = conc__deep_open(&d->deep);
   f->at = 'i';
   f->n = narr;
   f->i = 0;
+  f->base = base;
 }
 
 /* Joins upvalue i of the function at f to the upvalue an UPVAL names. Lua
@@ -368,7 +373,7 @@ static int dec_open(Dec *d) {
   tag = *d->p;
   switch (tag) {
     case WIRE_GLOBALS: d->p++; lua_pushglobaltable(L); return 0;
-    case WIRE_TABLE: d->p++; dec_table(d); return 1;
+    case WIRE_TABLE: d->p++; dec_table(d, 0, 0); return 1;
     case WIRE_FUNC:
       if (d->norefs) corrupt(d, "function in a message marked 'c'");
       d->p++;
@@ -491,7 +496,7 @@ static int dec_next(Dec *d) {
       while (f->i < f->n) {
         f->i++;
         if (dec_open(d)) return 1;
-        lua_rawseti(L, s, (lua_Integer)f->i);
+        lua_rawseti(L, s, f->base + (lua_Integer)f->i);
       }
       f->at = 'h';
       if (dec_hash(d, f, s)) return 1;
@@ -522,7 +527,7 @@ static void dec_store(Dec *d) {
   int s = conc__deep_slot(&d->deep);
   switch (f->at) {
     case 'u': lua_setupvalue(L, s, (int)f->i); break;
-    case 'i': lua_rawseti(L, s, (lua_Integer)f->i); break;
+    case 'i': lua_rawseti(L, s, f->base + (lua_Integer)f->i); break;
     case 'K': break;  /* a key stays on top for its value */
     case 'v':  /* the key in its slot and the value: the pair on top */
       lua_rawset(L, s);
@@ -536,17 +541,22 @@ static void dec_store(Dec *d) {
   }
 }
 
-/* Pushes the value at d->p, reading a table or function by a walk over its
-** frames, innermost first, in this loop. */
-static void dec_value(Dec *d) {
-  conc__deep_start(&d->deep);
-  if (!dec_open(d)) return;
+/* Reads the frames opened, innermost first, in this loop. */
+static void dec_walk(Dec *d) {
   while (d->deep.depth > 0) {
     if (dec_next(d)) continue;
     conc__deep_close(&d->deep, 1);
     if (d->deep.depth > 0) dec_store(d);
   }
   conc__deep_finish(&d->deep);
+}
+
+/* Pushes the value at d->p, reading a table or function by a walk over its
+** frames. */
+static void dec_value(Dec *d) {
+  conc__deep_start(&d->deep);
+  if (!dec_open(d)) return;
+  dec_walk(d);
 }
 
 /* ======================================================================
@@ -629,33 +639,63 @@ static const char *header_why(const unsigned char *p, const unsigned char *end) 
   return varint_why(p + 2, end);
 }
 
-int conc__decode_bytes(lua_State *L, const char *data, size_t len,
-                       conc_Obj *const *objs, unsigned nobjs) {
-  Dec d;
+/* A Dec over data, its header read: the number of values follows. */
+static uint64_t dec_init(Dec *d, lua_State *L, const char *data, size_t len,
+                         conc_Obj *const *objs, unsigned nobjs) {
   uint64_t n = 0;
   int refs = 0;
   const unsigned char *q;
+  d->L = L;
+  d->p = (const unsigned char *)data;
+  d->end = d->p + len;
+  d->objs = objs;
+  d->nobjs = nobjs;
+  d->seen = d->nseen = 0;
+  d->ncached = 0;
+  d->arr_left = len;
+  d->hash_left = len / 2;
+  q = wire_get_header(d->p, d->end, &refs, &n);
+  if (q == NULL) corrupt(d, header_why(d->p, d->end));
+  d->p = q;
+  d->norefs = !refs;
+  /* each value is at least its tag byte */
+  if (n > (uint64_t)(d->end - d->p) || n > INT_MAX - 8) corrupt(d, "value count");
+  conc__deep_init(&d->deep, L, d->win, sizeof(DFrame));
+  return n;
+}
+
+/* core.loads_into's: a message of one table, whose elements go into the
+** table at `into` from index first on (its pairs, and its metatable, are
+** that table's too). The table is the message's first id, as the one
+** decoded would be. */
+int conc__decode_into(lua_State *L, const char *data, size_t len, int into,
+                      lua_Integer first) {
+  Dec d;
+  into = lua_absindex(L, into);
+  luaL_checkstack(L, 4, "too many values");
+  if (dec_init(&d, L, data, len, NULL, 0) != 1 || d.p >= d.end ||
+      *d.p != WIRE_TABLE)
+    return luaL_error(L, "not the bytes of one table");
+  d.p++;
+  conc__deep_start(&d.deep);
+  dec_table(&d, into, first - 1);
+  dec_walk(&d);
+  if (d.p != d.end) corrupt(&d, "trailing bytes");
+  if (d.seen) lua_remove(L, d.seen);
+  lua_pop(L, 1);  /* the table, which the caller has */
+  return 0;
+}
+
+int conc__decode_bytes(lua_State *L, const char *data, size_t len,
+                       conc_Obj *const *objs, unsigned nobjs) {
+  Dec d;
+  uint64_t n;
   luaL_checkstack(L, 3, "too many values");  /* as the general path's n + 2 */
   if (decode_scalar(L, (const unsigned char *)data, len) ||
       decode_record(L, (const unsigned char *)data, len))
     return 1;
-  d.L = L;
-  d.p = (const unsigned char *)data;
-  d.end = d.p + len;
-  d.objs = objs;
-  d.nobjs = nobjs;
-  d.seen = d.nseen = 0;
-  d.ncached = 0;
-  d.arr_left = len;
-  d.hash_left = len / 2;
-  q = wire_get_header(d.p, d.end, &refs, &n);
-  if (q == NULL) corrupt(&d, header_why(d.p, d.end));
-  d.p = q;
-  d.norefs = !refs;
-  /* each value is at least its tag byte */
-  if (n > (uint64_t)(d.end - d.p) || n > INT_MAX - 8) corrupt(&d, "value count");
+  n = dec_init(&d, L, data, len, objs, nobjs);
   luaL_checkstack(L, (int)n + 4, "too many values");
-  conc__deep_init(&d.deep, L, d.win, sizeof(DFrame));
   for (uint64_t i = 0; i < n; i++) dec_value(&d);
   if (d.p != d.end) corrupt(&d, "trailing bytes");
   if (d.seen) lua_remove(L, d.seen);

@@ -57,6 +57,11 @@ int conc__decode(lua_State *L, const conc_Msg *m);
 int conc__decode_free(lua_State *L, conc_Msg *m);
 int conc__decode_bytes(lua_State *L, const char *data, size_t len,
                        conc_Obj *const *objs, unsigned nobjs);
+/* Decodes a message of one table into the table at into: its elements go
+** from index first on, its pairs and metatable as they are. Raises on
+** anything else. */
+int conc__decode_into(lua_State *L, const char *data, size_t len, int into,
+                      lua_Integer first);
 /* Pushes one value received from another process: the string itself when
 ** raw, else the value it encodes; owned says data is malloc'd, freed here
 ** also when the push raises. Returns 1. */

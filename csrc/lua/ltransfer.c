@@ -43,6 +43,20 @@ static int l_loads(lua_State *L) {
   return conc__decode_bytes(L, s, len, NULL, 0);
 }
 
+/* core.loads_into(s, t, first) -> t: the table whose bytes s are (core.
+** dumps of a table), its elements put into t from index first on, with no
+** table of its own made: a pool's chunk of results into the caller's
+** list. Its pairs and metatable go to t as they are. */
+static int l_loads_into(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_Integer first = luaL_optinteger(L, 3, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  conc__decode_into(L, s, len, 2, first);
+  return 1;
+}
+
 /* Round trip through a message, objects included: what a thread receives. */
 static int l_copy(lua_State *L) {
   conc_Msg *m = conc__encode(L, 1, lua_gettop(L), NULL);
@@ -53,6 +67,6 @@ static int l_copy(lua_State *L) {
 void conc__open_transfer(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"dumps", l_dumps}, {"dumps_slice", l_dumps_slice}, {"loads", l_loads},
-    {"copy", l_copy}, {NULL, NULL}};
+    {"loads_into", l_loads_into}, {"copy", l_copy}, {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);
 }

@@ -45,16 +45,19 @@ end
 -- ---- the worker ------------------------------------------------------------
 
 -- A chunk of one-argument calls (map's): args is {n =, ...} of plain
--- values, and the result {single = true, n =, vals =, errs =}: the first
--- values, and the errors by index (nil when none). No table a call: a
+-- values, and the result {single = true, n =, vals =, errs =, holes =}:
+-- the first values, the errors by index (nil when none), and whether a
+-- value is nil (a call that failed or returned nil). No table a call: a
 -- chunk of 1000 squares is two arrays each way.
 local function run_single(fn, args)
   local n = args.n or #args
-  local vals, errs, i = core.newtable(n), nil, 0
+  local vals, errs, i, holes = core.newtable(n), nil, 0, false
   local function loop()
     while i < n do
       i = i + 1
-      vals[i] = fn(args[i])
+      local v = fn(args[i])
+      if v == nil then holes = true end
+      vals[i] = v
     end
   end
   while i < n do
@@ -62,9 +65,10 @@ local function run_single(fn, args)
     if not ok then
       errs = errs or {}
       errs[i] = err
+      holes = true
     end
   end
-  return {single = true, n = n, vals = vals, errs = errs}
+  return {single = true, n = n, vals = vals, errs = errs, holes = holes}
 end
 
 -- A single result as the rows form: table.pack(ok, v) a call.
@@ -114,11 +118,11 @@ function M._worker(call_q, out_q, slots, slot, gen, initializer, initargs,
     task = nil
     local res = single and run_single(fn, rows) or run_rows(fn, rows)
     local msg = {tid, res}
-    if single then
-      -- map's chunk: its results as bytes, which the manager hands on to
-      -- the caller unread (but for a chunk with errors, which it looks into)
-      local ok, bytes = pcall(core.dumps, res)
-      if ok then msg = {tid, bytes, res.errs ~= nil} end
+    if single and not res.holes then
+      -- map's chunk with a value for each call: the values as bytes, which
+      -- the manager hands on unread and the caller loads into its list
+      local ok, bytes = pcall(core.dumps, res.vals)
+      if ok then msg = {tid, bytes} end
     end
     local sent, why = pcall(out_q.put, out_q, msg)
     if not sent then
@@ -141,19 +145,19 @@ end
 
 -- ---- the manager -------------------------------------------------------------
 
--- A chunk's results (see took) decoded: bytes become the table they hold.
+-- A chunk's results (see took) as a table: bytes are a single chunk's
+-- values, one for each call.
 local function chunk_of(res)
-  if type(res) == "string" then return core.loads(res) end
+  if type(res) == "string" then
+    local vals = core.loads(res)
+    return {single = true, n = #vals, vals = vals}
+  end
   return res
 end
 
--- The first error among a chunk's results, or nil; bytes are read only
--- when the worker said an error is there.
-local function first_error(res, failed)
-  if type(res) == "string" then
-    if not failed then return nil end
-    res = chunk_of(res)
-  end
+-- The first error among a chunk's results, or nil (bytes hold none).
+local function first_error(res)
+  if type(res) == "string" then return nil end
   if res.single then
     if res.errs then
       for i = 1, res.n do
@@ -175,8 +179,10 @@ end
 local function assemble(parts, total)
   local out = core.newtable(total)
   for i = 1, #parts, 2 do
-    local first, res = parts[i], chunk_of(parts[i + 1])
-    if res.single then
+    local first, res = parts[i], parts[i + 1]
+    if type(res) == "string" then
+      core.loads_into(res, out, first)
+    elseif res.single then
       core.rawmove(res.vals, 1, res.n, first, out)
     else
       for j = 1, #res do out[first + j - 1] = res[j][2] end
@@ -254,9 +260,8 @@ function M._manager(cfg)
   end
 
   -- A task's results: into its job's values, its parts (a list job's: the
-  -- caller makes the list, see assemble) or its stream. failed: the
-  -- results are bytes (res) with an error among them.
-  local function took(tid, res, failed)
+  -- caller makes the list, see assemble) or its stream.
+  local function took(tid, res)
     local t = tasks[tid]
     if t == nil then return end
     tasks[tid] = nil
@@ -269,7 +274,7 @@ function M._manager(cfg)
       local parts = job.parts
       parts[#parts + 1] = first
       parts[#parts + 1] = res
-      if job.error == nil then job.error = first_error(res, failed) end
+      if job.error == nil then job.error = first_error(res) end
     else
       for i, r in ipairs(res) do
         if job.kind ~= "one" then
@@ -418,7 +423,7 @@ function M._manager(cfg)
   local function on_message(msg)
     local k = msg[1]
     if type(k) == "number" then
-      took(k, msg[2], msg[3])
+      took(k, msg[2])
     elseif k == "job" then
       local job = msg[2]
       if type(job) ~= "table" then  -- its notice: the job is beside the box
