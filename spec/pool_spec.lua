@@ -333,6 +333,29 @@ describe("futures.ProcessPoolExecutor", function()
     assert.are.equal("bad 2", err.message)
   end)
 
+  it("runs every task that waited for a busy worker", function()
+    local started, release = mp.Event(), mp.Event()
+    local ex <close> = ppe{max_workers = 1, initializer = tasks.setup,
+      initargs = {started, release}}
+    local running = ex:submit(tasks.hold)
+    assert.is_true(started:wait(WAIT))
+    -- one goes to the call queue, two wait in the manager's list; when the
+    -- first of those went, the last was lost (# of the list, its front
+    -- taken, said 0)
+    local fs = {}
+    for i = 1, 3 do fs[i] = ex:submit(tasks.square, i) end
+    release:set()
+    assert.are.equal("released", running:result(WAIT))
+    for i = 1, 3 do assert.are.equal(i * i, fs[i]:result(WAIT)) end
+    -- and in many orders of arrivals and results
+    for n = 1, 12 do
+      local more = {}
+      for i = 1, n do more[i] = ex:submit(tasks.square, i) end
+      if n % 2 == 0 then more[0] = ex:submit(tasks.square, 0) end
+      for i = 1, n do assert.are.equal(i * i, more[i]:result(WAIT)) end
+    end
+  end)
+
   it("cancels what waits, not what runs", function()
     local started, release = mp.Event(), mp.Event()
     local ex <close> = ppe{max_workers = 1, initializer = tasks.setup,

@@ -212,7 +212,11 @@ function M._manager(cfg)
   local nlive = 0
   local jobs, njobs = {}, 0       -- by job id
   local tasks = {}                -- by task id: {job, first row index, nrows}
-  local queued, qhead = {}, 1     -- tasks not yet on the call queue
+  -- The tasks not yet on the call queue, queued[qhead .. qtail]. Counted,
+  -- not measured: # of a table whose front was taken (nils below qhead)
+  -- may be any border, 0 too, and that lost the tasks behind it (an
+  -- executor's map hung, now and then, in CI).
+  local queued, qhead, qtail = {}, 1, 0
   local inflight = 0
   local next_tid = 0
   local stopping, broken = false, nil
@@ -306,7 +310,7 @@ function M._manager(cfg)
   local function fail_all(err)
     for _, job in pairs(jobs) do fail_job(job, err) end
     for tid in pairs(tasks) do tasks[tid] = nil end
-    queued, qhead, inflight = {}, 1, 0
+    queued, qhead, qtail, inflight = {}, 1, 0, 0
   end
 
   local function add_job(job)
@@ -339,7 +343,8 @@ function M._manager(cfg)
     for _, rows in ipairs(chunks) do
       next_tid = next_tid + 1
       tasks[next_tid] = {job, first}
-      queued[#queued + 1] = {next_tid, job.fn, rows, job.single}
+      qtail = qtail + 1
+      queued[qtail] = {next_tid, job.fn, rows, job.single}
       first = first + (rows.n or #rows)
     end
   end
@@ -351,7 +356,7 @@ function M._manager(cfg)
   -- handler sends them: no worker waits for the manager between tasks.
   local ahead = cfg.mode == "executor" and 1 or math.huge
   local function feed()
-    while inflight < nlive + ahead and qhead <= #queued do
+    while inflight < nlive + ahead and qhead <= qtail do
       local task = queued[qhead]
       queued[qhead] = nil
       qhead = qhead + 1
@@ -376,7 +381,7 @@ function M._manager(cfg)
         end
       end
     end
-    if qhead > #queued then queued, qhead = {}, 1 end
+    if qhead > qtail then queued, qhead, qtail = {}, 1, 0 end
   end
 
   local function break_pool(err)
@@ -456,7 +461,7 @@ function M._manager(cfg)
           or errors.RuntimeError(why))
       end
     elseif k == "cancel" then  -- shutdown's cancel_futures: what waits
-      for i = qhead, #queued do
+      for i = qhead, qtail do
         local t = tasks[queued[i][1]]
         if t and not t[1].started then
           t[1].future:cancel()
@@ -465,7 +470,7 @@ function M._manager(cfg)
           tasks[queued[i][1]] = nil
         end
       end
-      queued, qhead = {}, 1
+      queued, qhead, qtail = {}, 1, 0
     elseif k == "stop" then
       stopping = true
     elseif k == "terminate" then
