@@ -132,23 +132,30 @@ function M.as_completed(fs, timeout)
   local pending = futures_of(fs, "as_completed")
   local total = #pending
   local deadline = deadline_of(timeout)
-  local ready, at = {}, 1
+  -- ready[at .. nready]: counted, since # of a list whose front was taken
+  -- may be any border, 0 too (which ended the loop with futures unyielded)
+  local ready, at, nready = {}, 1, 0
   local function sort()
     local still = {}
-    ready, at = {}, 1
+    ready, at, nready = {}, 1, 0
     for _, f in ipairs(pending) do
-      if f:done() then ready[#ready + 1] = f else still[#still + 1] = f end
+      if f:done() then
+        nready = nready + 1
+        ready[nready] = f
+      else
+        still[#still + 1] = f
+      end
     end
     pending = still
   end
   sort()
   return function()
-    while at > #ready do
+    while at > nready do
       if #pending == 0 then return nil end
       local left = remaining(deadline)
       if left == 0 or select_ready(pending, left) == nil then
         sort()
-        if at > #ready then
+        if at > nready then
           error(errors.TimeoutError(string.format(
             "%d (of %d) futures unfinished", #pending, total)), 2)
         end
