@@ -5,8 +5,9 @@
 */
 #include "lconc.h"
 
-static int l_dumps(lua_State *L) {
-  conc_Msg *m = conc__encode(L, 1, lua_gettop(L), NULL);
+/* Pushes m's bytes as a string and frees m; one naming a conc object
+** raises instead (bytes carry no objects). */
+static int push_bytes(lua_State *L, conc_Msg *m) {
   if (m->nobjs > 0) {
     conc__msg_free(m);
     return luaL_error(L, "conc objects cannot be dumped to bytes");
@@ -16,24 +17,20 @@ static int l_dumps(lua_State *L) {
   return 1;
 }
 
+static int l_dumps(lua_State *L) {
+  return push_bytes(L, conc__encode(L, 1, lua_gettop(L), NULL));
+}
+
 /* core.dumps_slice(t, i, j): core.dumps{n = j - i + 1, t[i], ..., t[j]}
 ** (raw gets) with no such table made: a pool's chunk of its caller's list,
 ** which costs the caller no table of its own. */
 static int l_dumps_slice(lua_State *L) {
   lua_Integer i = luaL_checkinteger(L, 2), j = luaL_checkinteger(L, 3);
-  conc_Msg *m;
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_argcheck(L, i >= 1, 2, "slice must start at 1 or after");
   luaL_argcheck(L, j >= i - 1 && j - i < (lua_Integer)1 << 40, 3,
                 "slice end out of range");
-  m = conc__encode_slice(L, 1, i, j);
-  if (m->nobjs > 0) {
-    conc__msg_free(m);
-    return luaL_error(L, "conc objects cannot be dumped to bytes");
-  }
-  lua_pushlstring(L, m->data, m->len);
-  conc__msg_free(m);
-  return 1;
+  return push_bytes(L, conc__encode_slice(L, 1, i, j));
 }
 
 static int l_loads(lua_State *L) {
