@@ -978,4 +978,59 @@ const conc_Msg *conc__future_outcome(conc_Future *f, int *failed);
 int conc__future_add_callback(conc_Future *f, conc_Msg *cb);
 void conc__future_free_callbacks(conc_Msg **cbs, size_t n);
 
+/* ======================================================================
+** The event loop's core (loop.c): an epoll set, the eventfd that wakes
+** it, a heap of timers, and watches of conc objects through the wait
+** protocol -- what asyncio's loop runs on. One thread owns a loop;
+** conc__loop_wakeup and the watched objects' notifies come from any.
+** ====================================================================== */
+
+typedef struct conc_Loop conc_Loop;
+
+/* What a poll hands back: an fd's events, a due timer, or a watched
+** object found ready. */
+enum { CONC_LOOP_FD, CONC_LOOP_TIMER, CONC_LOOP_WATCH };
+typedef struct conc_LoopEvent {
+  int kind;
+  unsigned events;   /* CONC_POLL_* for an fd, CONC_READABLE... for a watch */
+  long long key;     /* the fd's or watch's key, the timer's id */
+} conc_LoopEvent;
+
+/* NULL with *rc set (ENOMEM, or the errno of epoll or eventfd). */
+conc_Loop *conc__loop_new(int *rc);
+/* Unlinks every watch (dropping its references) and closes the fds. */
+void conc__loop_free(conc_Loop *l);
+/* From any thread: the next or current poll returns at once. */
+void conc__loop_wakeup(conc_Loop *l);
+int conc__loop_wakefd(conc_Loop *l);
+
+/* Watching fds: key comes back with the events. */
+int conc__loop_fd_add(conc_Loop *l, int fd, unsigned events, long long key);
+int conc__loop_fd_mod(conc_Loop *l, int fd, unsigned events, long long key);
+int conc__loop_fd_del(conc_Loop *l, int fd);
+
+/* A timer due at `when` (monotonic seconds): its id (>= 0), which a due
+** poll hands back, or CONC_ENOMEM. Timers due at the same time come back
+** in the order they were added. */
+long long conc__loop_timer_add(conc_Loop *l, double when);
+/* Takes a timer out before it is due (an id not pending: nothing). */
+void conc__loop_timer_cancel(conc_Loop *l, long long id);
+size_t conc__loop_timers(conc_Loop *l);
+
+/* Watches object o (a kind with `ready` and `waitlist`) for events,
+** taking a reference until unwatched: a change of o wakes the poll,
+** which hands back key with the events found. A watch reports once per
+** change it hears of; the caller looks at the object itself. CONC_OK,
+** CONC_ENOMEM, or CONC_ETYPE (a kind that cannot be watched). */
+int conc__loop_watch(conc_Loop *l, conc_Obj *o, unsigned events,
+                     long long key);
+void conc__loop_unwatch(conc_Loop *l, long long key);
+
+/* Waits up to timeout seconds (negative: until something happens; the
+** next timer shortens it) and hands back at most max events into out:
+** how many (0: the time passed), CONC_EINTR, or a negative errno. Due
+** timers come last, in order. */
+int conc__loop_poll(conc_Loop *l, double timeout, conc_LoopEvent *out,
+                    int max);
+
 #endif

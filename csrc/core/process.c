@@ -182,7 +182,7 @@ int conc__process_spawn(conc_Process *p, const char *path, char *const argv[],
     conc__mutex_unlock(&p->mu);
     return closed ? CONC_ECLOSED : CONC_ESTARTED;
   }
-  pid = conc__proc_spawn(path, argv, envp, fds, nfds);
+  pid = conc__proc_spawn(path, argv, envp, fds, NULL, nfds, 0);
   if (pid > 0) started(p, pid);
   conc__mutex_unlock(&p->mu);
   return pid;

@@ -28,21 +28,31 @@ static void consume_interrupt(void) {
   if (interrupt_L) lua_sethook(interrupt_L, NULL, 0, 0);
 }
 
+static void push_code(lua_State *L, int code, const char *msg) {
+  const char *cls = conc__err_class(code);
+  if (msg == NULL) msg = conc__err_message(code);
+  if (cls == NULL) {  /* a code the table lacks: say so, do not guess */
+    cls = "SystemError";
+    msg = lua_pushfstring(L, "unexpected error code %d%s%s", code,
+                          msg ? ": " : "", msg ? msg : "");
+  }
+  push_error(L, cls, msg);
+}
+
+void conc__push_error(lua_State *L, int code, const char *msg) {
+  push_code(L, code, msg);
+}
+
 int conc__raise(lua_State *L, int code, const char *fmt, ...) {
-  const char *cls = conc__err_class(code), *msg = conc__err_message(code);
+  const char *msg = NULL;
   if (fmt != NULL) {
     va_list ap;
     va_start(ap, fmt);
     msg = lua_pushvfstring(L, fmt, ap);
     va_end(ap);
   }
-  if (cls == NULL) {  /* a code the table lacks: say so, do not guess */
-    cls = "SystemError";
-    msg = lua_pushfstring(L, "unexpected error code %d%s%s", code,
-                          msg ? ": " : "", msg ? msg : "");
-  }
   if (code == CONC_EINTR) consume_interrupt();
-  push_error(L, cls, msg);
+  push_code(L, code, msg);
   return lua_error(L);
 }
 

@@ -220,6 +220,9 @@ void conc__require(lua_State *L, const char *name);
 ** it. CONC_EINTR raises KeyboardInterrupt and consumes the pending
 ** interrupt. Never returns. */
 int conc__raise(lua_State *L, int code, const char *fmt, ...);
+/* Pushes the error conc__raise would raise (msg NULL: the table's), for a
+** caller that hands it on instead (an event loop's transport). */
+void conc__push_error(lua_State *L, int code, const char *msg);
 /* A wait's result as Lua sees it: 1 for CONC_OK, 0 for CONC_ETIMEDOUT
 ** (the call returns false), any other code raised. */
 int conc__check_wait(lua_State *L, int rc);
@@ -266,5 +269,7 @@ void conc__open_array(lua_State *L);
 void conc__open_mpqueue(lua_State *L);
 void conc__open_conn(lua_State *L);
 void conc__open_future(lua_State *L);
+void conc__open_loop(lua_State *L);
+void conc__open_sock(lua_State *L);
 
 #endif

@@ -263,6 +263,8 @@ int luaopen_conc_core(lua_State *L) {
   conc__open_mpqueue(L);
   conc__open_conn(L);
   conc__open_future(L);
+  conc__open_loop(L);
+  conc__open_sock(L);
   install_sentinel(L);
   return 1;
 }

@@ -289,6 +289,24 @@ static int queue_get_nowait(lua_State *L) {
   return do_get(L, check_queue(L), 0, CONC_FOREVER);
 }
 
+/* queue_poll(q) -> true, item; or false when it is empty: the loop's
+** get for a task awaiting a thread's queue (asyncio.wrap), which looks
+** often and finds nothing often, so raising Empty would cost it an error
+** object each time. ShutDown is raised as get raises it. */
+static int l_queue_poll(lua_State *L) {
+  conc_Queue *q = (conc_Queue *)conc__checkobj(L, 1, &conc__queue_type);
+  conc_Item it;
+  int rc = conc__queue_get(q, &it, 0, CONC_FOREVER);
+  if (rc == CONC_EEMPTY) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (rc != CONC_OK) return conc__raise(L, rc, NULL);
+  lua_pushboolean(L, 1);
+  push_item(L, &it);
+  return 2;
+}
+
 static int queue_qsize(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)conc__queue_qsize(check_queue(L)));
   return 1;
@@ -446,7 +464,7 @@ void conc__open_queue(lua_State *L) {
   static const luaL_Reg fns[] = {
     {"Queue", l_queue_new}, {"LifoQueue", l_lifo_new},
     {"PriorityQueue", l_priority_new}, {"SimpleQueue", l_simple_new},
-    {"select", l_select}, {NULL, NULL}};
+    {"select", l_select}, {"queue_poll", l_queue_poll}, {NULL, NULL}};
   conc__bind(&queue_binding);
   luaL_setfuncs(L, fns, 0);
 }

@@ -34,7 +34,7 @@ static conc_Binding manager_binding = {.type = &conc__heap_type,
 /* Python's proxies fail once their manager is gone: so do these, in every
 ** process, once it is shut down. */
 static int down_error(lua_State *L) {
-  return conc__raise(L, CONC_ECONNREFUSED, NULL);
+  return conc__raise(L, CONC_ECONNREFUSED, "the Manager has been shut down");
 }
 
 static inline void *check_up(lua_State *L, void *container) {

@@ -32,9 +32,21 @@
   X(EMSGSIZE,        -90,   "OSError",            "bad message length")      \
   X(ECONNRESET,      -104,  "ConnectionResetError",                          \
     "connection reset by peer")                                              \
+  X(ENOTSOCK,        -88,   "OSError",            "not a socket")            \
+  X(EADDRINUSE,      -98,   "OSError",            "address already in use")  \
+  X(EADDRNOTAVAIL,   -99,   "OSError",                                       \
+    "cannot assign requested address")                                       \
+  X(ENETUNREACH,     -101,  "OSError",            "network is unreachable")  \
+  X(ECONNABORTED,    -103,  "ConnectionAbortedError",                        \
+    "software caused connection abort")                                      \
+  X(ENOTCONN,        -107,  "OSError",                                       \
+    "transport endpoint is not connected")                                   \
   X(ETIMEDOUT,       -110,  "TimeoutError",       "timed out")               \
   X(ECONNREFUSED,    -111,  "ConnectionRefusedError",                        \
-    "the Manager has been shut down")                                        \
+    "connection refused")                                                    \
+  X(EHOSTUNREACH,    -113,  "OSError",            "no route to host")        \
+  X(EINPROGRESS,     -115,  "BlockingIOError",                               \
+    "operation now in progress")                                             \
   X(EVALUE,          -1000, "ValueError",         NULL)                      \
   X(ETYPE,           -1001, "TypeError",          NULL)                      \
   X(EATTRIBUTE,      -1002, "AttributeError",     NULL)                      \
@@ -68,7 +80,11 @@
   X(ECANCELLED,      -1050, "CancelledError",     NULL)                      \
   X(EINVALSTATE,     -1051, "InvalidStateError",  NULL)                      \
   X(EFUTURESTATE,    -1052, "RuntimeError",                                  \
-    "Future in unexpected state")
+    "Future in unexpected state")                                          \
+  X(ENAME,           -1060, "OSError",                                       \
+    "name or service not known")                                             \
+  X(EINCOMPLETE,     -1061, "IncompleteReadError", NULL)                     \
+  X(ELIMIT,          -1062, "LimitOverrunError",  NULL)
 
 enum {
 #define CONC_ERRCODE(code, value, cls, msg) CONC_##code = value,

@@ -7,6 +7,7 @@
 ** that restarts system calls, and could not take a timeout.
 */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -128,4 +129,9 @@ int conc__fd_slurp(int fd, char **data, size_t *len) {
   *data = buf;
   *len = size;
   return CONC_OK;
+}
+
+int conc__fd_devnull(void) {
+  int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+  return fd < 0 ? -errno : fd;
 }

@@ -179,10 +179,13 @@ size_t conc__shm_room(void);
 int conc__proc_fork(void);
 /* Starts path with argv and envp (posix_spawn: no fork hooks, nothing of
 ** this process runs in the child): the child inherits fds[0 .. n) at the
-** same numbers (close-on-exec or not here) and no other descriptor conc
-** made, and starts with no signal blocked. Its pid, or a negative errno. */
+** numbers at[0 .. n) (at NULL: the same numbers; close-on-exec or not
+** here) and no other descriptor conc made, and starts with no signal
+** blocked. CONC_SPAWN_SEARCH looks path up in PATH when it has no slash.
+** Its pid, or a negative errno. */
+#define CONC_SPAWN_SEARCH 1
 int conc__proc_spawn(const char *path, char *const argv[], char *const envp[],
-                     const int *fds, unsigned n);
+                     const int *fds, const int *at, unsigned n, int flags);
 /* This process's environment with the n "NAME=value" strings of set in
 ** place of the variables they name: a malloc'd array (free it; the strings
 ** are environ's and set's), or NULL. */
@@ -249,7 +252,85 @@ int conc__fd_memfile(const void *data, size_t len);
 /* The whole content of such a file, read from its start into a malloc'd
 ** block: CONC_OK, ENOMEM or a negative errno. */
 int conc__fd_slurp(int fd, char **data, size_t *len);
+/* /dev/null opened for reading and writing, close-on-exec: an fd or a
+** negative errno (a child's DEVNULL). */
+int conc__fd_devnull(void);
 /* CPUs this process may run on (at least 1). */
 int conc__cpu_count(void);
+
+/* ======================================================================
+** Polling (poll.c): the event loop's epoll set and its wakeup eventfd
+** ====================================================================== */
+
+/* Event bits of a polled fd (conc__poll_add's and a result's). */
+#define CONC_POLL_IN 1u
+#define CONC_POLL_OUT 2u
+#define CONC_POLL_ERR 4u    /* results only: an error or a hang-up */
+#define CONC_POLL_EDGE 8u   /* add/mod only: edge-triggered */
+
+typedef struct conc_PollEvent {
+  unsigned events;
+  unsigned long long data;
+} conc_PollEvent;
+
+/* A close-on-exec epoll set, or a negative errno. */
+int conc__poll_open(void);
+/* Watches fd for events, reported with data: CONC_OK or a negative errno
+** (mod: the fd's events change; del: it is watched no more). */
+int conc__poll_add(int ep, int fd, unsigned events, unsigned long long data);
+int conc__poll_mod(int ep, int fd, unsigned events, unsigned long long data);
+int conc__poll_del(int ep, int fd);
+/* Waits up to timeout seconds (negative: forever) for events on ep, at
+** most max of them into evs: how many came (0 when the time passed),
+** CONC_EINTR for a KeyboardInterrupt of this OS thread (which no signal
+** slips past: signals are unblocked only while it sleeps), or a negative
+** errno. */
+int conc__poll_wait(int ep, conc_PollEvent *evs, int max, double timeout);
+/* A non-blocking close-on-exec eventfd, or a negative errno; notify adds
+** one (async-signal-safe, from any thread), drain reads what was added. */
+int conc__poll_eventfd(void);
+void conc__poll_notify(int efd);
+void conc__poll_drain(int efd);
+
+/* ======================================================================
+** Sockets (sock.c): TCP and Unix-domain stream sockets, non-blocking, and
+** the name resolution that asyncio runs off the loop
+** ====================================================================== */
+
+#define CONC_AF_INET 4
+#define CONC_AF_INET6 6
+#define CONC_AF_UNIX 1
+
+/* An address as the Lua layer gives it: a family, a numeric host (or a
+** path for CONC_AF_UNIX) and a port. */
+typedef struct conc_SockAddr {
+  int family;
+  char host[108];
+  int port;
+} conc_SockAddr;
+
+/* A listening socket bound to a (port 0: any free one), SO_REUSEADDR for
+** TCP: its fd or a negative errno (CONC_EVALUE: not a numeric address). */
+int conc__sock_listen(const conc_SockAddr *a, int backlog);
+/* Starts connecting to a: its fd, with *pending set when the connection is
+** still under way (wait for it to be writable, then ask sock_error). */
+int conc__sock_connect(const conc_SockAddr *a, int *pending);
+/* The next connection on a listening socket: its fd with *peer set,
+** CONC_EAGAIN when there is none now, or a negative errno. */
+int conc__sock_accept(int fd, conc_SockAddr *peer);
+/* The socket's pending error (SO_ERROR) as a negative errno, or CONC_OK. */
+int conc__sock_error(int fd);
+/* Where the socket is bound (peer 0) or connected to (peer 1). */
+int conc__sock_name(int fd, int peer, conc_SockAddr *a);
+/* Ends the writing half (a FIN for the peer): CONC_OK or a negative errno. */
+int conc__sock_shutdown(int fd);
+/* getaddrinfo for stream sockets: up to max addresses of host (NULL: the
+** wildcard, for a server) into out: how many, or CONC_ENAME (the message
+** from gai_strerror into msg). family 0: any. Blocks: run it off the loop
+** unless host is numeric. */
+int conc__sock_resolve(const char *host, int port, int family, int passive,
+                       conc_SockAddr *out, int max, char *msg, size_t msgsize);
+/* 1 if host is a numeric IPv4 or IPv6 address (no lookup needed). */
+int conc__sock_numeric(const char *host);
 
 #endif

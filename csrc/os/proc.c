@@ -39,7 +39,7 @@ int conc__proc_fork(void) {
 ** memory, no fork hook, and an fd dup2'ed onto itself loses its
 ** close-on-exec (POSIX 2024; glibc since 2.29). */
 int conc__proc_spawn(const char *path, char *const argv[], char *const envp[],
-                     const int *fds, unsigned n) {
+                     const int *fds, const int *at, unsigned n, int flags) {
   posix_spawn_file_actions_t fa;
   posix_spawnattr_t attr;
   sigset_t none;
@@ -54,8 +54,11 @@ int conc__proc_spawn(const char *path, char *const argv[], char *const envp[],
   rc = posix_spawnattr_setsigmask(&attr, &none);
   if (rc == 0) rc = posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
   for (unsigned i = 0; rc == 0 && i < n; i++)
-    rc = posix_spawn_file_actions_adddup2(&fa, fds[i], fds[i]);
-  if (rc == 0) rc = posix_spawn(&pid, path, &fa, &attr, argv, envp);
+    rc = posix_spawn_file_actions_adddup2(&fa, fds[i], at ? at[i] : fds[i]);
+  if (rc == 0)
+    rc = flags & CONC_SPAWN_SEARCH
+             ? posix_spawnp(&pid, path, &fa, &attr, argv, envp)
+             : posix_spawn(&pid, path, &fa, &attr, argv, envp);
   posix_spawnattr_destroy(&attr);
   posix_spawn_file_actions_destroy(&fa);
   return rc != 0 ? -rc : (int)pid;

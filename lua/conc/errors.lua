@@ -86,6 +86,15 @@ M.declare("BrokenThreadPool", "BrokenExecutor")
 M.declare("BrokenProcessPool", "BrokenExecutor")
 -- multiprocessing's own
 M.declare("ProcessError", "Exception")
+-- the socket and asyncio ones
+M.declare("BlockingIOError", "OSError")
+M.declare("ConnectionAbortedError", "ConnectionError")
+M.declare("IncompleteReadError", "EOFError", "asyncio.IncompleteReadError")
+M.declare("LimitOverrunError", "Exception", "asyncio.LimitOverrunError")
+M.declare("QueueEmpty", "Exception", "asyncio.QueueEmpty")
+M.declare("QueueFull", "Exception", "asyncio.QueueFull")
+M.declare("QueueShutDown", "Exception", "asyncio.QueueShutDown")
+M.declare("ExceptionGroup", "Exception")
 
 setmetatable(M, {
   __index = function(t, name)
