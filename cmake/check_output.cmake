@@ -4,6 +4,7 @@
 # or, when a .stderr file stands beside EXPECTED, equal that file once the
 # script's directory is taken out of it (tracebacks name the script by the
 # path it was run with: the file holds them as run from its own directory).
+# A .stderr_match file instead holds a regular expression stderr must match.
 get_filename_component(dir ${SCRIPT} DIRECTORY)
 execute_process(COMMAND ${HOST} ${SCRIPT}
   WORKING_DIRECTORY ${dir}
@@ -31,6 +32,14 @@ if(EXISTS ${stderr_file})
   string(REPLACE "${dir}/" "" err "${err}")
   if(NOT "${err}" STREQUAL "${want_err}")
     message(FATAL_ERROR "${SCRIPT}: stderr differs\n--- got:\n${err}\n--- want:\n${want_err}")
+  endif()
+elseif(EXISTS ${stderr_file}_match)
+  # stderr with figures that vary (a duration): a regular expression
+  file(READ ${stderr_file}_match want_err)
+  string(STRIP "${want_err}" want_err)
+  string(REPLACE "${dir}/" "" err "${err}")
+  if(NOT "${err}" MATCHES "${want_err}")
+    message(FATAL_ERROR "${SCRIPT}: stderr does not match\n--- got:\n${err}\n--- want (regex):\n${want_err}")
   endif()
 elseif(NOT "${err}" STREQUAL "")
   message(FATAL_ERROR "${SCRIPT}: unexpected stderr:\n${err}")

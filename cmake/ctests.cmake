@@ -11,7 +11,8 @@ set(CORE_TEST_SOURCE ${CMAKE_SOURCE_DIR}/csrc/test/core_test.c)
 add_executable(core_test ${CORE_TEST_SOURCE}
   ${CMAKE_SOURCE_DIR}/csrc/test/ring_test.c
   ${CMAKE_SOURCE_DIR}/csrc/test/sync_test.c
-  ${CMAKE_SOURCE_DIR}/csrc/test/shared_test.c)
+  ${CMAKE_SOURCE_DIR}/csrc/test/shared_test.c
+  ${CMAKE_SOURCE_DIR}/csrc/test/loop_test.c)
 target_include_directories(core_test PRIVATE ${CMAKE_SOURCE_DIR}/csrc/core
                            ${CMAKE_SOURCE_DIR}/csrc/os)
 target_link_libraries(core_test PRIVATE conc_nolua)

@@ -218,6 +218,8 @@ static const Test tests[] = {
   {"shared_containers", test_shared_containers},
   {"shared_killed", test_shared_killed},
   {"shared_spawn", test_shared_spawn},
+  {"loop_timer_model", test_loop_timer_model},
+  {"loop_watch_thread", test_loop_watch_thread},
 };
 
 #define NTESTS (sizeof tests / sizeof tests[0])

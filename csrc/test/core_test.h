@@ -69,6 +69,10 @@ void test_wait_condition(void);
 void test_interrupt_wakes(void);
 void test_fork_threads(void);
 
+/* loop_test.c */
+void test_loop_timer_model(void);
+void test_loop_watch_thread(void);
+
 /* shared_test.c */
 void test_heap_blocks(void);
 void test_shared_containers(void);

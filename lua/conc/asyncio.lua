@@ -100,18 +100,6 @@ Coroutine.__module = "conc.asyncio"
 Coroutine.__qualname = "coroutine"
 M.Coroutine = Coroutine
 
--- In debug mode a coroutine object that is collected unawaited is
--- reported, as Python's RuntimeWarning does: only then does it carry a
--- finalizer (one costs the collector work for every object).
-local DebugCoroutine = Coroutine:extend("DebugCoroutine")
-DebugCoroutine.__module = "conc.asyncio"
-function DebugCoroutine:__gc()
-  if not rawget(self, "_started") then
-    io.stderr:write(string.format(
-      "RuntimeWarning: coroutine '%s' was never awaited\n", self:_qualname()))
-  end
-end
-
 local debug_coroutines = debug_default
 
 local function func_name(fn)
@@ -126,6 +114,18 @@ end
 
 function Coroutine:__tostring()
   return string.format("<coroutine object %s>", self:_qualname())
+end
+
+-- In debug mode a coroutine object that is collected unawaited is
+-- reported, as Python's RuntimeWarning does: only then does it carry a
+-- finalizer (one costs the collector work for every object).
+local DebugCoroutine = Coroutine:extend("DebugCoroutine")
+DebugCoroutine.__module = "conc.asyncio"
+function DebugCoroutine:__gc()
+  if not rawget(self, "_started") then
+    io.stderr:write(string.format(
+      "RuntimeWarning: coroutine '%s' was never awaited\n", self:_qualname()))
+  end
 end
 
 local async_fns = setmetatable({}, {__mode = "k"})
@@ -188,14 +188,21 @@ local SLEEP0 = setmetatable({_d = 0}, Sleep)
 local sleep_coro  -- a coroutine object of a Sleep, below
 local do_sleep  -- awaits a Sleep, below
 
+-- Appends (fn, arg) to a loop's ready queue (see Loop:_run_once).
+local function push(loop, fn, arg)
+  local n = loop._rn + 1
+  loop._rn = n
+  loop._rfn[n], loop._rarg[n] = fn, arg
+end
+
 -- A future's callbacks: the first in _cb (most futures have one: the
 -- task that awaits it), the others in the list _cbs. A task in the list
 -- is woken (its step runs); a function is called with the future.
 local function schedule_callback(loop, cb, fut)
   if type(cb) == "table" and cb._co then
-    loop:_push(step, cb)
+    push(loop, step, cb)
   else
-    loop:_push(cb, fut)
+    push(loop, cb, fut)
   end
 end
 
@@ -223,6 +230,7 @@ end
 local function future_init(self, loop)
   self._loop = loop or get_running_loop()
   self._state = PENDING
+  self._exception = false
 end
 
 function Future:__init(opts)
@@ -237,7 +245,7 @@ function Future:result()
   local st = self._state
   if st == FINISHED then
     local e = self._exception
-    if e ~= nil then error(e, 0) end
+    if e then error(e, 0) end
     return self._result
   elseif st == CANCELLED then
     error(CancelledError(self._cancel_msg), 0)
@@ -247,7 +255,7 @@ end
 
 function Future:exception()
   local st = self._state
-  if st == FINISHED then return self._exception end
+  if st == FINISHED then return self._exception or nil end
   if st == CANCELLED then error(CancelledError(self._cancel_msg), 0) end
   error(InvalidStateError("Exception is not set."), 2)
 end
@@ -281,6 +289,9 @@ function Future:set_result(v)
 end
 
 local function set_exception(self, e)
+  if not e then  -- error(nil) or error(false): keep that something failed
+    e = RuntimeError("the task raised " .. tostring(e))
+  end
   self._exception = e
   self._state = FINISHED
   if self._cb then schedule_callbacks(self) end
@@ -300,7 +311,7 @@ end
 -- fn(fut) once fut is done, run by the loop (soon, if it is done now).
 function Future:add_done_callback(fn)
   if self._state ~= PENDING then
-    self._loop:_push(fn, self)
+    push(self._loop, fn, self)
     return
   end
   add_callback(self, fn)
@@ -354,15 +365,14 @@ local function on_error(e)
   return e
 end
 
-local function task_body(task)
-  return task._coro._fn(unpack(task._coro, 1, task._coro.n))
-end
-
 -- The coroutine of every task: the body under xpcall inside the
 -- coroutine, so that an error unwinds there and its <close> variables
--- (a TaskGroup, a timeout) close where they may still await.
+-- (a TaskGroup, a timeout) close where they may still await. Its end
+-- comes back marked DONE, which a yield (a future, or nil) never is.
+local DONE = {}
 local function task_main(task)
-  return xpcall(task_body, on_error, task)
+  local c = task._coro
+  return DONE, xpcall(c._fn, on_error, unpack(c, 1, c.n))
 end
 
 
@@ -379,9 +389,9 @@ local function new_task(loop, coro, name)
   local t = setmetatable({_loop = loop, _state = PENDING, _coro = coro,
     _co = co_create(task_main), _name = name or false, _num = task_count,
     _ncancels = 0, _begun = false, _waiting = false, _cb = false,
-    _gather = false, _gather_i = 0, _result = false}, Task)
-  -- all_tasks[t] = true
-  loop:_push(step, t)
+    _gather = false, _gather_i = 0, _result = false, _exception = false}, Task)
+  all_tasks[t] = true
+  push(loop, step, t)
   return t
 end
 
@@ -410,7 +420,7 @@ function Task:cancel(msg)
   if self._state ~= PENDING then return false end
   self._ncancels = self._ncancels + 1
   local w = self._waiting
-  if w and future_cancel(w, msg) then
+  if w and w:cancel(msg) then
     -- the await raises CancelledError once the task wakes up
     self._cancel_msg = msg
     return true
@@ -455,31 +465,31 @@ step = function(task)
   local prev = current_task
   current_task = task
   local loop = task._loop
-  local t0 = loop._debug and monotonic()
   local co = task._co
-  local alive, a, b
+  local t0 = loop._debug and loop:_arm_slow(co)
+  local alive, a, b, c
   if task._begun then
-    alive, a, b = co_resume(co, signal, msg)
+    alive, a, b, c = co_resume(co, signal, msg)
   elseif signal == CANCEL then  -- cancelled before it began: it never runs
     current_task = prev
     task_finished(task, false, CancelledError(msg))
     return
   else
     task._begun = true
-    alive, a, b = co_resume(co, task)
+    alive, a, b, c = co_resume(co, task)
   end
   current_task = prev
-  if t0 then loop:_check_slow(t0, task, co) end
+  if t0 then loop:_check_slow(t0, task) end
   if not alive then  -- an error in conc's own machinery, not the task's
     task_finished(task, false, a)
     return
   end
-  if coroutine.status(co) == "dead" then  -- a returned xpcall's (ok, value)
-    task_finished(task, a, b)
+  if a == DONE then  -- the body ended: xpcall's (ok, value)
+    task_finished(task, b, c)
     return
   end
   if a == nil then  -- a bare yield: sleep(0)
-    loop:_push(step, task)
+    push(loop, step, task)
     return
   end
   -- a pending future the task awaits
@@ -487,7 +497,7 @@ step = function(task)
   add_callback(a, task)
   if task._must_cancel then
     -- cancel() came while the step ran: the await ends in CancelledError
-    if future_cancel(a, task._cancel_msg) then task._must_cancel = false end
+    if a:cancel(task._cancel_msg) then task._must_cancel = false end
   end
 end
 
@@ -523,7 +533,7 @@ local function await_future(f, task)
   local st = f._state
   if st == FINISHED then
     local e = f._exception
-    if e ~= nil then error(e, 0) end
+    if e then error(e, 0) end
     return f._result
   elseif st == CANCELLED then
     error(CancelledError(f._cancel_msg), 0)
@@ -636,11 +646,7 @@ end
 
 -- Appends (fn, arg) to the ready queue; protected: a user's callback,
 -- whose errors go to the exception handler.
-function Loop:_push(fn, arg)
-  local n = self._rn + 1
-  self._rn = n
-  self._rfn[n], self._rarg[n] = fn, arg
-end
+Loop._push = push
 
 function Loop:_cancel_timer(id)
   self._timers[id] = nil
@@ -669,7 +675,7 @@ end
 function Loop:call_soon(fn, ...)
   self:_check_closed()
   local h = make_handle(Handle, self, fn, ...)
-  self:_push(run_handle, h)
+  push(self, run_handle, h)
   return h
 end
 
@@ -741,12 +747,31 @@ end
 
 -- ---- the loop's turn ----
 
-function Loop:_check_slow(t0, task, co)
+-- Debug mode: a step that held the loop past slow_callback_duration is
+-- reported with where it was. A return hook on the task's coroutine looks
+-- at the clock each time a function returns, so a blocking call (a
+-- time.sleep) is caught as it returns, with the stack that made it.
+local slow_t0, slow_limit, slow_tb = 0, 0.1, nil
+local function slow_hook()
+  if slow_tb == nil and monotonic() - slow_t0 >= slow_limit then
+    slow_tb = debug.traceback("", 2):gsub("\n\t%[C%]: in function 'xpcall'.*$", "")
+      :gsub("\n\t%?: in [^\n]*", "")
+  end
+end
+
+function Loop:_arm_slow(co)
+  slow_t0, slow_limit, slow_tb = monotonic(), self.slow_callback_duration, nil
+  if co then debug.sethook(co, slow_hook, "r") end
+  return slow_t0
+end
+
+function Loop:_check_slow(t0, task)
   local dt = monotonic() - t0
   if dt < self.slow_callback_duration then return end
   local what = task and tostring(task) or "callback"
-  local tb = task and debug.traceback(co, "", 0) or ""
-  io.stderr:write(string.format("Executing %s took %.3f seconds%s\n", what, dt, tb))
+  io.stderr:write(string.format("Executing %s took %.3f seconds%s\n", what, dt,
+    slow_tb or ""))
+  slow_tb = nil
 end
 
 -- Dispatches what a poll found: fd events and watches run now (they
@@ -765,7 +790,7 @@ function Loop:_dispatch(n)
           if h._state == PENDING then set_result(h, h._sleep) end
         else
           h._id = nil
-          self:_push(run_handle, h)
+          push(self, run_handle, h)
         end
       end
     elseif code >= 32 then
@@ -774,8 +799,8 @@ function Loop:_dispatch(n)
     else
       local r = self._fds[key]
       if r then
-        if code & 5 ~= 0 and r.reader then self:_push(run_handle, r.reader) end
-        if code & 6 ~= 0 and r.writer then self:_push(run_handle, r.writer) end
+        if code & 5 ~= 0 and r.reader then push(self, run_handle, r.reader) end
+        if code & 6 ~= 0 and r.writer then push(self, run_handle, r.writer) end
         if r.on_events then r.on_events(code) end
       end
     end
@@ -811,7 +836,7 @@ function Loop:_run_once()
     if fn == step or fn == gather_done then  -- conc's own: they raise nothing
       fn(arg)
     else
-      local t0 = debug_on and monotonic()
+      local t0 = debug_on and self:_arm_slow(nil)
       local ok, e = xpcall(fn, cb_error, arg)
       if t0 then self:_check_slow(t0) end
       if not ok then
@@ -1002,7 +1027,7 @@ function Loop:_drain_port()
     if not ok then return end
     local kind = msg[1]
     if kind == "call" then
-      loop:_push(run_handle, make_handle(Handle, loop, msg[2], unpack(msg, 3, msg.n)))
+      push(loop, run_handle, make_handle(Handle, loop, msg[2], unpack(msg, 3, msg.n)))
     elseif kind == "run" then
       local cf, coro = msg[2], msg[3]
       if cf:set_running_or_notify_cancel() then
@@ -1013,7 +1038,7 @@ function Loop:_drain_port()
           t:add_done_callback(function(task)
             if task._state == CANCELLED then
               cf:cancel()
-            elseif task._exception ~= nil then
+            elseif task._exception then
               pcall(cf.set_exception, cf, task._exception)
             else
               pcall(cf.set_result, cf, task._result)
@@ -1267,7 +1292,7 @@ local function cancel_all(loop)
   loop:run_until_complete(M.gather(unpack(pending, 1, #pending), {return_exceptions = true}))
   for i = 1, #pending do
     local t = pending[i]
-    if t._state == FINISHED and t._exception ~= nil then
+    if t._state == FINISHED and t._exception then
       loop:call_exception_handler({message = "unhandled exception during asyncio.run() shutdown",
         exception = t._exception, task = t})
     end
@@ -1350,7 +1375,7 @@ gather_done = function(child)
       return
     end
     results[i] = CancelledError(child._cancel_msg)
-  elseif child._exception ~= nil then
+  elseif child._exception then
     if not outer._return_exceptions then
       set_exception(outer, child._exception)
       return
@@ -1421,7 +1446,7 @@ function M.gather(...)
     else
       c._gather, c._gather_i = outer, i
       if c._state ~= PENDING then
-        loop:_push(gather_done, c)
+        push(loop, gather_done, c)
       else
         add_callback(c, gather_done)
       end
@@ -1429,7 +1454,7 @@ function M.gather(...)
   end
   if outer._dups then
     outer:add_done_callback(function(o)
-      if o._state == FINISHED and o._exception == nil then
+      if o._state == FINISHED and not o._exception then
         for i, j in pairs(o._dups) do o._result[i] = o._result[j] end
       end
     end)
@@ -1449,7 +1474,7 @@ function M.shield(aw)
       return
     end
     if i._state == CANCELLED then future_cancel(outer)
-    elseif i._exception ~= nil then set_exception(outer, i._exception)
+    elseif i._exception then set_exception(outer, i._exception)
     else set_result(outer, i._result) end
   end)
   return outer
@@ -1567,7 +1592,7 @@ M.wait = M.async(function(fs, opts)
       local f = list[i]
       if f._state ~= PENDING then
         done = done + 1
-        if f._state == FINISHED and f._exception ~= nil then failed = true end
+        if f._state == FINISHED and f._exception then failed = true end
       else
         left = left + 1
       end
@@ -1624,7 +1649,7 @@ function M.as_completed(fs, opts)
       waiting[whead] = nil
       whead = whead + 1
       if f._state == CANCELLED then future_cancel(w)
-      elseif f._exception ~= nil then set_exception(w, f._exception)
+      elseif f._exception then set_exception(w, f._exception)
       elseif getmetatable(f) == nil then set_exception(w, TimeoutError())
       else set_result(w, f._result) end
     else
@@ -1701,7 +1726,7 @@ local function tg_task_done(self, t)
   end
   if t._state == CANCELLED then return end
   local e = t._exception
-  if e == nil then return end
+  if not e then return end
   self._errors[#self._errors + 1] = e
   if is_fatal(e) and self._fatal == nil then self._fatal = e end
   if not self._aborting then
@@ -1774,9 +1799,10 @@ end
 
 -- to_thread(fn, ...): fn runs on a worker thread (its own state: fn and
 -- its arguments are copied there); the task gets its result.
-function M.to_thread(fn, ...)
-  return get_running_loop():run_in_executor(nil, fn, ...)
-end
+M.to_thread = M.async(function(fn, ...)
+  local task = current_task
+  return await_future(task._loop:run_in_executor(nil, fn, ...), task)
+end, "to_thread")
 
 -- run_coroutine_threadsafe(coro, loop): from another thread, coro runs as
 -- a task of loop; the thread gets a conc.futures.Future of its result.
