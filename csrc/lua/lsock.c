@@ -191,6 +191,12 @@ static int l_fd_pair(lua_State *L) {
   return 2;
 }
 
+/* fd_blocking(fd): fd's open file blocks from now on (a child's end) */
+static int l_fd_blocking(lua_State *L) {
+  check_rc(L, conc__fd_blocking(check_fd(L, 1)));
+  return 0;
+}
+
 static int l_devnull(lua_State *L) {
   lua_pushinteger(L, check_rc(L, conc__fd_devnull()));
   return 1;
@@ -274,7 +280,8 @@ void conc__open_sock(lua_State *L) {
     {"getaddrinfo", l_getaddrinfo}, {"is_numeric_host", l_numeric},
     {"fd_read", l_fd_read}, {"fd_write", l_fd_write},
     {"fd_close", l_fd_close}, {"fd_pair", l_fd_pair},
-    {"devnull", l_devnull}, {"spawn", l_spawn}, {"pidfd", l_pidfd},
+    {"devnull", l_devnull}, {"fd_blocking", l_fd_blocking},
+    {"spawn", l_spawn}, {"pidfd", l_pidfd},
     {"child_poll", l_child_poll}, {"child_kill", l_child_kill},
     {NULL, NULL}};
   luaL_setfuncs(L, fns, 0);

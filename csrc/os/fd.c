@@ -135,3 +135,9 @@ int conc__fd_devnull(void) {
   int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
   return fd < 0 ? -errno : fd;
 }
+
+int conc__fd_blocking(int fd) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0) return -errno;
+  return CONC_OK;
+}

@@ -255,6 +255,9 @@ int conc__fd_slurp(int fd, char **data, size_t *len);
 /* /dev/null opened for reading and writing, close-on-exec: an fd or a
 ** negative errno (a child's DEVNULL). */
 int conc__fd_devnull(void);
+/* Makes fd's open file blocking (a child's end of a pair): CONC_OK or a
+** negative errno. */
+int conc__fd_blocking(int fd);
 /* CPUs this process may run on (at least 1). */
 int conc__cpu_count(void);
 

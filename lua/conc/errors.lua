@@ -88,6 +88,7 @@ M.declare("BrokenProcessPool", "BrokenExecutor")
 M.declare("ProcessError", "Exception")
 -- the socket and asyncio ones
 M.declare("BlockingIOError", "OSError")
+M.declare("ProcessLookupError", "OSError")
 M.declare("ConnectionAbortedError", "ConnectionError")
 M.declare("IncompleteReadError", "EOFError", "asyncio.IncompleteReadError")
 M.declare("LimitOverrunError", "Exception", "asyncio.LimitOverrunError")
