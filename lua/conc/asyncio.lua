@@ -246,6 +246,8 @@ function Future:result()
   if st == FINISHED then
     local e = self._exception
     if e then error(e, 0) end
+    local more = self._more
+    if more then return unpack(more, 1, more.n) end
     return self._result
   elseif st == CANCELLED then
     error(CancelledError(self._cancel_msg), 0)
@@ -369,10 +371,16 @@ end
 -- coroutine, so that an error unwinds there and its <close> variables
 -- (a TaskGroup, a timeout) close where they may still await. Its end
 -- comes back marked DONE, which a yield (a future, or nil) never is.
-local DONE = {}
+-- A body returning several values comes back as ok, MULTI, {values}: a
+-- task's result is its first value, and result() and await give them all.
+local DONE, MULTI = {}, {}
+local function ended(ok, ...)
+  if ok and select("#", ...) > 1 then return DONE, ok, MULTI, pack(...) end
+  return DONE, ok, ...
+end
 local function task_main(task)
   local c = task._coro
-  return DONE, xpcall(c._fn, on_error, unpack(c, 1, c.n))
+  return ended(xpcall(c._fn, on_error, unpack(c, 1, c.n)))
 end
 
 
@@ -467,16 +475,16 @@ step = function(task)
   local loop = task._loop
   local co = task._co
   local t0 = loop._debug and loop:_arm_slow(co)
-  local alive, a, b, c
+  local alive, a, b, c, d
   if task._begun then
-    alive, a, b, c = co_resume(co, signal, msg)
+    alive, a, b, c, d = co_resume(co, signal, msg)
   elseif signal == CANCEL then  -- cancelled before it began: it never runs
     current_task = prev
     task_finished(task, false, CancelledError(msg))
     return
   else
     task._begun = true
-    alive, a, b, c = co_resume(co, task)
+    alive, a, b, c, d = co_resume(co, task)
   end
   current_task = prev
   if t0 then loop:_check_slow(t0, task) end
@@ -485,6 +493,10 @@ step = function(task)
     return
   end
   if a == DONE then  -- the body ended: xpcall's (ok, value)
+    if c == MULTI then
+      task._more = d
+      c = d[1]
+    end
     task_finished(task, b, c)
     return
   end
@@ -534,6 +546,8 @@ local function await_future(f, task)
   if st == FINISHED then
     local e = f._exception
     if e then error(e, 0) end
+    local more = f._more
+    if more then return unpack(more, 1, more.n) end
     return f._result
   elseif st == CANCELLED then
     error(CancelledError(f._cancel_msg), 0)
