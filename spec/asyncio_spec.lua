@@ -505,6 +505,14 @@ describe("conc.asyncio", function()
     end)
   end)
 
+  -- these start the host through /bin/sh, which inherits LD_PRELOAD: with
+  -- the TSan runtime preloaded (stock lua5.4 in a TSan build) the shell
+  -- crashes; the host's flavour of this spec runs them
+  local NO_SHELL = (os.getenv("LD_PRELOAD") or ""):find("tsan", 1, true) ~= nil
+  local it = NO_SHELL and function(name)
+    pending(name .. ": no /bin/sh with the TSan runtime preloaded")
+  end or it
+
   describe("debug mode", function()
     local function run_host(code, env)
       local path = os.tmpname()

@@ -33,6 +33,14 @@ local function communicate(proc, input)
   return await(proc:communicate(input))
 end
 
+-- Every case starts a program, which inherits LD_PRELOAD: with the TSan
+-- runtime preloaded (stock lua5.4 in a TSan build) an uninstrumented
+-- program crashes. The host's flavour of this spec runs them there.
+local NO_CHILD = (os.getenv("LD_PRELOAD") or ""):find("tsan", 1, true) ~= nil
+local it = NO_CHILD and function(name)
+  pending(name .. ": no uninstrumented child with the TSan runtime preloaded")
+end or it
+
 describe("asyncio.subprocess", function()
   it("is reachable from conc.asyncio", function()
     local sub = require "conc.asyncio.subprocess"
