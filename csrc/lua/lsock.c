@@ -14,10 +14,22 @@ static int check_rc(lua_State *L, int rc) {
   return rc;
 }
 
+/* The descriptors these functions take are the ones conc made (sockets,
+** pairs, pidfds): never the standard streams, which a stray 0 or 1 would
+** otherwise close or read from (stdin may block). */
 static int check_fd(lua_State *L, int idx) {
   lua_Integer fd = luaL_checkinteger(L, idx);
-  luaL_argcheck(L, fd >= 0 && fd < 1 << 30, idx, "not a descriptor");
+  luaL_argcheck(L, fd > 2 && fd < 1 << 30, idx,
+                "not a descriptor conc made");
   return (int)fd;
+}
+
+/* A child's pid: never 0 or negative, which kill and waitpid take as a
+** whole process group (or every process). */
+static int check_pid(lua_State *L, int idx) {
+  lua_Integer pid = luaL_checkinteger(L, idx);
+  luaL_argcheck(L, pid > 0 && pid < 1 << 30, idx, "not a process id");
+  return (int)pid;
 }
 
 static const char *const families[] = {"unix", "inet", "inet6", NULL};
@@ -252,13 +264,13 @@ static int l_spawn(lua_State *L) {
 }
 
 static int l_pidfd(lua_State *L) {
-  lua_pushinteger(L, check_rc(L, conc__proc_pidfd((int)luaL_checkinteger(L, 1))));
+  lua_pushinteger(L, check_rc(L, conc__proc_pidfd(check_pid(L, 1))));
   return 1;
 }
 
 /* child_poll(pid) -> its exit code (-N: killed by signal N), or nil */
 static int l_child_poll(lua_State *L) {
-  int status, rc = conc__proc_poll((int)luaL_checkinteger(L, 1), &status);
+  int status, rc = conc__proc_poll(check_pid(L, 1), &status);
   check_rc(L, rc);
   if (rc == 0) return 0;
   lua_pushinteger(L, status);
@@ -266,8 +278,7 @@ static int l_child_poll(lua_State *L) {
 }
 
 static int l_child_kill(lua_State *L) {
-  int rc = conc__proc_kill((int)luaL_checkinteger(L, 1),
-                           (int)luaL_checkinteger(L, 2));
+  int rc = conc__proc_kill(check_pid(L, 1), (int)luaL_checkinteger(L, 2));
   lua_pushboolean(L, rc == CONC_OK);
   return 1;
 }
