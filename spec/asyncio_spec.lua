@@ -468,20 +468,25 @@ describe("conc.asyncio", function()
     it("a task awaits a thread's queue items without blocking the loop", function()
       run(function()
         local q = queue.Queue()
+        local go = threading.Event()
         local n = 1000
-        local t = threading.Thread{target = function(qq, count)
-          for i = 1, count do qq:put(i) end
-        end, args = {q, n}}
+        -- half the items, then the producer waits for another task of the
+        -- loop: the consumer's await must leave the loop free to run it
+        local t = threading.Thread{target = function(qq, g, count)
+          for i = 1, count // 2 do qq:put(i) end
+          assert(g:wait(10), "the loop never ran the other task")
+          for i = count // 2 + 1, count do qq:put(i) end
+        end, args = {q, go, n}}
         t:start()
-        local sum, ticks = 0, 0
-        local ticker = asyncio.create_task(async(function()
-          while true do ticks = ticks + 1 await(asyncio.sleep(0)) end
+        local releaser = asyncio.create_task(async(function()
+          await(asyncio.sleep(0))
+          go:set()
         end)())
+        local sum = 0
         for _ = 1, n do sum = sum + await(asyncio.wait_for(asyncio.wrap(q), 10)) end
-        ticker:cancel()
+        await(releaser)
         t:join(10)
         assert.equal(n * (n + 1) // 2, sum)
-        assert.is_true(ticks > 0)
       end)
     end)
 
