@@ -354,7 +354,6 @@ M.Task = Task
 
 local CANCEL = {}      -- what a step resumes a coroutine with to cancel it
 local task_count = 0
-local all_tasks = setmetatable({}, {__mode = "k"})
 
 local last_traceback
 local function on_error(e)
@@ -398,7 +397,7 @@ local function new_task(loop, coro, name)
     _co = co_create(task_main), _name = name or false, _num = task_count,
     _ncancels = 0, _begun = false, _waiting = false, _cb = false,
     _gather = false, _gather_i = 0, _result = false, _exception = false}, Task)
-  all_tasks[t] = true
+  loop._tasks[t] = true  -- the pending ones, for all_tasks and run's end
   push(loop, step, t)
   return t
 end
@@ -447,6 +446,7 @@ end
 
 
 local function task_finished(task, ok, v)
+  task._loop._tasks[task] = nil
   if ok then
     set_result(task, v)
     return
@@ -642,6 +642,7 @@ function Loop:__init()
   self._timers = {}       -- timer id -> TimerHandle or sleeping Future
   self._fds = {}          -- key -> {fd, reader, writer}
   self._watches = {}      -- key -> function(events)
+  self._tasks = {}        -- the pending tasks (a set)
   self._nextkey = 0
   self._out = {}
   self._debug = debug_default
@@ -1298,9 +1299,7 @@ function M.set_event_loop(loop) set_loop = loop end
 
 local function cancel_all(loop)
   local pending = {}
-  for t in pairs(all_tasks) do
-    if t._loop == loop and t._state == PENDING then pending[#pending + 1] = t end
-  end
+  for t in pairs(loop._tasks) do pending[#pending + 1] = t end
   if #pending == 0 then return end
   for i = 1, #pending do pending[i]:cancel() end
   loop:run_until_complete(M.gather(unpack(pending, 1, #pending), {return_exceptions = true}))
@@ -1347,9 +1346,7 @@ end
 function M.all_tasks(loop)
   loop = state_of(loop)
   local set = {}
-  for t in pairs(all_tasks) do
-    if t._loop == loop and t._state == PENDING then set[t] = true end
-  end
+  for t in pairs(loop._tasks) do set[t] = true end
   return set
 end
 

@@ -11,7 +11,7 @@ local M = {
 
 local submodules = {
   threading = true, time = true, class = true, core = true, queue = true,
-  shared = true, multiprocessing = true, futures = true,
+  shared = true, multiprocessing = true, futures = true, asyncio = true,
 }
 
 -- conc.list(iter, state, init): the values of a generic-for iterator as a
