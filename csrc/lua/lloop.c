@@ -108,8 +108,9 @@ static int l_wakeup(lua_State *L) {
 #define POLL_MAX 512
 
 /* poll(timeout, out) -> n: out[2i-1] the key or timer id of event i,
-** out[2i] its code: an fd's CONC_POLL_* bits, 16 for a timer, 32 + the
-** events of a watch. timeout nil or negative: until something happens. */
+** out[2i] its code: an fd's CONC_POLL_* bits (1 readable, 2 writable, 4
+** error, 8 the peer hung up), 16 for a timer, 32 + the events of a
+** watch. timeout nil or negative: until something happens. */
 static int l_poll(lua_State *L) {
   conc_Loop *l = check_loop(L);
   conc_LoopEvent evs[POLL_MAX];

@@ -270,6 +270,9 @@ int conc__cpu_count(void);
 #define CONC_POLL_OUT 2u
 #define CONC_POLL_ERR 4u    /* results only: an error or a hang-up */
 #define CONC_POLL_EDGE 8u   /* add/mod only: edge-triggered */
+/* results only (the same bit as EDGE): the peer shut its writing half, so
+** a short read is not the end of what there is to read */
+#define CONC_POLL_HUP 8u
 
 typedef struct conc_PollEvent {
   unsigned events;

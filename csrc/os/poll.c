@@ -77,7 +77,8 @@ int conc__poll_wait(int ep, conc_PollEvent *evs, int max, double timeout) {
     uint32_t e = raw[i].events;
     evs[i].events = (e & (EPOLLIN | EPOLLRDHUP) ? CONC_POLL_IN : 0) |
                     (e & EPOLLOUT ? CONC_POLL_OUT : 0) |
-                    (e & (EPOLLERR | EPOLLHUP) ? CONC_POLL_ERR : 0);
+                    (e & (EPOLLERR | EPOLLHUP) ? CONC_POLL_ERR : 0) |
+                    (e & (EPOLLRDHUP | EPOLLHUP) ? CONC_POLL_HUP : 0);
     evs[i].data = raw[i].data.u64;
   }
   return n;

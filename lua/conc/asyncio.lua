@@ -109,7 +109,7 @@ local function func_name(fn)
 end
 
 function Coroutine:_qualname()
-  return rawget(self, "_name") or func_name(self._fn)
+  return self._name or func_name(self._fn)
 end
 
 function Coroutine:__tostring()
@@ -122,7 +122,7 @@ end
 local DebugCoroutine = Coroutine:extend("DebugCoroutine")
 DebugCoroutine.__module = "conc.asyncio"
 function DebugCoroutine:__gc()
-  if not rawget(self, "_started") then
+  if not self._started then
     io.stderr:write(string.format(
       "RuntimeWarning: coroutine '%s' was never awaited\n", self:_qualname()))
   end
@@ -138,8 +138,8 @@ function M.async(fn, name)
     error(TypeError("async() needs a function, not " .. type(fn)), 2)
   end
   local f = function(...)
-    return setmetatable({n = select("#", ...), _fn = fn, _name = name, ...},
-      debug_coroutines and DebugCoroutine or Coroutine)
+    return setmetatable({n = select("#", ...), _fn = fn, _name = name or false,
+      _started = false, ...}, debug_coroutines and DebugCoroutine or Coroutine)
   end
   async_fns[f] = true
   return f
@@ -155,7 +155,7 @@ M.iscoroutine = iscoroutine
 
 -- Runs a coroutine object in the calling task (await's inline case).
 local function run_coro(c)
-  if rawget(c, "_started") then
+  if c._started then
     error(RuntimeError("cannot reuse already awaited coroutine"), 3)
   end
   c._started = true
@@ -388,7 +388,7 @@ local function new_task(loop, coro, name)
   if not iscoroutine(coro) then
     error(TypeError("a coroutine was expected, got " .. describe(coro)), 3)
   end
-  if rawget(coro, "_started") then
+  if coro._started then
     error(RuntimeError("cannot reuse already awaited coroutine"), 3)
   end
   coro._started = true
@@ -566,7 +566,7 @@ local function await(x)
   if task == nil or co_running() ~= task._co then task = check_in_task(2) end
   if type(x) == "table" then  -- the common cases, told by their fields
     if x._state ~= nil then return await_future(x, task) end
-    if x._fn ~= nil and not rawget(x, "_started") then
+    if x._fn ~= nil and not x._started then
       x._started = true
       return x._fn(unpack(x, 1, x.n))
     end
@@ -1259,15 +1259,19 @@ for _, name in ipairs({"time", "get_debug", "set_debug", "is_running",
     "stop", "run_until_complete", "close", "add_reader", "remove_reader",
     "add_writer", "remove_writer", "set_default_executor", "run_in_executor",
     "shutdown_default_executor", "getaddrinfo", "create_connection",
-    "create_server", "create_unix_connection", "create_unix_server",
-    "subprocess_exec", "subprocess_shell"}) do
+    "create_server", "create_unix_connection", "create_unix_server"}) do
   BaseEventLoop[name] = function(self, ...)
     local impl = impls[self]
     if impl == nil then
       error(RuntimeError("this event loop belongs to another thread: " ..
         name .. "() is not thread-safe (call_soon_threadsafe is)"), 2)
     end
-    return impl[name](impl, ...)
+    local f = impl[name]
+    if f == nil then  -- a transport method: conc.asyncio.streams adds them
+      require "conc.asyncio.streams"
+      f = impl[name]
+    end
+    return f(impl, ...)
   end
 end
 
@@ -1845,6 +1849,8 @@ local function flatten(cls)
   local mt = getmetatable(cls)
   setmetatable(cls, {__call = mt and mt.__call})
 end
+flatten(Coroutine)
+flatten(DebugCoroutine)
 flatten(Future)
 flatten(Task)
 flatten(Gathering)

@@ -11,12 +11,11 @@ local function new(cls, ...)
   return obj
 end
 
-local classmeta = {__call = new}
-
-function classmeta.__index(cls, k)
-  local parent = rawget(cls, "__parent")
-  if parent then return parent[k] end
-end
+-- Each class's own metatable makes it callable and, for a subclass, sends
+-- a missing key to the parent class as a table __index: Lua walks the
+-- chain itself, with no function call per level (objects look up fields
+-- they lack often: an unset attribute, a method of a base class).
+local root_meta = {__call = new}
 
 -- Lua finds metamethods raw in the metatable, so a subclass copies its
 -- parent's; everything else is found through __parent. (Making classes is on
@@ -40,7 +39,7 @@ local function extend(parent, name)
     end
   end
   if cls.__index == nil then cls.__index = cls end
-  return setmetatable(cls, classmeta)
+  return setmetatable(cls, parent and {__call = new, __index = parent} or root_meta)
 end
 
 M.class = extend
