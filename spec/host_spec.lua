@@ -394,6 +394,25 @@ end
     assert.truthy(err:find("KeyboardInterrupt", 1, true))
   end)
 
+  it("raises KeyboardInterrupt out of an event loop waiting in epoll; exits 130", function()
+    local code, out, err = interrupt([[
+local asyncio = require "conc.asyncio"
+local closed = false
+local ok, e = pcall(asyncio.run, asyncio.async(function()
+  local _ <close> = setmetatable({}, {__close = function() closed = true end})
+  print("waiting")
+  io.open(READY, 'w'):close()
+  asyncio.await(asyncio.sleep(60))
+end)())
+-- run() cancelled the task on its way out: its <close> variable closed
+print(closed)
+error(e, 0)
+]])
+    assert.are.equal(130, code, err)
+    assert.are.equal("waiting\ntrue\n", out)
+    assert.truthy(err:find("KeyboardInterrupt", 1, true), err)
+  end)
+
   it("reports an error whose __tostring a Ctrl-C cut short (a second try)", function()
     -- the message handler's call returns at once; the report's call waits
     -- for the signal, and the try after it answers
