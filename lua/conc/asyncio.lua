@@ -1213,13 +1213,16 @@ function M.wrap(obj, opts)
   local loop = state_of(opts and opts.loop)
   local f = setmetatable({_loop = loop, _state = PENDING}, Future)
   local w = waiters_of[obj]
+  if w ~= nil and (w.loop ~= loop or loop._closed) then
+    w = nil  -- left by a loop that closed with tasks still waiting
+  end
   if w == nil then
     local done, v = spec[2](obj)  -- the common case: no wait at all
     if done then
       f._state, f._result = FINISHED, v
       return f
     end
-    w = {list = {f}, head = 1, tail = 1, try = spec[2]}
+    w = {list = {f}, head = 1, tail = 1, try = spec[2], loop = loop}
     waiters_of[obj] = w
     w.key = loop:_watch(obj, spec[1], function() serve(loop, obj, w) end)
   else
