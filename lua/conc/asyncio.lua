@@ -447,6 +447,10 @@ end
 
 local function task_finished(task, ok, v)
   task._loop._tasks[task] = nil
+  -- the dead coroutine and its stack go now, not with the task: a
+  -- gathered task outlives its end, and every live Lua thread is walked by
+  -- each cycle of the collector
+  task._co = false
   if ok then
     set_result(task, v)
     return
