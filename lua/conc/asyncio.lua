@@ -648,6 +648,9 @@ function Loop:__init()
   self._fds = {}          -- key -> {fd, reader, writer}
   self._watches = {}      -- key -> function(events)
   self._tasks = {}        -- the pending tasks (a set)
+  -- a future done already, with no result: what an awaitable that has
+  -- nothing to wait for hands out (StreamWriter.drain)
+  self._done = setmetatable({_loop = self, _state = FINISHED, _exception = false}, Future)
   self._nextkey = 0
   self._out = {}
   self._debug = debug_default

@@ -1168,7 +1168,7 @@ StreamWriter.wait_closed = async(function(self)
 end, "StreamWriter.wait_closed")
 
 -- drain(): waits while the write buffer is above its high-water mark.
-StreamWriter.drain = async(function(self)
+local drain_wait = async(function(self)
   local reader = self._reader
   if reader then
     local exc = reader._exception
@@ -1181,6 +1181,17 @@ StreamWriter.drain = async(function(self)
   local proto = self._protocol
   if proto._connection_lost or proto._paused then drain_helper(proto) end
 end, "StreamWriter.drain")
+
+-- The common case, nothing to wait for, is the loop's one finished future:
+-- a write-drain pair then makes no coroutine object.
+function StreamWriter:drain()
+  local reader, proto = self._reader, self._protocol
+  if not (reader and reader._exception ~= nil) and not self._transport._closing
+      and not proto._connection_lost and not proto._paused then
+    return running()._done
+  end
+  return drain_wait(self)
+end
 
 function StreamWriter:__close() self:close() end
 
