@@ -304,9 +304,6 @@ function Future:set_exception(e)
     error(InvalidStateError("invalid state: the future is done"), 2)
   end
   if e == nil then error(TypeError("set_exception() needs an error"), 2) end
-  if isinstance(e, errors.StopIteration or {}) then
-    error(TypeError("StopIteration interacts badly with generators"), 2)
-  end
   set_exception(self, e)
 end
 
@@ -638,14 +635,13 @@ M.TimerHandle = TimerHandle
 local Loop = class.class(nil, "_Loop")
 Loop.__module = "conc.asyncio"
 
-local loops = setmetatable({}, {__mode = "k"})
-
 function Loop:__init()
   self._core = core.loop_new()
   self._rfn, self._rarg, self._rn = {}, {}, 0
   self._bfn, self._barg, self._bn, self._bi = {}, {}, 0, 1
   self._timers = {}       -- timer id -> TimerHandle or sleeping Future
-  self._fds = {}          -- key -> {fd, reader, writer}
+  self._fds = {}          -- key -> {fd, reader, writer} or {fd, on_events}
+  self._fdkeys = {}       -- add_reader/add_writer's fd -> its key
   self._watches = {}      -- key -> function(events)
   self._tasks = {}        -- the pending tasks (a set)
   -- a future done already, with no result: what an awaitable that has
@@ -655,7 +651,6 @@ function Loop:__init()
   self._out = {}
   self._debug = debug_default
   self.slow_callback_duration = 0.1
-  loops[self] = true
   -- the SimpleQueue other threads call in through
   self._port = core.SimpleQueue()
   self:_watch(self._port, 1, function() self:_drain_port() end)
@@ -950,37 +945,33 @@ function Loop:close()
   for _, r in pairs(self._fds) do
     if r.close then pcall(r.close) end
   end
-  self._fds = {}
+  self._fds, self._fdkeys = {}, {}
   if self._executor then self._executor:shutdown(false) end
   self._core:close()
   self._rfn, self._rarg, self._rn = {}, {}, 0
   self._bfn, self._barg, self._bn, self._bi = {}, {}, 0, 1
-  loops[self] = nil
 end
 
 -- ---- fds ----
 
--- An fd's record: reader and writer handles, or on_events(code) for the
--- transports, which keep one edge-triggered registration for good.
-function Loop:_fd_record(fd)
-  local fds = self._fds
-  for k, r in pairs(fds) do
-    if r.fd == fd then return r, k end
-  end
-end
+-- An fd's record, by key: reader and writer handles (add_reader's, whose
+-- fds _fdkeys maps to their key), or on_events(code) for the transports,
+-- which keep one edge-triggered registration for good.
 
 local function fd_events(r)
   return (r.reader and 1 or 0) | (r.writer and 2 or 0)
 end
 
 local function update_fd(self, fd, kind, h)
-  local r, key = self:_fd_record(fd)
+  local key = self._fdkeys[fd]
+  local r = key and self._fds[key]
   if r == nil then
     if h == nil then return false end
     key = self:_key()
     r = {fd = fd}
     r[kind] = h
     self._fds[key] = r
+    self._fdkeys[fd] = key
     self._core:fd_add(fd, fd_events(r), key)
     return true
   end
@@ -989,6 +980,7 @@ local function update_fd(self, fd, kind, h)
   r[kind] = h
   if r.reader == nil and r.writer == nil then
     self._fds[key] = nil
+    self._fdkeys[fd] = nil
     self._core:fd_del(fd)
   else
     self._core:fd_mod(fd, fd_events(r), key)
@@ -1389,10 +1381,7 @@ sleep_coro = M.async(function(sl) return do_sleep(sl, current_task) end, "sleep"
 -- gather(aws..., {return_exceptions=}): a future of every result, in order.
 gather_done = function(child)
   local outer = child._gather
-  if outer._state ~= PENDING then
-    if child._state == FINISHED then local _ = child._exception end
-    return
-  end
+  if outer._state ~= PENDING then return end
   local i = child._gather_i
   local results = outer._results
   if child._state == CANCELLED then
@@ -1498,10 +1487,7 @@ function M.shield(aw)
   local loop = inner._loop
   local outer = loop:create_future()
   inner:add_done_callback(function(i)
-    if outer._state ~= PENDING then
-      if i._state == FINISHED then local _ = i._exception end
-      return
-    end
+    if outer._state ~= PENDING then return end
     if i._state == CANCELLED then future_cancel(outer)
     elseif i._exception then set_exception(outer, i._exception)
     else set_result(outer, i._result) end
