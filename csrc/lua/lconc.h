@@ -220,6 +220,11 @@ void conc__require(lua_State *L, const char *name);
 ** it. CONC_EINTR raises KeyboardInterrupt and consumes the pending
 ** interrupt. Never returns. */
 int conc__raise(lua_State *L, int code, const char *fmt, ...);
+/* rc when it is not an error (>= 0, a count or an fd), else raised. */
+static inline int conc__check_rc(lua_State *L, int rc) {
+  if (rc < 0) conc__raise(L, rc, NULL);
+  return rc;
+}
 /* Pushes the error conc__raise would raise (msg NULL: the table's), for a
 ** caller that hands it on instead (an event loop's transport). */
 void conc__push_error(lua_State *L, int code, const char *msg);

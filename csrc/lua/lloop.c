@@ -18,17 +18,12 @@ static conc_Loop *check_loop(lua_State *L) {
   return b->loop;
 }
 
-static int check_rc(lua_State *L, int rc) {
-  if (rc < 0) conc__raise(L, rc, NULL);
-  return rc;
-}
-
 static int l_loop_new(lua_State *L) {
   LoopBox *b = lua_newuserdatauv(L, sizeof *b, 0);
   int rc;
   b->loop = NULL;
   luaL_setmetatable(L, LOOP_META);
-  if ((b->loop = conc__loop_new(&rc)) == NULL) check_rc(L, rc);
+  if ((b->loop = conc__loop_new(&rc)) == NULL) conc__check_rc(L, rc);
   return 1;
 }
 
@@ -41,7 +36,7 @@ static int l_close(lua_State *L) {
 
 static int l_fd_add(lua_State *L) {
   conc_Loop *l = check_loop(L);
-  check_rc(L, conc__loop_fd_add(l, (int)luaL_checkinteger(L, 2),
+  conc__check_rc(L, conc__loop_fd_add(l, (int)luaL_checkinteger(L, 2),
                                 (unsigned)luaL_checkinteger(L, 3),
                                 luaL_checkinteger(L, 4)));
   return 0;
@@ -49,7 +44,7 @@ static int l_fd_add(lua_State *L) {
 
 static int l_fd_mod(lua_State *L) {
   conc_Loop *l = check_loop(L);
-  check_rc(L, conc__loop_fd_mod(l, (int)luaL_checkinteger(L, 2),
+  conc__check_rc(L, conc__loop_fd_mod(l, (int)luaL_checkinteger(L, 2),
                                 (unsigned)luaL_checkinteger(L, 3),
                                 luaL_checkinteger(L, 4)));
   return 0;
@@ -66,7 +61,7 @@ static int l_fd_del(lua_State *L) {
 static int l_timer(lua_State *L) {
   conc_Loop *l = check_loop(L);
   long long id = conc__loop_timer_add(l, luaL_checknumber(L, 2));
-  check_rc(L, id < 0 ? (int)id : 0);
+  conc__check_rc(L, id < 0 ? (int)id : 0);
   lua_pushinteger(L, (lua_Integer)id);
   return 1;
 }
@@ -91,7 +86,7 @@ static int l_watch(lua_State *L) {
                         luaL_checkinteger(L, 4));
   if (rc == CONC_ETYPE)
     return conc__raise(L, rc, "a loop cannot await a %s", o->type->name);
-  check_rc(L, rc);
+  conc__check_rc(L, rc);
   return 0;
 }
 
@@ -119,7 +114,7 @@ static int l_poll(lua_State *L) {
   luaL_checktype(L, 3, LUA_TTABLE);
   conc__check_interrupt(L);
   n = conc__loop_poll(l, timeout, evs, POLL_MAX);
-  check_rc(L, n);
+  conc__check_rc(L, n);
   for (int i = 0; i < n; i++) {
     int code = evs[i].kind == CONC_LOOP_FD      ? (int)evs[i].events
                : evs[i].kind == CONC_LOOP_TIMER ? 16

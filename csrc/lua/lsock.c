@@ -9,11 +9,6 @@
 
 #include "lconc.h"
 
-static int check_rc(lua_State *L, int rc) {
-  if (rc < 0) conc__raise(L, rc, NULL);
-  return rc;
-}
-
 /* The descriptors these functions take are the ones conc made (sockets,
 ** pairs, pidfds): never the standard streams, which a stray 0 or 1 would
 ** otherwise close or read from (stdin may block). */
@@ -92,7 +87,7 @@ static int l_accept(lua_State *L) {
   conc_SockAddr peer;
   int fd = conc__sock_accept(check_fd(L, 1), &peer);
   if (fd == CONC_EAGAIN) return 0;
-  check_rc(L, fd);
+  conc__check_rc(L, fd);
   lua_pushinteger(L, fd);
   return 1 + push_addr(L, &peer);
 }
@@ -108,7 +103,7 @@ static int l_sock_error(lua_State *L) {
 /* sock_name(fd, peer) -> family, host, port */
 static int l_sock_name(lua_State *L) {
   conc_SockAddr a;
-  check_rc(L, conc__sock_name(check_fd(L, 1), lua_toboolean(L, 2), &a));
+  conc__check_rc(L, conc__sock_name(check_fd(L, 1), lua_toboolean(L, 2), &a));
   return push_addr(L, &a);
 }
 
@@ -133,7 +128,7 @@ static int l_getaddrinfo(lua_State *L) {
                              RESOLVE_MAX, msg, sizeof msg);
   if (n == CONC_ENAME)
     return conc__raise(L, n, "[Errno -2] %s: %s", msg, host ? host : "*");
-  check_rc(L, n);
+  conc__check_rc(L, n);
   lua_createtable(L, n, 0);
   for (int i = 0; i < n; i++) {
     lua_createtable(L, 3, 0);
@@ -169,7 +164,7 @@ static int l_fd_read(lua_State *L) {
     lua_pushboolean(L, 0);
     return 1;
   }
-  check_rc(L, (int)(n < 0 ? n : 0));
+  conc__check_rc(L, (int)(n < 0 ? n : 0));
   luaL_pushresultsize(&b, (size_t)n);
   return 1;
 }
@@ -184,7 +179,7 @@ static int l_fd_write(lua_State *L) {
   luaL_argcheck(L, i >= 1 && (size_t)i <= len + 1, 3, "out of range");
   n = conc__fd_write(fd, s + i - 1, len - (size_t)(i - 1));
   if (n == CONC_EAGAIN) n = 0;
-  check_rc(L, (int)(n < 0 ? n : 0));
+  conc__check_rc(L, (int)(n < 0 ? n : 0));
   lua_pushinteger(L, n);
   return 1;
 }
@@ -197,7 +192,7 @@ static int l_fd_close(lua_State *L) {
 /* fd_pair() -> a, b: a duplex socket pair */
 static int l_fd_pair(lua_State *L) {
   int fds[2];
-  check_rc(L, conc__fd_pair(fds, 1));
+  conc__check_rc(L, conc__fd_pair(fds, 1));
   lua_pushinteger(L, fds[0]);
   lua_pushinteger(L, fds[1]);
   return 2;
@@ -205,12 +200,12 @@ static int l_fd_pair(lua_State *L) {
 
 /* fd_blocking(fd): fd's open file blocks from now on (a child's end) */
 static int l_fd_blocking(lua_State *L) {
-  check_rc(L, conc__fd_blocking(check_fd(L, 1)));
+  conc__check_rc(L, conc__fd_blocking(check_fd(L, 1)));
   return 0;
 }
 
 static int l_devnull(lua_State *L) {
-  lua_pushinteger(L, check_rc(L, conc__fd_devnull()));
+  lua_pushinteger(L, conc__check_rc(L, conc__fd_devnull()));
   return 1;
 }
 
@@ -264,14 +259,14 @@ static int l_spawn(lua_State *L) {
 }
 
 static int l_pidfd(lua_State *L) {
-  lua_pushinteger(L, check_rc(L, conc__proc_pidfd(check_pid(L, 1))));
+  lua_pushinteger(L, conc__check_rc(L, conc__proc_pidfd(check_pid(L, 1))));
   return 1;
 }
 
 /* child_poll(pid) -> its exit code (-N: killed by signal N), or nil */
 static int l_child_poll(lua_State *L) {
   int status, rc = conc__proc_poll(check_pid(L, 1), &status);
-  check_rc(L, rc);
+  conc__check_rc(L, rc);
   if (rc == 0) return 0;
   lua_pushinteger(L, status);
   return 1;
